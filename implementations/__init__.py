@@ -1,0 +1,1 @@
+"""NumPy and PyTorch layers, the data loaders they share, and the training programs that use them."""
