@@ -1,0 +1,1 @@
+"""PyTorch implementations: an MLP, the UvA course ConvNets, custom BatchNorm/LayerNorm layers, training programs."""
