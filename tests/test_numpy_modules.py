@@ -4,23 +4,8 @@ import numpy as np
 import pytest
 
 from implementations.numpy import modules as M
+from implementations.numpy.gradcheck import numeric_grad
 from implementations.numpy.mlp import MLP, SGD
-
-STEP = 1e-6
-
-
-def numeric_grad(f, x):
-    """Central differences of the scalar f() with respect to every entry of x (perturbed in place)."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        saved = x[i]
-        x[i] = saved + STEP
-        plus = f()
-        x[i] = saved - STEP
-        minus = f()
-        x[i] = saved
-        grad[i] = (plus - minus) / (2 * STEP)
-    return grad
 
 
 def away_from_zero(rng, shape):
