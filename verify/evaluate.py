@@ -1,0 +1,257 @@
+"""High-precision evaluation of SymPy index expressions at concrete sizes, element by element.
+
+This is the `exact` oracle's arithmetic: it shares no code with the generated NumPy, JAX or PyTorch
+programs. Values are mpmath numbers at `DIGITS` significant digits; inputs are exact rationals.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from .lang import Derivation, Statement
+
+DIGITS = 50
+
+
+def elements(shape: tuple[int, ...]):
+    return itertools.product(*(range(s) for s in shape))
+
+
+class Evaluator:
+    """Evaluates an expression with tensors bound to object arrays of mpf, indices bound to integers.
+
+    One `_ev_<Node>` method per SymPy node type, as SymPy's printers do it."""
+
+    def __init__(self, tensors: Mapping[str, object], sizes: Mapping[sp.Symbol, int], observe=None):
+        self.tensors = tensors
+        self.sizes = sizes
+        self.observe = observe  # called with (kind, value) at every kink: max, min, abs, comparison
+
+    def __call__(self, expr: sp.Expr, env: Mapping[sp.Symbol, int]):
+        return self.ev(expr, env)
+
+    def ev(self, expr, env):
+        for cls in type(expr).__mro__:
+            method = getattr(self, "_ev_" + cls.__name__, None)
+            if method is not None:
+                return method(expr, env)
+        raise TypeError(f"cannot evaluate {type(expr).__name__}: {expr}")
+
+    def _ev_Rational(self, e, env):
+        return mpmath.mpf(int(e.p)) / int(e.q)
+
+    def _ev_Integer(self, e, env):
+        return mpmath.mpf(int(e))
+
+    def _ev_Float(self, e, env):
+        return mpmath.mpf(e)
+
+    def _ev_Symbol(self, e, env):
+        if e in env:
+            return env[e]
+        if e in self.sizes:
+            return mpmath.mpf(int(self.sizes[e]))
+        return self.tensors[e.name]
+
+    def _ev_Indexed(self, e, env):
+        idx = tuple(int(self.ev(i, env)) for i in e.indices)
+        return self.tensors[e.base.label.name][idx]
+
+    def _ev_Add(self, e, env):
+        return mpmath.fsum(self.ev(a, env) for a in e.args)
+
+    def _ev_Mul(self, e, env):
+        # Kronecker deltas first: most terms of a derivative are zero and need not be evaluated further.
+        args = sorted(e.args, key=lambda a: not isinstance(a, sp.KroneckerDelta))
+        out = mpmath.mpf(1)
+        for a in args:
+            v = self.ev(a, env)
+            if v == 0:
+                return mpmath.mpf(0)
+            out *= v
+        return out
+
+    def _ev_Pow(self, e, env):
+        base, exp = self.ev(e.base, env), e.exp
+        if exp.is_Integer:
+            return base ** int(exp)
+        if exp == sp.Rational(1, 2):
+            return mpmath.sqrt(base)
+        return mpmath.power(base, self.ev(exp, env))
+
+    def _ev_exp(self, e, env):
+        return mpmath.exp(self.ev(e.args[0], env))
+
+    def _ev_log(self, e, env):
+        return mpmath.log(self.ev(e.args[0], env))
+
+    def _ev_tanh(self, e, env):
+        return mpmath.tanh(self.ev(e.args[0], env))
+
+    def _ev_sigmoid(self, e, env):
+        return 1 / (1 + mpmath.exp(-self.ev(e.args[0], env)))
+
+    def _ev_Abs(self, e, env):
+        v = self.ev(e.args[0], env)
+        self._kink("abs", v)
+        return abs(v)
+
+    def _ev_sign(self, e, env):
+        return mpmath.sign(self.ev(e.args[0], env))
+
+    def _ev_Heaviside(self, e, env):
+        v = self.ev(e.args[0], env)
+        return mpmath.mpf(1) if v > 0 else mpmath.mpf(0)
+
+    def _ev_Max(self, e, env):
+        a, b = (self.ev(x, env) for x in e.args)
+        self._kink("max", a - b)
+        return max(a, b)
+
+    def _ev_Min(self, e, env):
+        a, b = (self.ev(x, env) for x in e.args)
+        self._kink("min", a - b)
+        return min(a, b)
+
+    def _ev_KroneckerDelta(self, e, env):
+        i, j = (self.ev(x, env) for x in e.args)
+        return mpmath.mpf(1) if i == j else mpmath.mpf(0)
+
+    def _ev_Piecewise(self, e, env):
+        for value, cond in e.args:
+            if cond is sp.true or self.ev(cond, env):
+                return self.ev(value, env)
+        raise ValueError("no branch of a where() applies")
+
+    def _relation(self, e, env, op):
+        a, b = self.ev(e.lhs, env), self.ev(e.rhs, env)
+        if op in "<>":
+            self._kink("where", a - b)
+        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
+
+    def _ev_StrictLessThan(self, e, env):
+        return self._relation(e, env, "<")
+
+    def _ev_LessThan(self, e, env):
+        return self._relation(e, env, "<=")
+
+    def _ev_StrictGreaterThan(self, e, env):
+        return self._relation(e, env, ">")
+
+    def _ev_GreaterThan(self, e, env):
+        return self._relation(e, env, ">=")
+
+    def _ev_Equality(self, e, env):
+        return self._relation(e, env, "==")
+
+    def _ev_Unequality(self, e, env):
+        return self._relation(e, env, "!=")
+
+    def _ev_BooleanTrue(self, e, env):
+        return True
+
+    def _ev_Sum(self, e, env):
+        (i, lo, hi), *rest = e.limits
+        body = sp.Sum(e.function, *rest) if rest else e.function
+        env = dict(env)
+        total = []
+        for k in range(int(self.ev(lo, env)), int(self.ev(hi, env)) + 1):
+            env[i] = k
+            total.append(self.ev(body, env))
+        return mpmath.fsum(total)
+
+    def _kink(self, kind, value):
+        if self.observe is not None:
+            self.observe(kind, value)
+
+
+def concrete_shape(d: Derivation, name: str, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    return tuple(sizes[s.name] for s in d.shape(name))
+
+
+def size_values(d: Derivation, sizes: Mapping[str, int]) -> dict[sp.Symbol, int]:
+    return {d.sizes[k]: v for k, v in sizes.items()}
+
+
+def run_statement(st: Statement, d: Derivation, values: dict, sizes: Mapping[str, int], observe=None):
+    """Evaluate one statement for every element of its target; returns an object array or an mpf."""
+    ev = Evaluator(values, size_values(d, sizes), observe)
+    shape = concrete_shape(d, st.target, sizes)
+    if not shape:
+        return ev(st.rhs, {})
+    out = np.empty(shape, dtype=object)
+    for e in elements(shape):
+        out[e] = ev(st.rhs, dict(zip(st.indices, e, strict=True)))
+    return out
+
+
+def run_all(d: Derivation, inputs: Mapping[str, object], sizes: Mapping[str, int], observe=None) -> dict:
+    """Every forward value and every written gradient, in order, each statement using the earlier ones."""
+    values = dict(inputs)
+    with mpmath.workdps(DIGITS):
+        for st in d.forward + d.gradients:
+            values[st.target] = run_statement(st, d, values, sizes, observe)
+    return values
+
+
+# -----------------------------------------------------------------------------------------------------
+# SymPy's derivative of the forward, propagated backwards: the true adjoint of every name.
+
+
+def local_derivatives(d: Derivation) -> dict[str, list[tuple[str, tuple[sp.Symbol, ...], sp.Expr]]]:
+    """For each forward statement, SymPy's derivative of its right-hand side with respect to each name it
+    reads, at free element indices: [(name, indices, derivative)]."""
+    out = {}
+    for st in d.forward:
+        parts = []
+        used = sorted({a.base.label.name for a in st.rhs.atoms(sp.Indexed)} | {
+            s.name for s in st.rhs.free_symbols if isinstance(s, sp.Symbol) and s.name in d.tensors
+        })
+        for name in used:
+            shape = d.shape(name)
+            at = tuple(sp.Dummy(f"a{k}", integer=True) for k in range(len(shape)))
+            wrt = sp.Indexed(sp.IndexedBase(name, real=True), *at) if shape else sp.Symbol(name, real=True)
+            der = sp.diff(st.rhs, wrt)
+            if der != 0:
+                parts.append((name, at, der))
+        out[st.target] = parts
+    return out
+
+
+def adjoints(d: Derivation, values: Mapping[str, object], sizes: Mapping[str, int], upstream, derivatives):
+    """Reverse-mode accumulation of L = sum(upstream * output) through the forward, in high precision.
+
+    Returns the adjoint of every input and forward name: the partial derivative of L with respect to it,
+    that name treated as independent and everything downstream of it depending on it."""
+    sv = size_values(d, sizes)
+    with mpmath.workdps(DIGITS):
+        adj: dict[str, object] = {}
+        for name in list(d.inputs) + [s.target for s in d.forward]:
+            shape = concrete_shape(d, name, sizes)
+            adj[name] = np.full(shape, mpmath.mpf(0), dtype=object) if shape else mpmath.mpf(0)
+        adj[d.output] = upstream
+        ev = Evaluator(values, sv)
+        for st in reversed(d.forward):
+            a_t = adj[st.target]
+            t_shape = concrete_shape(d, st.target, sizes)
+            for name, at, der in derivatives[st.target]:
+                u_shape = concrete_shape(d, name, sizes)
+                for e in elements(t_shape):
+                    weight = a_t[e] if t_shape else a_t
+                    if weight == 0:
+                        continue
+                    env = dict(zip(st.indices, e, strict=True))
+                    if not u_shape:
+                        adj[name] += weight * ev(der, env)
+                        continue
+                    for f in elements(u_shape):
+                        env.update(zip(at, f, strict=True))
+                        v = ev(der, env)
+                        if v != 0:
+                            adj[name][f] += weight * v
+    return adj

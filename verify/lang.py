@@ -1,0 +1,1020 @@
+"""The derivation language: text in, a checked `Derivation` holding SymPy index expressions out.
+
+Formula text is untrusted. It is parsed with Python's `ast` module and walked with a whitelist of node
+types; nothing in it is ever evaluated, executed or handed to `sympify`. Every problem is reported as a
+`DerivationError` carrying the line and column it was found at.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import sympy as sp
+
+FUNCTIONS = frozenset({"sum", "exp", "log", "sqrt", "tanh", "sigmoid", "abs", "max", "min", "delta", "where"})
+SECTIONS = ("forward", "gradients", "inputs", "sizes")
+HEADER_KEYS = ("title", "source", "notes")
+DOMAINS = ("normal", "positive", "uniform", "simplex", "onehot")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_OPERATORS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+_OPERATOR_HINTS = {ast.BitXor: "'^' is not a power: use **", ast.MatMult: "'@' is not allowed: write the sum"}
+_COMPARISONS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+class sigmoid(sp.Function):
+    """The logistic function 1 / (1 + exp(-x)), kept whole so that it prints and differentiates as one."""
+
+    def fdiff(self, argindex=1):
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return 1 / (1 + sp.exp(-x))
+
+
+class DerivationError(Exception):
+    """A parse or semantic error at a place in a derivation file: printed as `file:line:col: message`."""
+
+    def __init__(self, message: str, line: int = 0, column: int = 0, file: str | None = None):
+        super().__init__(message)
+        self.message, self.line, self.column, self.file = message, line, column, file
+
+    def __str__(self) -> str:
+        where = self.file or "<text>"
+        return f"{where}:{self.line}:{self.column}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Domain:
+    """How an input is sampled: `kind` is one of DOMAINS; `axis` is the simplex / one-hot axis."""
+
+    kind: str
+    low: Fraction | None = None
+    high: Fraction | None = None
+    axis: int | None = None
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A named value: an input, a forward definition, the upstream gradient, a gradient or a helper.
+
+    `shape` holds one size symbol per axis (empty for a scalar)."""
+
+    name: str
+    shape: tuple[sp.Symbol, ...]
+    role: str  # input | forward | upstream | gradient | helper
+
+
+@dataclass(frozen=True)
+class Statement:
+    """`target[indices] = rhs`, with `rhs` a SymPy expression over Indexed tensors, scalars and sizes."""
+
+    target: str
+    indices: tuple[sp.Symbol, ...]
+    rhs: sp.Expr
+    line: int
+    column: int
+    text: str
+    of: str | None = None  # for a checked gradient dv: the name v; None for forward lines and helpers
+
+
+@dataclass
+class Derivation:
+    """A parsed, checked derivation. Sizes are SymPy symbols named by the forward's indices."""
+
+    name: str
+    file: str | None
+    header: dict[str, str]
+    forward: list[Statement]
+    gradients: list[Statement]
+    tensors: dict[str, Tensor]
+    inputs: list[str]
+    output: str
+    upstream: str
+    sizes: dict[str, sp.Symbol]
+    fixed_sizes: dict[str, int] = field(default_factory=dict)
+    fixed_values: dict[str, sp.Rational] = field(default_factory=dict)
+    domains: dict[str, Domain] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return self.header.get("title", self.name)
+
+    @property
+    def checked(self) -> list[Statement]:
+        """The gradient statements that are checked: those whose target is d + an input or intermediate."""
+        return [s for s in self.gradients if s.of is not None]
+
+    def statement(self, name: str) -> Statement:
+        return next(s for s in self.forward + self.gradients if s.target == name)
+
+    def shape(self, name: str) -> tuple[sp.Symbol, ...]:
+        return self.tensors[name].shape
+
+
+def base(name: str) -> sp.IndexedBase:
+    return sp.IndexedBase(name, real=True)
+
+
+def scalar(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+def index(name: str) -> sp.Symbol:
+    return sp.Symbol(name, integer=True)
+
+
+def size(name: str) -> sp.Symbol:
+    return sp.Symbol(name, integer=True, positive=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lines: comments, headers, sections, continuation.
+
+
+@dataclass(frozen=True)
+class _Line:
+    number: int  # 1-based line of the statement's first line
+    text: str  # the logical statement, physical lines joined by newlines, comments removed
+
+
+def _logical_lines(lines: list[tuple[int, str]], file: str | None) -> list[_Line]:
+    """Join physical lines into statements: a statement goes on while a bracket is open or the next line
+    is indented."""
+    out: list[_Line] = []
+    start, parts, depth = 0, [], 0
+    for number, text in lines:
+        if not text.strip():
+            continue
+        if parts and (depth > 0 or text[:1] in " \t"):
+            parts.append(text)
+        else:
+            if parts:
+                out.append(_Line(start, "\n".join(parts)))
+            if text[:1] in " \t":
+                raise DerivationError("unexpected indentation", number, 1, file)
+            start, parts, depth = number, [text], 0
+        for ch in text:
+            depth += ch in "([{"
+            depth -= ch in ")]}"
+            if depth < 0:
+                raise DerivationError(f"unmatched '{ch}'", number, text.index(ch) + 1, file)
+    if parts:
+        out.append(_Line(start, "\n".join(parts)))
+    return out
+
+
+def _split_sections(text: str, file: str | None):
+    header: dict[str, str] = {}
+    sections: dict[str, tuple[int, list[tuple[int, str]]]] = {}
+    current: str | None = None
+    last_key: str | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].rstrip()
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("[") and stripped.endswith("]") and line[:1] == "[":
+            name = stripped[1:-1].strip()
+            if name not in SECTIONS:
+                raise DerivationError(
+                    f"unknown section [{name}]: sections are " + ", ".join(f"[{s}]" for s in SECTIONS), number, 1, file
+                )
+            if name in sections:
+                raise DerivationError(
+                    f"section [{name}] appears twice (first on line {sections[name][0]})", number, 1, file
+                )
+            sections[name] = (number, [])
+            current = name
+            continue
+        if current is None:
+            if line[:1] in " \t" and last_key is not None:
+                header[last_key] += " " + stripped
+                continue
+            key, colon, value = line.partition(":")
+            if not colon or key.strip() not in HEADER_KEYS:
+                raise DerivationError(
+                    "expected a header line 'title: ...', 'source: ...' or 'notes: ...' or a section such as [forward]",
+                    number,
+                    1,
+                    file,
+                )
+            last_key = key.strip()
+            header[last_key] = value.strip()
+            continue
+        sections[current][1].append((number, line))
+    return header, sections
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Expressions.
+
+
+def _char_col(line_text: str, byte_col: int) -> int:
+    return len(line_text.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
+
+
+class _Source:
+    """Maps ast positions inside one parsed fragment back to the file's line and column (1-based)."""
+
+    def __init__(self, text: str, line: int, column: int, file: str | None, prefix: int = 0):
+        self.lines = text.split("\n")
+        self.line, self.column, self.file, self.prefix = line, column, file, prefix
+
+    def at(self, node: ast.AST) -> tuple[int, int]:
+        lineno = getattr(node, "lineno", 1)
+        col = _char_col(self.lines[lineno - 1], getattr(node, "col_offset", 0))
+        if lineno == 1:
+            return self.line, self.column + col - self.prefix
+        return self.line + lineno - 1, col + 1
+
+    def error(self, node: ast.AST, message: str) -> DerivationError:
+        line, col = self.at(node)
+        return DerivationError(message, line, col, self.file)
+
+
+def _parse_fragment(text: str, src: _Source) -> ast.expr:
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as e:
+        line, col = src.at(ast.Constant(value=0, lineno=e.lineno or 1, col_offset=max((e.offset or 1) - 1, 0)))
+        msg = (e.msg or "invalid syntax").split(" (", 1)[0]
+        raise DerivationError(f"syntax error: {msg}", line, col, src.file) from None
+    return tree.body
+
+
+def _number(node: ast.Constant, src: _Source) -> sp.Rational:
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "a string" if isinstance(value, str) else repr(type(value).__name__)
+        raise src.error(node, f"{kind} is not allowed here: only numbers, names and the listed functions")
+    if isinstance(value, int):
+        return sp.Integer(value)
+    literal = ast.get_source_segment("\n".join(src.lines), node) or repr(value)
+    try:
+        exact = Fraction(literal.replace("_", ""))
+    except ValueError:
+        exact = Fraction(value)
+    return sp.Rational(exact.numerator, exact.denominator)
+
+
+def _parse_tail(text: str, offset: int, line: int, file: str | None) -> tuple[ast.expr, _Source]:
+    """Parse text[offset:] (which may run over several lines) as one expression.
+
+    It is parsed inside parentheses so that indented continuation lines are legal; the source map puts
+    the node columns of the first line back at their place after `offset`."""
+    before = text[:offset]
+    first_line = line + before.count("\n")
+    column = len(before.split("\n")[-1]) + 1
+    wrapped = "(" + text[offset:] + ")"
+    src = _Source(wrapped, first_line, column, file, prefix=1)
+    return _parse_fragment(wrapped, src), src
+
+
+def _split_assignment(text: str) -> int:
+    """The offset of the statement's '=' (not part of == <= >= !=), or -1."""
+    depth = 0
+    for k, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "=" and depth == 0:
+            before = text[k - 1] if k else ""
+            after = text[k + 1] if k + 1 < len(text) else ""
+            if before not in "=<>!" and after != "=":
+                return k
+    return -1
+
+
+@dataclass
+class _Occurrence:
+    """One index variable's use as a subscript: tensor `name`, axis `axis`, at (line, col)."""
+
+    name: str
+    axis: int
+    line: int
+    col: int
+
+
+@dataclass
+class _IndexVar:
+    name: str
+    line: int
+    col: int
+    occurrences: list[_Occurrence] = field(default_factory=list)
+
+
+@dataclass
+class _Walk:
+    """What walking one right-hand side found: the SymPy expression and its free index variables."""
+
+    expr: sp.Expr
+    free: dict[str, _IndexVar]
+
+
+class _Converter:
+    """Walks a whitelisted Python ast into SymPy, recording every index occurrence for size inference."""
+
+    def __init__(self, src: _Source, resolve_name, resolve_tensor):
+        self.src = src
+        self.resolve_name = resolve_name  # (name, node) -> sympy expression for a bare name
+        self.resolve_tensor = resolve_tensor  # (name, arity, node) -> None; records tensor use
+        self.index_vars: list[_IndexVar] = []
+        self.scope: list[dict[str, _IndexVar]] = [{}]
+        self.sum_ranges: list[tuple[sp.Symbol, _IndexVar]] = []
+
+    def err(self, node, message):
+        return self.src.error(node, message)
+
+    def lookup_index(self, name: str, node) -> _IndexVar:
+        for frame in reversed(self.scope):
+            if name in frame:
+                return frame[name]
+        line, col = self.src.at(node)
+        var = _IndexVar(name, line, col)
+        self.scope[0][name] = var
+        self.index_vars.append(var)
+        return var
+
+    def walk(self, node: ast.expr) -> _Walk:
+        method = getattr(self, "_walk_" + type(node).__name__, None)
+        if method is None:
+            raise self.err(node, f"{_describe(node)} is not allowed in a formula")
+        return method(node)
+
+    def _walk_Constant(self, node):
+        return _Walk(_number(node, self.src), {})
+
+    def _walk_Name(self, node):
+        return _Walk(self.resolve_name(node.id, node), {})
+
+    def _walk_UnaryOp(self, node):
+        if not isinstance(node.op, ast.USub):
+            raise self.err(node, "only unary minus is allowed")
+        inner = self.walk(node.operand)
+        return _Walk(-inner.expr, inner.free)
+
+    def _walk_BinOp(self, node):
+        op = type(node.op)
+        if op not in _OPERATORS:
+            raise self.err(node, _OPERATOR_HINTS.get(op, f"operator {_op_text(node.op)} is not allowed"))
+        a, b = self.walk(node.left), self.walk(node.right)
+        x, y = a.expr, b.expr
+        value = {ast.Add: x + y, ast.Sub: x - y, ast.Mult: x * y, ast.Pow: x**y}.get(op)
+        if op is ast.Div:
+            value = x / y
+        return _Walk(value, {**a.free, **b.free})
+
+    def _walk_Subscript(self, node):
+        if not isinstance(node.value, ast.Name):
+            raise self.err(node, "only a name can be subscripted, as in x[n, i]")
+        name = node.value.id
+        slots = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        self.resolve_tensor(name, len(slots), node)
+        indices, free = [], {}
+        for axis, slot in enumerate(slots):
+            if not isinstance(slot, ast.Name):
+                if isinstance(slot, ast.BinOp | ast.Constant | ast.UnaryOp):
+                    raise self.err(
+                        slot, "affine index expressions such as h + p are not supported yet: use a plain index"
+                    )
+                raise self.err(slot, f"{_describe(slot)} is not an index: subscripts are index names")
+            if slot.id in FUNCTIONS:
+                raise self.err(slot, f"{slot.id} is a function name and cannot be an index")
+            var = self.lookup_index(slot.id, slot)
+            line, col = self.src.at(slot)
+            var.occurrences.append(_Occurrence(name, axis, line, col))
+            indices.append(index(slot.id))
+            free[slot.id] = var
+        return _Walk(sp.Indexed(base(name), *indices), free)
+
+    def _walk_Compare(self, node):
+        raise self.err(node, "a comparison is only allowed as the condition of where(cond, a, b)")
+
+    def _walk_Call(self, node):
+        if not isinstance(node.func, ast.Name):
+            raise self.err(node, "only the listed functions can be called")
+        fname = node.func.id
+        if node.keywords:
+            raise self.err(node.keywords[0].value, f"{fname}() takes no keyword arguments")
+        if fname not in FUNCTIONS:
+            raise self.err(node, f"unknown function {fname}(): functions are " + ", ".join(sorted(FUNCTIONS)))
+        args = node.args
+        if any(isinstance(a, ast.Starred) for a in args):
+            raise self.err(node, f"{fname}() takes no starred arguments")
+        return getattr(self, "_call_" + fname)(node, args)
+
+    def _arity(self, node, args, n, fname, form):
+        if len(args) != n:
+            raise self.err(node, f"{fname}() takes {n} argument{'s' * (n != 1)}: {form}")
+
+    def _unary(self, node, args, fname, fn):
+        self._arity(node, args, 1, fname, f"{fname}(x)")
+        inner = self.walk(args[0])
+        return _Walk(fn(inner.expr), inner.free)
+
+    def _call_exp(self, node, args):
+        return self._unary(node, args, "exp", sp.exp)
+
+    def _call_log(self, node, args):
+        return self._unary(node, args, "log", sp.log)
+
+    def _call_sqrt(self, node, args):
+        return self._unary(node, args, "sqrt", sp.sqrt)
+
+    def _call_tanh(self, node, args):
+        return self._unary(node, args, "tanh", sp.tanh)
+
+    def _call_sigmoid(self, node, args):
+        return self._unary(node, args, "sigmoid", sigmoid)
+
+    def _call_abs(self, node, args):
+        return self._unary(node, args, "abs", sp.Abs)
+
+    def _binary(self, node, args, fname, fn):
+        self._arity(node, args, 2, fname, f"{fname}(a, b)")
+        a, b = self.walk(args[0]), self.walk(args[1])
+        return _Walk(fn(a.expr, b.expr, evaluate=False), {**a.free, **b.free})
+
+    def _call_max(self, node, args):
+        return self._binary(node, args, "max", sp.Max)
+
+    def _call_min(self, node, args):
+        return self._binary(node, args, "min", sp.Min)
+
+    def _call_delta(self, node, args):
+        self._arity(node, args, 2, "delta", "delta(i, j) with two index names")
+        free = {}
+        for a in args:
+            if not isinstance(a, ast.Name) or a.id in FUNCTIONS:
+                raise self.err(a, "delta() takes index names, as in delta(i, j)")
+            free[a.id] = self.lookup_index(a.id, a)
+        i, j = (index(a.id) for a in args)
+        return _Walk(sp.KroneckerDelta(i, j, evaluate=False), free)
+
+    def _call_where(self, node, args):
+        self._arity(node, args, 3, "where", "where(condition, a, b)")
+        cond = args[0]
+        if not isinstance(cond, ast.Compare) or len(cond.ops) != 1:
+            raise self.err(cond, "the condition of where() must be one comparison such as x[n,i] > 0")
+        op = type(cond.ops[0])
+        if op not in _COMPARISONS:
+            raise self.err(cond, f"comparison {_op_text(cond.ops[0])} is not allowed in where()")
+        lhs, rhs = self.walk(cond.left), self.walk(cond.comparators[0])
+        rel = {
+            ast.Lt: sp.StrictLessThan,
+            ast.LtE: sp.LessThan,
+            ast.Gt: sp.StrictGreaterThan,
+            ast.GtE: sp.GreaterThan,
+            ast.Eq: sp.Eq,
+            ast.NotEq: sp.Ne,
+        }[op](lhs.expr, rhs.expr, evaluate=False)
+        a, b = self.walk(args[1]), self.walk(args[2])
+        expr = sp.Piecewise((a.expr, rel), (b.expr, True), evaluate=False)
+        return _Walk(expr, {**lhs.free, **rhs.free, **a.free, **b.free})
+
+    def _call_sum(self, node, args):
+        if len(args) < 2:
+            raise self.err(node, "sum() takes an expression and one or more indices: sum(expr, i, ...)")
+        bound = args[1:]
+        frame: dict[str, _IndexVar] = {}
+        for a in bound:
+            if not isinstance(a, ast.Name) or a.id in FUNCTIONS:
+                raise self.err(a, "sum() sums over index names, as in sum(x[n, i], n)")
+            if a.id in frame:
+                raise self.err(a, f"index {a.id} is summed twice")
+            if any(a.id in f for f in self.scope[1:]):
+                raise self.err(a, f"index {a.id} is already summed over by an enclosing sum()")
+            line, col = self.src.at(a)
+            var = _IndexVar(a.id, line, col)
+            self.index_vars.append(var)
+            frame[a.id] = var
+        self.scope.append(frame)
+        body = self.walk(args[0])
+        self.scope.pop()
+        free = dict(body.free)
+        expr = body.expr
+        for a in bound:
+            var = frame[a.id]
+            if a.id not in body.free:
+                raise self.err(a, f"sum over {a.id}, which the summed expression does not use")
+            del free[a.id]
+            self.sum_ranges.append((index(a.id), var))
+        # The limits are filled in once sizes are known: a placeholder upper bound for now.
+        return _Walk(sp.Sum(expr, *[(index(a.id), 0, sp.Symbol("_open_" + a.id)) for a in bound]), free)
+
+
+def _describe(node: ast.AST) -> str:
+    return {
+        "Attribute": "an attribute",
+        "Lambda": "a lambda",
+        "Constant": "a constant",
+        "JoinedStr": "a string",
+        "List": "a list",
+        "Tuple": "a tuple",
+        "Dict": "a dict",
+        "Set": "a set",
+        "BoolOp": "'and' / 'or'",
+        "IfExp": "an if-expression",
+        "ListComp": "a comprehension",
+        "GeneratorExp": "a generator",
+        "Starred": "a starred expression",
+        "Slice": "a slice",
+        "NamedExpr": "':='",
+        "Await": "await",
+        "Yield": "yield",
+    }.get(type(node).__name__, type(node).__name__)
+
+
+def _op_text(op: ast.AST) -> str:
+    return {
+        "FloorDiv": "//",
+        "Mod": "%",
+        "LShift": "<<",
+        "RShift": ">>",
+        "BitOr": "|",
+        "BitAnd": "&",
+        "Is": "is",
+        "IsNot": "is not",
+        "In": "in",
+        "NotIn": "not in",
+        "Not": "not",
+        "Invert": "~",
+        "UAdd": "unary +",
+    }.get(type(op).__name__, type(op).__name__)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sizes: a union-find over tensor axes.
+
+
+class _Axes:
+    def __init__(self):
+        self.parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def find(self, a):
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loader.
+
+
+@dataclass
+class _Parsed:
+    target: str
+    target_indices: list[tuple[str, int, int]]  # name, line, col
+    line: int
+    column: int
+    text: str
+    rhs: ast.expr
+    src: _Source
+
+
+def _parse_statement(line: _Line, file: str | None) -> _Parsed:
+    text = line.text
+    eq = _split_assignment(text)
+    if eq < 0:
+        raise DerivationError("expected a definition 'name[indices] = expression'", line.number, 1, file)
+    if "\n" in text[:eq]:
+        raise DerivationError("the target of a definition must be on one line", line.number, 1, file)
+    lhs_src = _Source(text[:eq], line.number, 1, file)
+    lhs = _parse_fragment(text[:eq].rstrip(), lhs_src)
+    if isinstance(lhs, ast.Name):
+        target, idx = lhs.id, []
+    elif isinstance(lhs, ast.Subscript) and isinstance(lhs.value, ast.Name):
+        target = lhs.value.id
+        slots = lhs.slice.elts if isinstance(lhs.slice, ast.Tuple) else [lhs.slice]
+        idx = []
+        for slot in slots:
+            if not isinstance(slot, ast.Name):
+                raise lhs_src.error(slot, "the indices of a definition's target must be plain index names")
+            ln, col = lhs_src.at(slot)
+            if any(slot.id == other for other, _, _ in idx):
+                raise DerivationError(f"index {slot.id} appears twice in the target", ln, col, file)
+            if slot.id in FUNCTIONS:
+                raise DerivationError(f"{slot.id} is a function name and cannot be an index", ln, col, file)
+            idx.append((slot.id, ln, col))
+    else:
+        raise lhs_src.error(lhs, "the target of a definition must be a name or name[indices]")
+    if target in FUNCTIONS:
+        raise DerivationError(f"{target} is a function name and cannot be defined", line.number, 1, file)
+    rhs, rhs_src = _parse_tail(text, eq + 1, line.number, file)
+    return _Parsed(target, idx, line.number, 1, text, rhs, rhs_src)
+
+
+class _Loader:
+    def __init__(self, text: str, file: str | None, name: str):
+        self.file, self.name = file, name
+        self.header, self.sections = _split_sections(text, file)
+        self.tensors: dict[str, Tensor] = {}
+        self.arity: dict[str, tuple[int, int, int]] = {}  # name -> (arity, line, col) of first use
+        self.inputs: list[str] = []
+        self.defined_at: dict[str, int] = {}
+        self.axes = _Axes()
+        self.sizes: dict[str, sp.Symbol] = {}
+        self.class_size: dict[tuple[str, int], sp.Symbol] = {}
+
+    def err(self, message, line, col=1):
+        return DerivationError(message, line, col, self.file)
+
+    def load(self) -> Derivation:
+        if "forward" not in self.sections:
+            raise self.err("missing section [forward]", max(1, len(self.sections) and 1))
+        if "gradients" not in self.sections:
+            raise self.err("missing section [gradients]", self.sections["forward"][0])
+        forward_lines = _logical_lines(self.sections["forward"][1], self.file)
+        if not forward_lines:
+            raise self.err("section [forward] defines nothing", self.sections["forward"][0])
+        parsed = [_parse_statement(ln, self.file) for ln in forward_lines]
+        self.parsed_forward = parsed
+        walks = self._forward_pass(parsed)
+        self._name_sizes(walks)
+        forward = [self._finish(p, w, None) for p, w in zip(parsed, walks, strict=True)]
+        output = parsed[-1].target
+        upstream = "d" + output
+        if upstream in self.tensors:
+            raise self.err(f"{upstream} is the upstream gradient of the output {output} and cannot be a forward name", 1)
+        out_shape = self.tensors[output].shape
+        if out_shape:
+            self.tensors[upstream] = Tensor(upstream, out_shape, "upstream")
+        self._check_input_names()
+        fixed_values, domains = self._inputs_section()
+        fixed_sizes = self._sizes_section()
+        gradients = self._gradients(output, upstream)
+        return Derivation(
+            name=self.name,
+            file=self.file,
+            header=self.header,
+            forward=forward,
+            gradients=gradients,
+            tensors=self.tensors,
+            inputs=self.inputs,
+            output=output,
+            upstream=upstream,
+            sizes=self.sizes,
+            fixed_sizes=fixed_sizes,
+            fixed_values=fixed_values,
+            domains=domains,
+        )
+
+    # -- forward --------------------------------------------------------------------------------------
+
+    def _forward_pass(self, parsed: list[_Parsed]) -> list[tuple[_Walk, _Converter]]:
+        walks = []
+        self.bare_names: list[tuple[str, int, int]] = []
+        self.used_at: dict[str, int] = {}
+        for p in parsed:
+            if p.target in self.defined_at:
+                raise self.err(f"{p.target} is defined twice (first on line {self.defined_at[p.target]})", p.line)
+            if p.target in self.used_at:
+                raise self.err(
+                    f"{p.target} is used on line {self.used_at[p.target]} before it is defined here", p.line
+                )
+            conv = _Converter(p.src, self._forward_name(p), self._forward_tensor(p))
+            walk = conv.walk(p.rhs)
+            self._free_indices_match(p, walk)
+            for var in conv.index_vars:
+                occ = var.occurrences
+                if not occ:
+                    raise self.err(
+                        f"the range of index {var.name} cannot be inferred: it subscripts no tensor", var.line, var.col
+                    )
+                for o in occ[1:]:
+                    self.axes.union((occ[0].name, occ[0].axis), (o.name, o.axis))
+            for axis, (iname, _, _) in enumerate(p.target_indices):
+                first = walk.free[iname].occurrences[0]
+                self.axes.union((p.target, axis), (first.name, first.axis))
+            self.tensors[p.target] = Tensor(p.target, (), "forward")  # the shape is set once sizes are named
+            self.arity[p.target] = (len(p.target_indices), p.line, 1)
+            self.defined_at[p.target] = p.line
+            walks.append((walk, conv))
+        return walks
+
+    def _forward_name(self, p: _Parsed):
+        def resolve(name, node):
+            if name in FUNCTIONS:
+                raise p.src.error(node, f"{name} is a function: call it as {name}(...)")
+            line, col = p.src.at(node)
+            known = self.arity.get(name)
+            if known is not None and known[0] > 0:
+                raise p.src.error(node, f"{name} has {known[0]} indices but is used without them")
+            self.bare_names.append((name, line, col))
+            self.used_at.setdefault(name, line)
+            return sp.Symbol(name, real=True)
+
+        return resolve
+
+    def _forward_tensor(self, p: _Parsed):
+        def record(name, arity, node):
+            line, col = p.src.at(node)
+            if name in FUNCTIONS:
+                raise p.src.error(node, f"{name} is a function name and cannot be a tensor")
+            known = self.arity.get(name)
+            if known is not None and known[0] != arity:
+                raise p.src.error(
+                    node, f"{name} is used with {arity} indices here but {known[0]} on line {known[1]}"
+                )
+            if known is None:
+                self.arity[name] = (arity, line, col)
+            self.used_at.setdefault(name, line)
+            if name not in self.tensors:
+                self.inputs.append(name)
+                self.tensors[name] = Tensor(name, (), "input")
+
+        return record
+
+    def _free_indices_match(self, p: _Parsed, walk: _Walk):
+        left = {n for n, _, _ in p.target_indices}
+        for name, var in walk.free.items():
+            if name not in left:
+                raise self.err(f"free index {name} on the right is not on the left", var.line, var.col)
+        for name, line, col in p.target_indices:
+            if name not in walk.free:
+                raise self.err(f"index {name} on the left is not used on the right", line, col)
+
+    def _name_sizes(self, walks):
+        """Name every size by the upper-case form of the first index ranging over it, then give every
+        forward tensor its shape and sort the bare names into sizes and scalar inputs."""
+        classes: dict[tuple[str, int], str] = {}
+        owner: dict[str, tuple[str, int]] = {}
+        for _, conv in walks:
+            for var in sorted(conv.index_vars, key=lambda v: (v.line, v.col)):
+                root = self.axes.find((var.occurrences[0].name, var.occurrences[0].axis))
+                if root in classes:
+                    continue
+                size_name = var.name.upper()
+                if size_name in owner:
+                    raise self.err(
+                        f"index {var.name} ranges over a new size, but {size_name} already names another size: "
+                        "rename the index",
+                        var.line,
+                        var.col,
+                    )
+                classes[root] = size_name
+                owner[size_name] = root
+        self.sizes = {n: size(n) for n in owner}
+        for name, t in list(self.tensors.items()):
+            arity = self.arity[name][0]
+            shape = tuple(self.sizes[classes[self.axes.find((name, k))]] for k in range(arity))
+            self.tensors[name] = Tensor(name, shape, t.role)
+        for name, line, col in self.bare_names:
+            if name in self.sizes and name in self.tensors:
+                raise self.err(f"{name} names both a size and a tensor: rename one", line, col)
+            if name not in self.sizes and name not in self.tensors:
+                self.inputs.append(name)
+                self.tensors[name] = Tensor(name, (), "input")
+                self.arity[name] = (0, line, col)
+
+    def _finish(self, p: _Parsed, wc, of) -> Statement:
+        walk, conv = wc
+        expr = self._close(walk.expr, conv)
+        indices = tuple(index(n) for n, _, _ in p.target_indices)
+        return Statement(p.target, indices, expr, p.line, 1, p.text, of)
+
+    def _close(self, expr: sp.Expr, conv: _Converter) -> sp.Expr:
+        """Replace bare size names by size symbols and fill each sum's upper limit with its size."""
+        subs = {sp.Symbol(n, real=True): s for n, s in self.sizes.items()}
+        expr = expr.xreplace(subs)
+        limits = {}
+        for sym, var in conv.sum_ranges:
+            o = var.occurrences[0]
+            limits[sp.Symbol("_open_" + sym.name)] = self.tensors[o.name].shape[o.axis] - 1
+        return expr.xreplace(limits)
+
+    def _check_input_names(self):
+        for name in self.inputs:
+            if name in self.sizes:
+                line, col = self.arity[name][1:]
+                raise self.err(f"{name} names both a size and a tensor: rename one", line, col)
+
+    # -- [inputs] and [sizes] ---------------------------------------------------------------------------
+
+    def _inputs_section(self):
+        fixed, domains = {}, {}
+        if "inputs" not in self.sections:
+            return fixed, domains
+        for line in _logical_lines(self.sections["inputs"][1], self.file):
+            text = line.text
+            eq = _split_assignment(text)
+            colon = text.find(":")
+            if eq >= 0 and (colon < 0 or eq < colon):
+                name = text[:eq].strip()
+                self._known_input(name, line)
+                if self.tensors[name].shape:
+                    raise self.err(f"{name} is a tensor: '= number' fixes scalars only; give a domain with ':'", line.number)
+                node, src = _parse_tail(text, eq + 1, line.number, self.file)
+                fixed[name] = self._constant(node, src)
+            elif colon >= 0:
+                name = text[:colon].strip()
+                self._known_input(name, line)
+                node, src = _parse_tail(text, colon + 1, line.number, self.file)
+                domains[name] = self._domain(name, node, src)
+            else:
+                raise self.err("expected 'name = number' or 'name: domain'", line.number)
+        return fixed, domains
+
+    def _known_input(self, name, line):
+        if not _NAME.match(name):
+            raise self.err(f"'{name}' is not a name", line.number)
+        if name not in self.inputs:
+            raise self.err(f"{name} is not an input of the forward", line.number)
+
+    def _constant(self, node, src) -> sp.Rational:
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -self._constant(node.operand, src)
+        if isinstance(node, ast.Constant):
+            return _number(node, src)
+        raise src.error(node, "expected a number")
+
+    def _domain(self, name, node, src) -> Domain:
+        kind = node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
+        if isinstance(node, ast.Name):
+            kind = node.id
+        if kind not in DOMAINS:
+            raise src.error(node, "unknown domain: domains are normal, positive, uniform(a, b), simplex(k), onehot(k)")
+        shape = self.tensors[name].shape
+        if kind in ("normal", "positive"):
+            if not isinstance(node, ast.Name):
+                raise src.error(node, f"{kind} takes no arguments")
+            return Domain(kind)
+        if not isinstance(node, ast.Call):
+            raise src.error(node, f"{kind} needs arguments")
+        if kind == "uniform":
+            if len(node.args) != 2:
+                raise src.error(node, "uniform takes two numbers: uniform(a, b)")
+            low, high = (self._constant(a, src) for a in node.args)
+            if not low < high:
+                raise src.error(node, "uniform(a, b) needs a < b")
+            return Domain(kind, Fraction(int(low.p), int(low.q)), Fraction(int(high.p), int(high.q)))
+        if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
+            raise src.error(node, f"{kind} takes one index name: {kind}(k)")
+        if not shape:
+            raise src.error(node, f"{name} is a scalar: {kind} needs a tensor")
+        axis = self._axis_of(name, node.args[0].id)
+        if axis is None:
+            raise src.error(node.args[0], f"{name} is never indexed by {node.args[0].id} in [forward]")
+        return Domain(kind, axis=axis)
+
+    def _axis_of(self, name: str, idx: str) -> int | None:
+        for s in self.parsed_forward:
+            for node in ast.walk(s.rhs):
+                if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == name:
+                    slots = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+                    for k, slot in enumerate(slots):
+                        if isinstance(slot, ast.Name) and slot.id == idx:
+                            return k
+        return None
+
+
+    def _sizes_section(self) -> dict[str, int]:
+        fixed = {}
+        if "sizes" not in self.sections:
+            return fixed
+        for line in _logical_lines(self.sections["sizes"][1], self.file):
+            eq = _split_assignment(line.text)
+            if eq < 0:
+                raise self.err("expected 'N = number' in [sizes]", line.number)
+            name = line.text[:eq].strip()
+            if name not in self.sizes:
+                known = ", ".join(sorted(self.sizes)) or "none"
+                raise self.err(f"{name} is not a size of this derivation (sizes: {known})", line.number)
+            node, src = _parse_tail(line.text, eq + 1, line.number, self.file)
+            value = self._constant(node, src)
+            if not (value.is_Integer and value >= 1):
+                raise self.err(f"size {name} must be a whole number >= 1", line.number, eq + 2)
+            fixed[name] = int(value)
+        return fixed
+
+    # -- [gradients] ------------------------------------------------------------------------------------
+
+    def _gradients(self, output: str, upstream: str) -> list[Statement]:
+        out: list[Statement] = []
+        lines = _logical_lines(self.sections["gradients"][1], self.file)
+        if not lines:
+            raise self.err("section [gradients] has no statements", self.sections["gradients"][0])
+        for ln in lines:
+            p = _parse_statement(ln, self.file)
+            if p.target == upstream:
+                raise self.err(f"{upstream} is the upstream gradient and cannot be defined", p.line)
+            if p.target in self.tensors:
+                role = self.tensors[p.target].role
+                what = {"input": "an input", "forward": "defined in [forward]"}.get(role, "defined twice")
+                raise self.err(f"{p.target} is {what}: a gradient statement cannot redefine it", p.line)
+            if p.target in self.sizes:
+                raise self.err(f"{p.target} names a size", p.line)
+            of = p.target[1:] if p.target.startswith("d") else None
+            if of is not None and (of not in self.tensors or self.tensors[of].role not in ("input", "forward")):
+                of = None
+            if of is not None and of in self.sizes:
+                of = None
+            out.append(self._gradient_statement(p, of, output, upstream))
+        if not any(s.of for s in out):
+            raise self.err("[gradients] has no statement dNAME for an input or intermediate NAME", lines[0].number)
+        return out
+
+    def _gradient_statement(self, p: _Parsed, of: str | None, output: str, upstream: str) -> Statement:
+        scalar_upstream = not self.tensors[output].shape
+
+        def resolve(name, node):
+            if name in FUNCTIONS:
+                raise p.src.error(node, f"{name} is a function: call it as {name}(...)")
+            if name in self.sizes:
+                return self.sizes[name]
+            if name == upstream and scalar_upstream:
+                return sp.Integer(1)
+            t = self.tensors.get(name)
+            if t is None:
+                raise p.src.error(node, f"undefined name {name}")
+            if t.shape:
+                raise p.src.error(node, f"{name} has {len(t.shape)} indices but is used without them")
+            return sp.Symbol(name, real=True)
+
+        def tensor(name, arity, node):
+            if name in FUNCTIONS:
+                raise p.src.error(node, f"{name} is a function name and cannot be a tensor")
+            if name == upstream and scalar_upstream:
+                raise p.src.error(node, f"{upstream} is the scalar upstream gradient 1 and takes no indices")
+            t = self.tensors.get(name)
+            if t is None:
+                if name in self.sizes:
+                    raise p.src.error(node, f"{name} is a size and takes no indices")
+                raise p.src.error(node, f"undefined name {name}")
+            if len(t.shape) != arity:
+                raise p.src.error(node, f"{name} has {len(t.shape)} indices, not {arity}")
+
+        conv = _Converter(p.src, resolve, tensor)
+        walk = conv.walk(p.rhs)
+        self._free_indices_match(p, walk)
+        ranges: dict[int, sp.Symbol] = {}
+        for var in conv.index_vars:
+            if not var.occurrences:
+                raise self.err(f"the range of index {var.name} cannot be inferred: it subscripts no tensor", var.line, var.col)
+            first = var.occurrences[0]
+            s0 = self.tensors[first.name].shape[first.axis]
+            for o in var.occurrences[1:]:
+                s1 = self.tensors[o.name].shape[o.axis]
+                if s1 != s0:
+                    raise self.err(
+                        f"index {var.name} ranges over axes of different sizes: {s0} ({first.name} axis {first.axis + 1}) "
+                        f"and {s1} ({o.name} axis {o.axis + 1})",
+                        o.line,
+                        o.col,
+                    )
+            ranges[id(var)] = s0
+        shape = tuple(ranges[id(walk.free[n])] for n, _, _ in p.target_indices)
+        if of is not None:
+            want = self.tensors[of].shape
+            if len(want) != len(shape):
+                raise self.err(f"{p.target} must have {len(want)} indices, like {of}", p.line)
+            for k, (got, exp) in enumerate(zip(shape, want, strict=True)):
+                if got != exp:
+                    name, line, col = p.target_indices[k]
+                    raise self.err(
+                        f"index {name} of {p.target} ranges over {got}, but axis {k + 1} of {of} has size {exp}",
+                        line,
+                        col,
+                    )
+        self.tensors[p.target] = Tensor(p.target, shape, "gradient" if of else "helper")
+        expr = self._close(walk.expr, conv)
+        indices = tuple(index(n) for n, _, _ in p.target_indices)
+        return Statement(p.target, indices, expr, p.line, 1, p.text, of)
+
+
+def load(path_or_text: str | Path, name: str | None = None) -> Derivation:
+    """Parse a derivation from a file path, a catalogue name, or the text itself."""
+    text, file, derived_name = _read(path_or_text)
+    return _Loader(text, file, name or derived_name).load()
+
+
+CATALOGUE = Path(__file__).resolve().parent.parent / "derivations"
+
+
+def _read(path_or_text: str | Path) -> tuple[str, str | None, str]:
+    if isinstance(path_or_text, Path) or ("\n" not in str(path_or_text) and "[" not in str(path_or_text)):
+        path = Path(path_or_text)
+        if not path.exists() and _NAME.match(str(path_or_text)) and (CATALOGUE / f"{path_or_text}.deriv").exists():
+            path = CATALOGUE / f"{path_or_text}.deriv"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else (e.strerror or str(e)).lower()
+            raise DerivationError(f"cannot read file: {reason}", 0, 0, str(path_or_text)) from None
+        return text, str(path_or_text), path.stem
+    return str(path_or_text), None, "derivation"
+
+
+def catalogue() -> list[Path]:
+    return sorted(CATALOGUE.glob("*.deriv"))
