@@ -1,0 +1,343 @@
+"""Lowering index expressions to array programs.
+
+A statement `t[i, j] = rhs` becomes SymPy expressions over whole arrays: each array is a Symbol, and
+the array operations SymPy has no node for are the Function classes below (`Einsum`, `ReduceSum`,
+`Align`, `Eye`). Elementwise arithmetic stays ordinary SymPy, so the printers inherit its precedence
+and layout. The lowering
+
+- turns sums of products into einsum contractions and other sums into reductions;
+- hoists every factor that does not depend on a summed index out of the sum, so that a sum over an
+  inner index is computed once and broadcast (never folded into one large contraction);
+- contracts a Kronecker delta away where it meets a sum over one of its indices;
+- inlines helper statements, and computes each repeated sum once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+from sympy.core.relational import Relational
+
+from .lang import Derivation, Statement
+
+
+class Einsum(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Einsum(spec, *operands): spec is a Symbol naming the subscripts, as in 'nj,nj->j'."""
+
+
+class ReduceSum(sp.Function):
+    is_commutative = True
+    is_real = True
+    """ReduceSum(operand, axes...): the sum of an array over the given axis positions."""
+
+
+class Align(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Align(operand, Tuple(source axes), Tuple(target axes)): transpose and insert broadcast axes."""
+
+
+class Eye(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Eye(size): the identity matrix, for a Kronecker delta that no sum contracts."""
+
+
+def array(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+@dataclass
+class Assign:
+    """`name = expr`: an array with axes `axes` (index symbols, in order)."""
+
+    name: str
+    expr: sp.Expr
+    axes: tuple[sp.Symbol, ...]
+    statement: bool  # True for a derivation statement, False for a temporary
+
+
+@dataclass
+class Program:
+    """A straight-line array program: parameters in, assignments in order, results out."""
+
+    params: list[str]
+    body: list[Assign]
+    results: list[str]
+    sizes: dict[str, tuple[str, int]] = field(default_factory=dict)  # size name -> (array, axis) giving it
+
+
+class _Lowering:
+    def __init__(self, d: Derivation, helpers: dict[str, Statement]):
+        self.d = d
+        self.helpers = helpers
+        self.body: list[Assign] = []
+        self.cse: dict[str, str] = {}
+        self.size_names = {s.name for s in d.sizes.values()}
+        self.scalars = self.size_names | {n for n, t in d.tensors.items() if not t.shape}
+        self.counter = 0
+
+    def is_index(self, s) -> bool:
+        return isinstance(s, sp.Symbol) and s.is_integer and s.name not in self.size_names
+
+    def free(self, e) -> set:
+        return {s for s in e.free_symbols if self.is_index(s)}
+
+    def temp(self, expr, axes) -> tuple[sp.Symbol, tuple]:
+        key = sp.srepr(expr) + "|" + ",".join(a.name for a in axes)
+        if key not in self.cse:
+            self.counter += 1
+            name = f"s{self.counter}"
+            if not axes:
+                self.scalars.add(name)
+            self.body.append(Assign(name, expr, axes, False))
+            self.cse[key] = name
+        return array(self.cse[key]), axes
+
+    def order(self, axes_sets, preferred) -> tuple:
+        """Union of axes, in the preferred (target) order first, then by first appearance."""
+        seen = []
+        for a in preferred:
+            if any(a in s for s in axes_sets):
+                seen.append(a)
+        for s in axes_sets:
+            for a in s:
+                if a not in seen:
+                    seen.append(a)
+        return tuple(seen)
+
+    def align(self, expr, src, dst):
+        """Broadcast `expr`, whose axes are `src`, to the axes `dst`.
+
+        Broadcasting commutes with elementwise work, so it is pushed down to the arrays: the printed code
+        reads `x - mu[:, None]` and `a / s[:, None]` stays a division. Invariant: every array leaf of an
+        expression with axes A is a bare array with axes A or an Align whose target is A."""
+        src, dst = tuple(src), tuple(dst)
+        if src == dst or expr.is_Number:
+            return expr
+        if isinstance(expr, sp.Symbol):
+            return expr if expr.name in self.scalars else Align(expr, sp.Tuple(*src), sp.Tuple(*dst))
+        if isinstance(expr, Align):
+            return Align(expr.args[0], expr.args[1], sp.Tuple(*dst))
+        if isinstance(expr, Einsum | ReduceSum | Eye):
+            return Align(expr, sp.Tuple(*src), sp.Tuple(*dst))
+        if isinstance(expr, sp.Piecewise):
+            pairs = [(self.align(v, src, dst), c if c is sp.true else self.align(c, src, dst)) for v, c in expr.args]
+            return sp.Piecewise(*pairs, evaluate=False)
+        args = [self.align(a, src, dst) for a in expr.args]
+        if isinstance(expr, sp.Max | sp.Min | Relational):
+            return expr.func(*args, evaluate=False)
+        return expr.func(*args)
+
+    # -- the walk -------------------------------------------------------------------------------------
+
+    def lower(self, e, pref) -> tuple[sp.Expr, tuple]:
+        if isinstance(e, sp.Indexed):
+            return self.indexed(e, pref)
+        if isinstance(e, sp.Sum):
+            return self.summation(e, pref)
+        if isinstance(e, sp.KroneckerDelta):
+            i, j = e.args
+            size = self.range_of(i)
+            return self.temp(Eye(size), (i, j))
+        if isinstance(e, sp.Piecewise):
+            parts = []
+            for value, cond in e.args:
+                parts.append(value)
+                if cond is not sp.true:
+                    parts.append(cond)
+            lowered = [self.lower(p, pref) for p in parts]
+            axes = self.order([a for _, a in lowered], pref)
+            it = iter(self.align(x, a, axes) for x, a in lowered)
+            pieces = []
+            for _, cond in e.args:
+                value = next(it)
+                pieces.append((value, next(it) if cond is not sp.true else sp.true))
+            return sp.Piecewise(*pieces, evaluate=False), axes
+        if not e.args or e.is_Atom:
+            return e, ()
+        lowered = [self.lower(a, pref) for a in e.args]
+        axes = self.order([a for _, a in lowered], pref)
+        args = [self.align(x, a, axes) for x, a in lowered]
+        if isinstance(e, sp.Max | sp.Min | Relational):
+            return e.func(*args, evaluate=False), axes
+        return e.func(*args), axes
+
+    def range_of(self, i):
+        for st in self.d.forward + self.d.gradients:
+            for ix in st.rhs.atoms(sp.Indexed):
+                if i in ix.indices:
+                    return self.d.shape(ix.base.label.name)[ix.indices.index(i)]
+        raise ValueError(f"no range for {i}")
+
+    def indexed(self, e: sp.Indexed, pref):
+        name = e.base.label.name
+        if name in self.helpers:
+            return self.lower(self.inline(name, e.indices), pref)
+        idx = tuple(e.indices)
+        if len(set(idx)) < len(idx):  # a repeated index is a diagonal
+            letters = _letters(set(idx))
+            uniq = tuple(dict.fromkeys(idx))
+            spec = "".join(letters[i] for i in idx) + "->" + "".join(letters[i] for i in uniq)
+            return self.temp(Einsum(sp.Symbol(spec), array(name)), uniq)
+        return array(name), idx
+
+    def inline(self, name, indices):
+        h = self.helpers[name]
+        rhs = h.rhs
+        bound = {lim[0] for s in rhs.atoms(sp.Sum) for lim in s.limits}
+        rhs = rhs.xreplace({b: sp.Dummy(b.name, integer=True) for b in bound})
+        return rhs.xreplace(dict(zip(h.indices, indices, strict=True)))
+
+    def summation(self, e: sp.Sum, pref):
+        bound = [lim[0] for lim in e.limits]
+        extent = {lim[0]: lim[2] + 1 for lim in e.limits}
+        body = self.expand_helpers(e.function)
+        # Only a delta is worth splitting a sum into terms for: it contracts away in some of them.
+        terms = sp.Add.make_args(sp.expand(body)) if body.has(sp.KroneckerDelta) else (body,)
+        results = [self.sum_term(t, bound, extent, pref) for t in terms]
+        axes = self.order([a for _, a in results], pref)
+        return sp.Add(*[self.align(x, a, axes) for x, a in results]), axes
+
+    def expand_helpers(self, e):
+        """Replace helper references by their definitions, so that deltas inside helpers can contract."""
+        reps = {}
+        for ix in e.atoms(sp.Indexed):
+            name = ix.base.label.name
+            if name in self.helpers:
+                reps[ix] = self.expand_helpers(self.inline(name, ix.indices))
+        return e.xreplace(reps) if reps else e
+
+    def sum_term(self, term, bound, extent, pref):
+        bound = list(bound)
+        factors = list(sp.Mul.make_args(term))
+        # Contract Kronecker deltas that meet a summed index.
+        changed = True
+        while changed:
+            changed = False
+            for f in factors:
+                if isinstance(f, sp.KroneckerDelta):
+                    i, j = f.args
+                    if i in bound or j in bound:
+                        gone, keep = (i, j) if i in bound else (j, i)
+                        factors.remove(f)
+                        factors = [g.xreplace({gone: keep}) for g in factors]
+                        bound.remove(gone)
+                        changed = True
+                        break
+        # A summed index that no factor uses contributes its extent.
+        for b in list(bound):
+            if not any(b in self.free(f) for f in factors):
+                factors.append(extent[b])
+                bound.remove(b)
+        outside = [f for f in factors if not (self.free(f) & set(bound))]
+        inside = [f for f in factors if self.free(f) & set(bound)]
+        outer_expr, outer_axes = self.lower(sp.Mul(*outside), pref) if outside else (sp.Integer(1), ())
+        if not bound:
+            inner, inner_axes = self.lower(sp.Mul(*inside), pref) if inside else (sp.Integer(1), ())
+        else:
+            inner, inner_axes = self.contract(inside, bound, pref)
+        axes = self.order([outer_axes, inner_axes], pref)
+        return self.align(outer_expr, outer_axes, axes) * self.align(inner, inner_axes, axes), axes
+
+    def contract(self, factors, bound, pref):
+        # Inside a sum, keep the axes in the order the tensors store them: no transposes for x[n, j].
+        natural = [i for f in factors for ix in _by_rank(f) for i in ix.indices if self.is_index(i)]
+        inner_pref = tuple(dict.fromkeys(natural + list(pref) + list(bound)))
+        operands = []
+        for f in factors:
+            x, axes = self.lower(f, inner_pref)
+            if not isinstance(x, sp.Symbol) and axes:
+                x, axes = self.temp(x, axes)
+            operands.append((x, axes))
+        out = tuple(a for a in self.order([a for _, a in operands], pref) if a not in bound)
+        scalars = [x for x, a in operands if not a]
+        arrays = [(x, a) for x, a in operands if a]
+        if len(arrays) == 1:
+            x, axes = arrays[0]
+            keep = tuple(a for a in axes if a not in bound)
+            reduced = ReduceSum(x, *[sp.Integer(k) for k, a in enumerate(axes) if a in bound])
+            value, value_axes = self.temp(reduced, keep)
+            value = self.align(value, value_axes, out)
+        else:
+            letters = _letters({a for _, ax in arrays for a in ax})
+            spec = ",".join("".join(letters[a] for a in ax) for _, ax in arrays)
+            spec += "->" + "".join(letters[a] for a in out)
+            value, _ = self.temp(Einsum(sp.Symbol(spec), *[x for x, _ in arrays]), out)
+        return sp.Mul(*scalars) * value, out
+
+    # -- statements -----------------------------------------------------------------------------------
+
+    def statement(self, st: Statement):
+        expr, axes = self.lower(st.rhs, st.indices)
+        if tuple(axes) != tuple(st.indices):
+            expr = Align(expr, sp.Tuple(*axes), sp.Tuple(*st.indices))
+        self.body.append(Assign(st.target, expr, st.indices, True))
+
+
+def _by_rank(e) -> list[sp.Indexed]:
+    return sorted(e.atoms(sp.Indexed), key=lambda a: -len(a.indices))
+
+
+def _letters(indices) -> dict:
+    pool = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    names = sorted(indices, key=lambda s: s.name)
+    out, used = {}, set()
+    for s in names:
+        c = s.name[0] if s.name[0] in pool and s.name[0] not in used else next(p for p in pool if p not in used)
+        out[s] = c
+        used.add(c)
+    return out
+
+
+def forward_program(d: Derivation, given: tuple[str, ...] = ()) -> Program:
+    """The forward pass. Names in `given` are parameters instead of being computed, so that a program
+    can treat an intermediate as an independent variable."""
+    low = _Lowering(d, {})
+    needed = _needed(d, given)
+    for st in d.forward:
+        if st.target not in given and st.target in needed:
+            low.statement(st)
+    params = [n for n in d.inputs if n in needed] + [n for n in given]
+    results = [st.target for st in d.forward if st.target not in given and st.target in needed]
+    return Program(params, low.body, results, _size_sources(d, params))
+
+
+def _needed(d: Derivation, given) -> set[str]:
+    """Names the output depends on when the names in `given` are taken as inputs."""
+    needed = {d.output}
+    for st in reversed(d.forward):
+        if st.target in needed and st.target not in given:
+            needed |= {a.base.label.name for a in st.rhs.atoms(sp.Indexed)}
+            needed |= {s.name for s in st.rhs.free_symbols if isinstance(s, sp.Symbol) and s.name in d.tensors}
+    return needed | set(given)
+
+
+def backward_program(d: Derivation) -> Program:
+    """Every written gradient, from the inputs, the forward values and the upstream gradient."""
+    helpers = {st.target: st for st in d.gradients if st.of is None}
+    low = _Lowering(d, helpers)
+    for st in d.gradients:
+        if st.of is not None:
+            low.statement(st)
+    produced = {a.name for a in low.body}
+    used: list[str] = []
+    for a in low.body:
+        for s in sorted(a.expr.free_symbols, key=lambda s: s.name):
+            if s.name in d.tensors and s.name not in produced and s.name not in used:
+                used.append(s.name)
+    order = d.inputs + [st.target for st in d.forward] + [d.upstream]
+    params = [n for n in order if n in used]
+    results = [st.target for st in d.gradients if st.of is not None]
+    return Program(params, low.body, results, _size_sources(d, params))
+
+
+def _size_sources(d: Derivation, params: list[str]) -> dict[str, tuple[str, int]]:
+    out = {}
+    for name in params:
+        for k, s in enumerate(d.shape(name) if name in d.tensors else ()):
+            out.setdefault(s.name, (name, k))
+    return out

@@ -1,0 +1,187 @@
+"""Printers from lowered array programs to NumPy, JAX and PyTorch source.
+
+Each backend is a subclass of the SymPy printer for that library, with one `_print_<Node>` method for
+each node whose default printing is wrong or slow for whole arrays (SymPy prints `Max` as a reduction
+and `Piecewise` as `select`), and for the array nodes of `verify.lower`.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.numpy import JaxPrinter, NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.pytorch import TorchPrinter
+
+
+class _ArrayMixin:
+    """What all three backends share; `ns` is the module prefix as the generated code imports it."""
+
+    ns = "np"
+    axis_kw = "axis"
+
+    def _module_format(self, fqn, register=True):
+        for long in ("jax.numpy.", "numpy.", "torch."):
+            if fqn.startswith(long):
+                return self.ns + "." + fqn[len(long) :]
+        return fqn
+
+    def _call(self, fn: str, *args) -> str:
+        return f"{self.ns}.{fn}({', '.join(args)})"
+
+    def _operand(self, e) -> str:
+        text = self._print(e)
+        return text if e.is_Atom or isinstance(e, sp.Function) else f"({text})"
+
+    def _print_Symbol(self, e):
+        return e.name
+
+    def _print_Rational(self, e):
+        return f"{e.p}/{e.q}"
+
+    def _print_Half(self, e):
+        return "0.5"
+
+    def _print_Pow(self, e, rational=False):
+        base, exp = e.args
+        if exp == sp.Rational(1, 2):
+            return self._call("sqrt", self._print(base))
+        if exp == sp.Rational(-1, 2):
+            return f"1/{self._call('sqrt', self._print(base))}"
+        if exp == -1:
+            return f"1/{self.parenthesize(base, PRECEDENCE['Pow'])}"
+        if exp.is_Rational and not exp.is_Integer:
+            return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**({float(exp)!r})"
+        return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**{self.parenthesize(exp, PRECEDENCE['Pow'])}"
+
+    def _print_exp(self, e):
+        return self._call("exp", self._print(e.args[0]))
+
+    def _print_log(self, e):
+        return self._call("log", self._print(e.args[0]))
+
+    def _print_tanh(self, e):
+        return self._call("tanh", self._print(e.args[0]))
+
+    def _print_Abs(self, e):
+        return self._call("abs", self._print(e.args[0]))
+
+    def _print_sigmoid(self, e):
+        # tanh form: no overflow warning for large negative inputs, unlike 1 / (1 + exp(-x))
+        return f"(0.5*{self._call('tanh', '0.5*' + self._operand(e.args[0]))} + 0.5)"
+
+    def _print_Max(self, e):
+        return self._call("maximum", *(self._print(a) for a in e.args))
+
+    def _print_Min(self, e):
+        return self._call("minimum", *(self._print(a) for a in e.args))
+
+    def _print_Relational(self, e):
+        return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"
+
+    def _print_Piecewise(self, e):
+        (a, cond), (b, _) = e.args[0], e.args[-1]
+        if len(e.args) > 2:
+            b = sp.Piecewise(*e.args[1:], evaluate=False)
+        if b == 0:  # a mask multiplies faster than a select
+            return f"{self._operand(a)}*{self._print(cond)}"
+        return self._call("where", self._print(cond), self._print(a), self._print(b))
+
+    def _print_Einsum(self, e):
+        spec, *operands = e.args
+        return self._einsum(spec.name, [self._print(x) for x in operands])
+
+    def _einsum(self, spec, operands):
+        return self._call("einsum", repr(spec), *operands, "optimize=True")
+
+    def _print_ReduceSum(self, e):
+        x, *axes = e.args
+        ax = ", ".join(str(int(a)) for a in axes)
+        ax = ax if len(axes) == 1 else f"({ax})"
+        return self._call("sum", self._print(x), f"{self.axis_kw}={ax}")
+
+    def _print_Align(self, e):
+        x, src, dst = e.args
+        src, dst = list(src), list(dst)
+        text = self._operand(x)
+        if src == dst[len(dst) - len(src) :]:
+            return text  # trailing axes broadcast by themselves, in every backend
+        present = [a for a in dst if a in src]
+        if present != src:
+            text = self._permute(text, [src.index(a) for a in present])
+        if len(present) != len(dst):
+            text += "[" + ", ".join(":" if a in src else "None" for a in dst) + "]"
+        return text
+
+    def _permute(self, text, perm):
+        return f"{text}.transpose({', '.join(map(str, perm))})"
+
+    def _print_Eye(self, e):
+        return self._call("eye", self._print(e.args[0]))
+
+
+class NumpyArrayPrinter(_ArrayMixin, NumPyPrinter):
+    ns = "np"
+    imports = "import numpy as np"
+
+
+class JaxArrayPrinter(_ArrayMixin, JaxPrinter):
+    ns = "jnp"
+    imports = "import jax\nimport jax.numpy as jnp"
+
+    def _einsum(self, spec, operands):
+        return self._call("einsum", repr(spec), *operands)
+
+    def _print_sigmoid(self, e):
+        return f"jax.nn.sigmoid({self._print(e.args[0])})"
+
+
+class TorchArrayPrinter(_ArrayMixin, TorchPrinter):
+    ns = "torch"
+    axis_kw = "dim"
+    imports = "import torch"
+
+    def _einsum(self, spec, operands):
+        return self._call("einsum", repr(spec), *operands)
+
+    def _print_sigmoid(self, e):
+        return self._call("sigmoid", self._print(e.args[0]))
+
+    def _clamp(self, e, bound):
+        a, b = e.args
+        if b.is_Number or a.is_Number:
+            x, c = (a, b) if b.is_Number else (b, a)
+            return self._call("clamp", self._print(x), f"{bound}={float(c)!r}")
+        return self._call("maximum" if bound == "min" else "minimum", self._print(a), self._print(b))
+
+    def _print_Max(self, e):
+        return self._clamp(e, "min")
+
+    def _print_Min(self, e):
+        return self._clamp(e, "max")
+
+    def _print_Piecewise(self, e):
+        (a, cond), (b, _) = e.args[0], e.args[-1]
+        if len(e.args) > 2:
+            b = sp.Piecewise(*e.args[1:], evaluate=False)
+        if b == 0:
+            return f"{self._operand(a)}*{self._print(cond)}"
+        return self._call("where", self._print(cond), self._tensorish(a), self._tensorish(b))
+
+    def _tensorish(self, e):
+        return f"{float(e)!r}" if e.is_Number else self._print(e)
+
+    def _permute(self, text, perm):
+        return f"{text}.permute({', '.join(map(str, perm))})"
+
+    def _print_Eye(self, e):
+        return self._call("eye", self._print(e.args[0]), "dtype=dtype")
+
+
+PRINTERS = {"numpy": NumpyArrayPrinter, "jax": JaxArrayPrinter, "torch": TorchArrayPrinter}
+
+
+def printer(backend: str):
+    return PRINTERS[backend]({"fully_qualified_modules": True})
+
+
+__all__ = ["PRINTERS", "printer", "precedence"]
