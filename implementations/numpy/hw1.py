@@ -284,9 +284,7 @@ def _one_hot(indices: np.ndarray, n_classes: int) -> np.ndarray:
     return np.eye(n_classes)[indices]
 
 
-def _evaluate(
-    mlp: MLP, x: np.ndarray, labels: np.ndarray, batch_size: int
-) -> tuple[float, float, np.ndarray]:
+def evaluate(mlp: MLP, x: np.ndarray, labels: np.ndarray, batch_size: int) -> tuple[float, float, np.ndarray]:
     """(mean loss, error rate, predicted classes) of `mlp` in eval mode over all of x, in batches."""
     mlp.eval()
     loss_sum = 0.0
@@ -336,7 +334,7 @@ def get_training_stats(
             mlp.step()
             loss_sum += float(mlp.criterion.loss.sum())
             wrong += int(np.sum(logits.argmax(axis=1) != trainy[batch]))
-        val_loss, val_error, _ = _evaluate(mlp, valx, valy, batch_size)
+        val_loss, val_error, _ = evaluate(mlp, valx, valy, batch_size)
         figures = {
             "train_loss": loss_sum / len(trainx),
             "train_error": wrong / len(trainx),
@@ -347,7 +345,7 @@ def get_training_stats(
             stats[key].append(value)
         if epoch_callback is not None:
             epoch_callback(epoch, figures)
-    _, _, predicted = _evaluate(mlp, testx, testy, batch_size)
+    _, _, predicted = evaluate(mlp, testx, testy, batch_size)
     confusion = np.zeros((mlp.output_size, mlp.output_size), dtype=np.int64)
     np.add.at(confusion, (predicted, testy), 1)
     return (

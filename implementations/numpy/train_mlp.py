@@ -1,0 +1,201 @@
+"""Train the UvA NumPy MLP: python -m implementations.numpy.train_mlp [flags].
+
+The UvA Practical 1 flags keep their names and course defaults (hidden "100", lr 2e-3, 1500 steps,
+batch 200, evaluation every 100 steps, weights N(0, 1e-4^2)); the data set defaults to the embedded
+digits. A run takes `max_steps` SGD steps on mini-batches in the course order and evaluates at step 0,
+every `eval_freq` steps and at the last step: on the whole test split, and on a fixed random subset of
+the training split as large as the test split (so both figures cost the same and are measured alike),
+with batch-norm layers in eval mode. It writes metrics.json and curves.png to --out.
+
+`--backward generated` trains with every layer's forward and backward pass generated from the verified
+catalogue formulas (derivations/*.deriv) instead of the hand-written modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from implementations import data as datasets
+from implementations import report
+from implementations.numpy.mlp import ACTIVATIONS, MLP, SGD
+from implementations.numpy.modules import WEIGHT_STD, CrossEntropyModule
+
+EVAL_BATCH_SIZE = 1000
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m implementations.numpy.train_mlp", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--dnn_hidden_units", default="100", help='comma-separated hidden layer widths ("" for none)'
+    )
+    parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--max_steps", type=int, default=1500)
+    parser.add_argument("--batch_size", type=int, default=200)
+    parser.add_argument("--eval_freq", type=int, default=100)
+    parser.add_argument("--data_dir", "--data-dir", default=None, help="folder of the data set's files")
+    parser.add_argument("--dataset", choices=datasets.NAMES, default="digits")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    parser.add_argument("--neg_slope", type=float, default=0.02, help="slope of leaky_relu below 0")
+    parser.add_argument("--norm", choices=("none", "batchnorm", "layernorm"), default="none")
+    parser.add_argument("--weight_std", type=float, default=WEIGHT_STD, help="std of the initial weights")
+    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (the course uses 0)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default="runs/numpy_mlp", help="folder for metrics.json and curves.png")
+    parser.add_argument("--backward", choices=("hand", "generated"), default="hand")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS threads (default 1: at these matrix sizes more threads gain little, and OpenBLAS threads "
+        "competing with other processes for the cores can make each product many times slower); 0 keeps "
+        "the library's default",
+    )
+    parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def parse_hidden(text: str) -> list[int]:
+    """'100,50' -> [100, 50]; '' -> []."""
+    widths = [int(part) for part in text.split(",") if part.strip()]
+    if any(width < 1 for width in widths):
+        raise ValueError(f"hidden widths must be positive, got {text!r}")
+    return widths
+
+
+def flatten(split: datasets.Split) -> tuple[np.ndarray, np.ndarray]:
+    """(N x D float32 images, int64 labels) for an MLP."""
+    return split.images.reshape(len(split), -1), split.labels
+
+
+def evaluate(mlp: MLP, images: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `mlp` in eval mode over all of `images` (N x D)."""
+    mlp.eval()
+    loss = CrossEntropyModule()
+    total_loss, n_correct = 0.0, 0
+    for start in range(0, len(images), EVAL_BATCH_SIZE):
+        probabilities = mlp.forward(images[start : start + EVAL_BATCH_SIZE])
+        batch_labels = labels[start : start + EVAL_BATCH_SIZE]
+        total_loss += loss.forward(probabilities, datasets.one_hot(batch_labels, n_classes)) * len(
+            batch_labels
+        )
+        n_correct += int(np.sum(probabilities.argmax(axis=1) == batch_labels))
+    mlp.train()
+    return total_loss / len(images), n_correct / len(images)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.hidden_widths = parse_hidden(args.dnn_hidden_units)
+    except ValueError as error:
+        parser.error(f"--dnn_hidden_units: {error}")
+    for name in ("max_steps", "batch_size", "eval_freq"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+
+    with threadpool_limits(limits=args.threads or None, user_api="blas"):
+        return train(args)
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run the training `args` describe (parsed and checked by `main`)."""
+    started = time.perf_counter()
+    try:
+        data = datasets.load(args.dataset, args.data_dir)
+    except datasets.DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if args.batch_size > len(data.train):
+        print(
+            f"error: --batch_size {args.batch_size} exceeds the {len(data.train)} training images",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+    train_images, train_labels = flatten(data.train)
+    test_images, test_labels = flatten(data.test)
+    train_eval = np.random.default_rng(args.seed).permutation(len(train_labels))[: len(test_labels)]
+    norm = None if args.norm == "none" else args.norm
+    mlp = MLP(
+        train_images.shape[1],
+        args.hidden_widths,
+        data.n_classes,
+        activation=args.activation,
+        neg_slope=args.neg_slope,
+        norm=norm,
+        std=args.weight_std,
+        seed=args.seed,
+        dtype=np.float32,
+    )
+    if args.backward == "generated":
+        from implementations.numpy.generated import use_generated_layers
+
+        use_generated_layers(mlp)
+    optimizer = SGD(mlp.modules, args.learning_rate, args.momentum)
+    loss = CrossEntropyModule()
+    batches = datasets.Batches(datasets.Split(train_images, train_labels), args.batch_size, seed=args.seed)
+
+    def evaluation(step: int) -> dict:
+        train_loss, train_accuracy = evaluate(
+            mlp, train_images[train_eval], train_labels[train_eval], data.n_classes
+        )
+        test_loss, test_accuracy = evaluate(mlp, test_images, test_labels, data.n_classes)
+        return {
+            "step": step,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+        }
+
+    evaluations = [evaluation(0)]
+    progress = tqdm(
+        range(1, args.max_steps + 1),
+        desc=f"numpy mlp ({args.backward})",
+        disable=args.no_progress,
+        file=sys.stderr,
+    )
+    for step in progress:
+        images, labels = batches.next()
+        targets = datasets.one_hot(labels, data.n_classes)
+        probabilities = mlp.forward(images)
+        mlp.backward(loss.backward(probabilities, targets))
+        optimizer.step()
+        if step % args.eval_freq == 0 or step == args.max_steps:
+            evaluations.append(evaluation(step))
+            progress.set_postfix(
+                loss=f"{loss.forward(probabilities, targets):.3f}",
+                test_acc=f"{evaluations[-1]['test_accuracy']:.4f}",
+                refresh=False,
+            )
+    progress.close()
+    wall_s = time.perf_counter() - started
+
+    config = {
+        **{key: value for key, value in vars(args).items() if key != "no_progress"},
+        "train_images": len(train_labels),
+        "test_images": len(test_labels),
+        "train_eval_images": len(train_eval),
+        "numpy_version": np.__version__,
+    }
+    final_test_accuracy = evaluations[-1]["test_accuracy"]
+    report.write_metrics(args.out, config, evaluations, final_test_accuracy, wall_s)
+    report.plot_curves(args.out, evaluations, title=f"NumPy MLP on {args.dataset} ({args.backward} backward)")
+    print(
+        f"final test accuracy {final_test_accuracy:.4f}, wall {wall_s:.1f} s; "
+        f"wrote {args.out}/metrics.json and curves.png"
+    )
+    return {"evaluations": evaluations, "final_test_accuracy": final_test_accuracy, "wall_s": wall_s}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Short runs of the NumPy training programs on the embedded digits, and their outputs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from implementations import report
+from implementations.numpy import train_cmu, train_mlp
+
+EVALUATION_KEYS = {"step", "train_loss", "train_accuracy", "test_loss", "test_accuracy"}
+
+
+def test_train_mlp_learns_digits(tmp_path, capsys):
+    """A few hundred steps reach > 0.9 test accuracy and write metrics.json and curves.png as specified."""
+    flags = "--learning_rate 0.05 --momentum 0.9 --max_steps 300 --eval_freq 100 --no_progress"
+    result = train_mlp.main([*flags.split(), "--out", str(tmp_path)])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert [e["step"] for e in metrics["evaluations"]] == [0, 100, 200, 300]
+    assert all(set(e) == EVALUATION_KEYS for e in metrics["evaluations"])
+    assert metrics["final_test_accuracy"] == result["final_test_accuracy"] > 0.9
+    assert metrics["evaluations"][0]["test_accuracy"] < 0.3  # it starts at chance: the gain is learnt
+    assert metrics["config"]["dataset"] == "digits" and metrics["wall_s"] > 0
+    assert "final test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra", [["--activation", "elu", "--norm", "layernorm"], ["--norm", "batchnorm"]])
+def test_train_mlp_variants_learn(tmp_path, extra):
+    """ELU with LayerNorm and ReLU with BatchNorm (evaluated in eval mode) also learn digits."""
+    flags = "--learning_rate 0.05 --momentum 0.9 --max_steps 200 --eval_freq 200 --no_progress"
+    result = train_mlp.main([*flags.split(), *extra, "--out", str(tmp_path)])
+    assert result["final_test_accuracy"] > 0.85
+
+
+def test_train_mlp_same_seed_same_run(tmp_path):
+    """Two runs with one seed give identical evaluations (every random draw is seeded)."""
+    flags = (
+        "--learning_rate 0.05 --max_steps 30 --eval_freq 10 --no_progress --dnn_hidden_units 20,10".split()
+    )
+    first = train_mlp.main([*flags, "--out", str(tmp_path / "a")])
+    second = train_mlp.main([*flags, "--out", str(tmp_path / "b")])
+    assert first["evaluations"] == second["evaluations"]
+
+
+def test_train_mlp_missing_data_exits_2(tmp_path, capsys):
+    """An unreadable data set ends the program with status 2 and one line naming the file."""
+    with pytest.raises(SystemExit) as info:
+        train_mlp.main(["--dataset", "mnist", "--data_dir", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "train-images-idx3-ubyte" in err and "\n" not in err
+
+
+def test_train_mlp_rejects_bad_hidden_units(tmp_path):
+    """--dnn_hidden_units must be comma-separated positive integers (argparse exits 2)."""
+    with pytest.raises(SystemExit) as info:
+        train_mlp.main(["--dnn_hidden_units", "100,x", "--out", str(tmp_path)])
+    assert info.value.code == 2
+
+
+def test_train_cmu_writes_statistics(tmp_path):
+    """train_cmu writes the five statistics, curves and confusion matrix; the network learns digits."""
+    flags = "--epochs 4 --lr 0.1 --momentum 0.9 --weight_std 0.1 --hiddens 32 --num_bn_layers 1 --no_progress"
+    result = train_cmu.main([*flags.split(), "--out", str(tmp_path)])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("curves.png", "confusion_matrix.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    for key in ("training_losses", "training_errors", "validation_losses", "validation_errors"):
+        assert len(metrics[key]) == 4
+    confusion = np.array(metrics["confusion_matrix"])
+    assert confusion.shape == (10, 10) and confusion.sum() == metrics["config"]["test_images"] == 360
+    assert metrics["final_test_accuracy"] == pytest.approx(np.trace(confusion) / 360)
+    assert metrics["final_test_accuracy"] == pytest.approx(metrics["evaluations"][-1]["test_accuracy"])
+    assert metrics["config"]["validation_images"] == 1437 // 6
+    assert result["training_losses"][-1] < result["training_losses"][0]
+    assert result["final_test_accuracy"] > 0.85
+
+
+def test_train_cmu_normalises_each_split_by_its_own_statistics():
+    """Each split is standardised by its own scalar mean and std, as the course runner does."""
+    from implementations.data import Split
+
+    split = Split(np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2) * 3 + 5, np.array([0, 1]))
+    x, labels = train_cmu.normalised(split)
+    assert x.shape == (2, 12) and x.dtype == np.float64
+    assert x.mean() == pytest.approx(0) and x.std() == pytest.approx(1)
+
+
+def test_write_metrics_converts_numpy_values(tmp_path):
+    """NumPy scalars and arrays in the metrics become plain JSON numbers and lists."""
+    path = report.write_metrics(
+        tmp_path / "new",
+        {"lr": np.float32(0.5)},
+        [],
+        np.float64(0.25),
+        1.5,
+        extra={"m": np.eye(2, dtype=int)},
+    )
+    metrics = json.loads(path.read_text())
+    assert metrics == {
+        "config": {"lr": 0.5},
+        "evaluations": [],
+        "final_test_accuracy": 0.25,
+        "wall_s": 1.5,
+        "m": [[1, 0], [0, 1]],
+    }
