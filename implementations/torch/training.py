@@ -1,0 +1,172 @@
+"""The training loop shared by train_mlp and train_convnet: flags, data, evaluation, metrics and curves.
+
+A run takes `max_steps` optimiser steps on mini-batches in the course order (`implementations.data.Batches`)
+and evaluates at step 0, every `eval_freq` steps and at the last step. An evaluation runs the model in eval
+mode on the whole test split and on a fixed random subset of the training split as large as the test split
+(all of it when smaller), so the train and test figures are measured the same way and cost the same.
+"""
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from implementations import data as datasets
+from implementations import report
+
+EVAL_BATCH_SIZE = 500
+
+
+def make_parser(description: str, defaults: dict) -> argparse.ArgumentParser:
+    """The flags both programs share; `defaults` holds each program's course defaults."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--dataset", choices=datasets.NAMES, default="digits")
+    parser.add_argument(
+        "--data_dir",
+        "--data-dir",
+        default=None,
+        help="folder of the data set's files (default: per data set)",
+    )
+    parser.add_argument("--max_steps", type=int, default=defaults["max_steps"])
+    parser.add_argument("--batch_size", type=int, default=defaults["batch_size"])
+    parser.add_argument("--learning_rate", type=float, default=defaults["learning_rate"])
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default=defaults["optimizer"])
+    parser.add_argument("--eval_freq", type=int, default=defaults["eval_freq"])
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default=defaults["out"], help="folder for metrics.json and curves.png")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for name in ("max_steps", "batch_size", "eval_freq"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.learning_rate <= 0:
+        parser.error(f"--learning_rate must be positive, got {args.learning_rate}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: datasets.Split, device: torch.device) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` in eval mode over every example of `split`."""
+    was_training = model.training
+    model.eval()
+    total_loss, n_correct = 0.0, 0
+    for start in range(0, len(split), EVAL_BATCH_SIZE):
+        images = torch.from_numpy(split.images[start : start + EVAL_BATCH_SIZE]).to(device)
+        labels = torch.from_numpy(split.labels[start : start + EVAL_BATCH_SIZE]).to(device)
+        logits = model(images)
+        total_loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        n_correct += (logits.argmax(dim=1) == labels).sum().item()
+    model.train(was_training)
+    return total_loss / len(split), n_correct / len(split)
+
+
+def run(
+    args: argparse.Namespace,
+    build_model: Callable[[datasets.DataSet], nn.Module],
+    description: str,
+) -> dict:
+    """Train the model `build_model(data)` as `args` say; write metrics.json and curves.png; return metrics.
+
+    Exits with status 2 and a one-line message when the data set cannot be read.
+    """
+    started = time.perf_counter()
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    try:
+        data = datasets.load(args.dataset, args.data_dir)
+    except datasets.DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if args.batch_size > len(data.train):
+        print(
+            f"error: --batch_size {args.batch_size} exceeds the {len(data.train)} training images",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+    torch.manual_seed(args.seed)
+    model = build_model(data).to(device)
+    if args.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.learning_rate)
+    batches = datasets.Batches(data.train, args.batch_size, seed=args.seed)
+    train_eval_order = np.random.default_rng(args.seed).permutation(len(data.train))[: len(data.test)]
+    train_eval = datasets.Split(data.train.images[train_eval_order], data.train.labels[train_eval_order])
+
+    def evaluation(step: int) -> dict:
+        train_loss, train_accuracy = evaluate(model, train_eval, device)
+        test_loss, test_accuracy = evaluate(model, data.test, device)
+        return {
+            "step": step,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+        }
+
+    evaluations = [evaluation(0)]
+    # Training throughput counts optimiser steps only, not evaluations.
+    train_s = 0.0
+    segment_start = time.perf_counter()
+    model.train()
+    progress = tqdm(range(1, args.max_steps + 1), desc=description, disable=args.no_progress, file=sys.stderr)
+    for step in progress:
+        images, labels = batches.next()
+        images = torch.from_numpy(images).to(device)
+        labels = torch.from_numpy(labels).to(device)
+        loss = nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % args.eval_freq == 0 or step == args.max_steps:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            train_s += time.perf_counter() - segment_start
+            evaluations.append(evaluation(step))
+            progress.set_postfix(
+                loss=f"{loss.item():.3f}", test_acc=f"{evaluations[-1]['test_accuracy']:.4f}", refresh=False
+            )
+            segment_start = time.perf_counter()
+    progress.close()
+    wall_s = time.perf_counter() - started
+
+    config = {
+        **{key: value for key, value in vars(args).items() if key != "no_progress"},
+        "device": str(device),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "train_images": len(data.train),
+        "test_images": len(data.test),
+        "train_eval_images": len(train_eval),
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    images_per_s = args.max_steps * args.batch_size / train_s
+    final_test_accuracy = evaluations[-1]["test_accuracy"]
+    report.write_metrics(
+        args.out, config, evaluations, final_test_accuracy, wall_s, extra={"images_per_s": images_per_s}
+    )
+    report.plot_curves(args.out, evaluations, title=f"{description} on {args.dataset}")
+    print(
+        f"final test accuracy {final_test_accuracy:.4f}, wall {wall_s:.1f} s, "
+        f"{images_per_s:.0f} training images/s; wrote {args.out}/metrics.json and curves.png"
+    )
+    return {
+        "config": config,
+        "evaluations": evaluations,
+        "final_test_accuracy": final_test_accuracy,
+        "wall_s": wall_s,
+        "images_per_s": images_per_s,
+    }
