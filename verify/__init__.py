@@ -1,0 +1,19 @@
+"""gradverify: checks hand-written gradient formulas in index notation against independent oracles."""
+
+from .check import check
+from .lang import Derivation, DerivationError, load
+
+__all__ = ["Derivation", "DerivationError", "check", "evaluate", "load"]
+
+
+def evaluate(derivation, values):
+    """Every forward value and every written gradient of `derivation`, in float64, from `values` (every
+    input by name, and the upstream gradient `d<output>` unless the output is a scalar). Fixed scalars
+    from the file's [inputs] are filled in. Computed by the generated NumPy code."""
+    from .codegen import compile_derivation
+
+    d = derivation if isinstance(derivation, Derivation) else load(derivation)
+    gen = compile_derivation(d, "numpy")
+    values = {**{k: float(v) for k, v in d.fixed_values.items()}, **values}
+    fwd = gen.forward(**values)
+    return {**fwd, **gen.backward(**values, **fwd)}

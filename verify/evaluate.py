@@ -30,7 +30,7 @@ class Evaluator:
     def __init__(self, tensors: Mapping[str, object], sizes: Mapping[sp.Symbol, int], observe=None):
         self.tensors = tensors
         self.sizes = sizes
-        self.observe = observe  # called with (kind, value) at every kink: max, min, abs, comparison
+        self.observe = observe  # called with (kind, site, value) at every kink: max, min, abs, < and >
 
     def __call__(self, expr: sp.Expr, env: Mapping[sp.Symbol, int]):
         return self.ev(expr, env)
@@ -98,7 +98,7 @@ class Evaluator:
 
     def _ev_Abs(self, e, env):
         v = self.ev(e.args[0], env)
-        self._kink("abs", v)
+        self._kink("abs", e, v)
         return abs(v)
 
     def _ev_sign(self, e, env):
@@ -110,12 +110,12 @@ class Evaluator:
 
     def _ev_Max(self, e, env):
         a, b = (self.ev(x, env) for x in e.args)
-        self._kink("max", a - b)
+        self._kink("max", e, a - b)
         return max(a, b)
 
     def _ev_Min(self, e, env):
         a, b = (self.ev(x, env) for x in e.args)
-        self._kink("min", a - b)
+        self._kink("min", e, a - b)
         return min(a, b)
 
     def _ev_KroneckerDelta(self, e, env):
@@ -130,8 +130,8 @@ class Evaluator:
 
     def _relation(self, e, env, op):
         a, b = self.ev(e.lhs, env), self.ev(e.rhs, env)
-        if op in "<>":
-            self._kink("where", a - b)
+        if op not in ("==", "!="):
+            self._kink("where", e, a - b)
         return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
 
     def _ev_StrictLessThan(self, e, env):
@@ -165,9 +165,9 @@ class Evaluator:
             total.append(self.ev(body, env))
         return mpmath.fsum(total)
 
-    def _kink(self, kind, value):
+    def _kink(self, kind, site, value):
         if self.observe is not None:
-            self.observe(kind, value)
+            self.observe(kind, site, value)
 
 
 def concrete_shape(d: Derivation, name: str, sizes: Mapping[str, int]) -> tuple[int, ...]:

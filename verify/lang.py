@@ -1007,6 +1007,7 @@ def _read(path_or_text: str | Path) -> tuple[str, str | None, str]:
         path = Path(path_or_text)
         if not path.exists() and _NAME.match(str(path_or_text)) and (CATALOGUE / f"{path_or_text}.deriv").exists():
             path = CATALOGUE / f"{path_or_text}.deriv"
+            path_or_text = _display(path)
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
@@ -1016,5 +1017,13 @@ def _read(path_or_text: str | Path) -> tuple[str, str | None, str]:
     return str(path_or_text), None, "derivation"
 
 
+def _display(path: Path) -> str:
+    """A path as a user would type it: relative to the working directory when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def catalogue() -> list[Path]:
-    return sorted(CATALOGUE.glob("*.deriv"))
+    return [Path(_display(p)) for p in sorted(CATALOGUE.glob("*.deriv"))]

@@ -1,0 +1,194 @@
+"""Checking a derivation: draw samples, run the oracles, judge, diagnose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from . import sampling
+from .lang import Derivation, DerivationError, load
+from .oracles import ORACLE_CLASSES, ORACLES, TOLERANCES, Comparison, Exact, Result, Skip
+from .report import DerivationReport, ForwardReport, GradientReport, Report
+
+
+def check(path_or_text, oracles=None, seed: int = 0) -> Report:
+    """Check one derivation (a path, a catalogue name or the text) or a list of them."""
+    items = path_or_text if isinstance(path_or_text, list | tuple) else [path_or_text]
+    names = tuple(oracles) if oracles else ORACLES
+    unknown = [o for o in names if o not in ORACLE_CLASSES]
+    if unknown:
+        raise ValueError(f"unknown oracle {unknown[0]!r}: oracles are {', '.join(ORACLES)}")
+    return Report([check_one(item, names, seed) for item in items], names)
+
+
+def check_one(item, oracles: tuple[str, ...], seed: int) -> DerivationReport:
+    try:
+        d = item if isinstance(item, Derivation) else load(item)
+    except DerivationError as e:
+        name = Path(e.file).stem if e.file else "derivation"
+        return DerivationReport(name, e.file, "invalid", error=e)
+    try:
+        draws = sampling.samples(d, seed)
+    except ValueError as e:
+        err = DerivationError(f"no valid sample: {e}", 0, 0, d.file)
+        return DerivationReport(d.name, d.file, "invalid", d.title, error=err)
+    compare = {g.target: {} for g in d.checked}
+    forward: list[ForwardReport] = []
+    exact = None
+    for name in oracles:
+        oracle = ORACLE_CLASSES[name](d)
+        if name == "exact":
+            exact = oracle
+        reason = oracle.unavailable()
+        if reason is not None:
+            for g in d.checked:
+                compare[g.target][name] = Result("skip", reason=reason)
+            continue
+        comps = {g.target: Comparison(TOLERANCES[name]) for g in d.checked}
+        fwd_comps: dict[str, Comparison] = {}
+        try:
+            for sample in draws:
+                for label, generated, library in oracle.forward(sample):
+                    fwd_comps.setdefault(label, Comparison(TOLERANCES[name])).add(generated, library, sample)
+                for g, written, reference in oracle.gradients(sample):
+                    comps[g].add(written, reference, sample)
+        except Skip as e:
+            for g in d.checked:
+                compare[g.target][name] = Result("skip", reason=str(e))
+            continue
+        except Exception as e:  # an oracle that breaks never lets a gradient pass
+            for g in d.checked:
+                compare[g.target][name] = Result("fail", reason=f"{name} oracle failed: {type(e).__name__}: {e}")
+            continue
+        for label, c in fwd_comps.items():
+            forward.append(ForwardReport(name, label, c.result))
+        for g in d.checked:
+            compare[g.target][name] = (comps[g.target].result, comps[g.target].arrays)
+    gradients = []
+    wrong_lines: dict[str, int] = {}
+    for g in d.checked:
+        results, arrays = {}, None
+        for name, value in compare[g.target].items():
+            if isinstance(value, tuple):
+                results[name], found = value
+                if found is not None and (arrays is None or name == "exact"):
+                    arrays = found  # the exact oracle's arrays diagnose best
+            else:
+                results[name] = value
+        ran = [r for r in results.values() if r.status != "skip"]
+        status = "unchecked" if not ran else "verified" if all(r.status == "pass" for r in ran) else "wrong"
+        diagnosis = ""
+        if status == "wrong":
+            diagnosis = diagnose(d, g.target, arrays, exact, results)
+            used = _uses(d, g.target) & set(wrong_lines)
+            if used:
+                first = min(used, key=wrong_lines.get)
+                diagnosis += f"; it uses {first} (line {wrong_lines[first]}), which is wrong"
+            wrong_lines[g.target] = g.line
+        gradients.append(GradientReport(g.target, g.line, status, results, diagnosis))
+    bad_forward = any(f.result.status == "fail" for f in forward)
+    status = "verified"
+    if bad_forward or any(g.status != "verified" for g in gradients):
+        status = "wrong"
+    return DerivationReport(
+        d.name, d.file, status, d.title, None, gradients, forward, seed, [dict(s.sizes) for s in draws]
+    )
+
+
+def _uses(d: Derivation, target: str) -> set[str]:
+    st = d.statement(target)
+    return {a.base.label.name for a in st.rhs.atoms(sp.Indexed)} | {s.name for s in st.rhs.free_symbols}
+
+
+# -----------------------------------------------------------------------------------------------------
+# Diagnosis: where the written gradient is worst, and the shape of the error when it has a simple one.
+
+
+def diagnose(d: Derivation, name: str, arrays, exact: Exact | None, results: dict[str, Result]) -> str:
+    failing = [(k, r) for k, r in results.items() if r.status == "fail"]
+    if arrays is None:
+        return "; ".join(f"{k}: {r.reason}" for k, r in failing if r.reason) or "wrong"
+    written, reference, sample = arrays
+    w = np.array([float(x) for x in np.ravel(written)]).reshape(np.shape(written))
+    r = np.array([float(x) for x in np.ravel(reference)]).reshape(np.shape(reference))
+    parts = []
+    shape = _error_shape(d, name, w, r, sample, exact)
+    if shape:
+        parts.append(shape)
+    k, res = failing[0]
+    if res.worst_index is not None:
+        idx = ", ".join(map(str, res.worst_index))
+        where = f"{name}[{idx}]" if res.worst_index else name
+        parts.append(f"worst at {where}: written {res.written:.6g}, true {res.reference:.6g} ({k})")
+    elif res.reason:
+        parts.append(res.reason)
+    return "; ".join(parts)
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(1.0, abs(b))
+
+
+def _error_shape(d, name, w, r, sample, exact) -> str:
+    if not np.any(r) and np.any(w):
+        return "the true gradient is zero here and the written one is not"
+    if np.any(r):
+        c = float(np.vdot(w, r) / np.vdot(r, r))
+        if np.linalg.norm(w - c * r) <= 1e-7 * max(np.linalg.norm(w), 1e-300):
+            return _multiple(c, sample.sizes)
+    if w.ndim >= 2:
+        for perm in _permutations(w.ndim):
+            if w.shape == tuple(r.shape[p] for p in perm) and np.allclose(w, r.transpose(perm), rtol=1e-9, atol=1e-12):
+                return "is the transpose of the true gradient"
+    mixing = _mixes_samples(d, name, sample, exact)
+    return mixing or ""
+
+
+def _multiple(c: float, sizes: dict[str, int]) -> str:
+    if _close(c, 0.0):
+        return "is zero where the true gradient is not"
+    if _close(c, -1.0):
+        return "has the wrong sign"
+    for s, v in sizes.items():
+        if _close(c, v):
+            return f"is {s} times the true gradient (a missing 1/{s}?)"
+        if _close(c, 1 / v):
+            return f"is 1/{s} of the true gradient (an extra 1/{s}?)"
+        if _close(c, -v):
+            return f"is -{s} times the true gradient (wrong sign and a missing 1/{s}?)"
+        if _close(c, -1 / v):
+            return f"is -1/{s} of the true gradient (wrong sign and an extra 1/{s}?)"
+    return f"is {c:.6g} times the true gradient"
+
+
+def _permutations(n):
+    from itertools import permutations
+
+    return [p for p in permutations(range(n)) if p != tuple(range(n))]
+
+
+def _mixes_samples(d: Derivation, name: str, sample, exact: Exact | None) -> str:
+    """Whether the error lives only on entries that couple different samples: with the upstream
+    gradient kept for one sample alone, the written gradient is right on that sample's own slice and
+    wrong on the others'. That is a missing delta over the batch index."""
+    if exact is None or d.upstream not in sample.exact:
+        return ""
+    up_shape = d.shape(d.upstream)
+    batch = up_shape[0]
+    axis = next((k for k, s in enumerate(d.shape(name)) if s == batch), None)
+    if axis is None or sample.sizes[batch.name] < 2:
+        return ""
+    upstream = np.array(sample.exact[d.upstream], dtype=object)
+    upstream[1:] = mpmath.mpf(0)
+    values, adj = exact.adjoints_with(sample, upstream)
+    of = d.statement(name).of
+    err = np.abs(np.array([float(x) for x in np.ravel(values[name] - adj[of])]).reshape(np.shape(adj[of])))
+    own = np.take(err, [0], axis=axis)
+    rest = np.delete(err, 0, axis=axis)
+    scale = max(1.0, float(np.max(np.abs(np.array([float(x) for x in np.ravel(adj[of])])))))
+    if own.max() <= 1e-12 * scale and rest.max() > 1e-9 * scale:
+        return f"differs only on entries that mix different samples (a missing delta over {batch.name.lower()}, the batch index?)"
+    return ""

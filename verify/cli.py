@@ -1,0 +1,183 @@
+"""python -m verify: all | list | check | show | codegen | latex | bench.
+
+Exit status 0 when everything checked is verified, 1 when any gradient is wrong, 2 when any input is
+invalid; errors are one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sympy.printing.str import StrPrinter
+
+from .lang import Derivation, DerivationError, catalogue, load
+from .oracles import ORACLES
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+class DerivPrinter(StrPrinter):
+    """Prints SymPy index expressions back in the derivation language."""
+
+    def _print_Indexed(self, e):
+        return f"{e.base.label}[{', '.join(self._print(i) for i in e.indices)}]"
+
+    def _print_Sum(self, e):
+        return f"sum({self._print(e.function)}, {', '.join(self._print(lim[0]) for lim in e.limits)})"
+
+    def _print_KroneckerDelta(self, e):
+        return f"delta({self._print(e.args[0])}, {self._print(e.args[1])})"
+
+    def _print_Piecewise(self, e):
+        (a, cond), (b, _) = e.args[0], e.args[-1]
+        return f"where({self._print(cond)}, {self._print(a)}, {self._print(b)})"
+
+    def _print_Max(self, e):
+        return f"max({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_Min(self, e):
+        return f"min({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_Abs(self, e):
+        return f"abs({self._print(e.args[0])})"
+
+
+def show_text(d: Derivation) -> str:
+    p = DerivPrinter()
+    out = [f"{d.name}: {d.title}"]
+    for key in ("source", "notes"):
+        if key in d.header:
+            out.append(f"  {key}: {d.header[key]}")
+    sizes = ", ".join(f"{k}" + (f" = {d.fixed_sizes[k]}" if k in d.fixed_sizes else "") for k in d.sizes)
+    out.append(f"sizes: {sizes or 'none'}")
+    out.append("inputs:")
+    for name in d.inputs:
+        shape = " x ".join(s.name for s in d.shape(name)) or "scalar"
+        if name in d.fixed_values:
+            what = f"= {d.fixed_values[name]}"
+        elif name in d.domains:
+            dom = d.domains[name]
+            what = dom.kind + (f"({dom.low}, {dom.high})" if dom.kind == "uniform" else "")
+            what += f" along axis {dom.axis + 1}" if dom.axis is not None else ""
+        else:
+            what = "normal" if d.shape(name) else "uniform(1/2, 2)"
+        out.append(f"  {name}: {shape}, {what}")
+    out.append(f"output: {d.output}; upstream gradient: {d.upstream if d.upstream in d.tensors else '1'}")
+    out.append("forward:")
+    for st in d.forward:
+        out.append(f"  {_target(st)} = {p.doprint(st.rhs)}")
+    out.append("gradients:")
+    for st in d.gradients:
+        note = f"    (checked: dL/d{st.of})" if st.of else "    (helper)"
+        out.append(f"  {_target(st)} = {p.doprint(st.rhs)}{note}")
+    return "\n".join(out)
+
+
+def _target(st) -> str:
+    return f"{st.target}[{', '.join(i.name for i in st.indices)}]" if st.indices else st.target
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m verify", description="Check hand-written gradient formulas.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def checking(p):
+        p.add_argument("--oracle", action="append", choices=ORACLES, help="run only these oracles (repeatable)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for standard output)")
+
+    checking(sub.add_parser("all", help="check every catalogue derivation"))
+    sub.add_parser("list", help="catalogue names and titles")
+    p = sub.add_parser("check", help="check derivation files")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    checking(p)
+    p = sub.add_parser("show", help="the parsed derivation, readable")
+    p.add_argument("target", metavar="NAME|FILE")
+    p.add_argument("--latex", action="store_true", help="print its LaTeX instead")
+    p = sub.add_parser("codegen", help="the generated source")
+    p.add_argument("target", metavar="NAME|FILE")
+    p.add_argument("--backend", choices=("numpy", "jax", "torch"), default="numpy")
+    p = sub.add_parser("latex", help="LaTeX (and PDF) of the derivations")
+    p.add_argument("targets", nargs="*", metavar="NAME|FILE")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--pdf", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("bench", help="speed ratios, side by side")
+    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
+    return parser
+
+
+def _run_checks(items, args) -> int:
+    from .check import check
+
+    report = check(items, oracles=args.oracle, seed=args.seed)
+    print(report.table())
+    for d in report.derivations:
+        if d.error is not None:
+            print(str(d.error), file=sys.stderr)
+    if args.json:
+        text = report.dumps()
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+    return report.exit_code
+
+
+def main(argv=None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return _dispatch(args)
+    except UsageError as e:
+        print(f"python -m verify: error: {e}", file=sys.stderr)
+        return 2
+    except DerivationError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    if args.command == "all":
+        return _run_checks([str(p) for p in catalogue()], args)
+    if args.command == "check":
+        return _run_checks(list(args.files), args)
+    if args.command == "list":
+        for path in catalogue():
+            d = load(path)
+            print(f"{d.name:28} {d.title}")
+        return 0
+    if args.command == "show":
+        d = load(args.target)
+        if args.latex:
+            from .latex import derivation_latex
+
+            print(derivation_latex(d))
+        else:
+            print(show_text(d))
+        return 0
+    if args.command == "codegen":
+        from .codegen import source
+
+        print(source(load(args.target), args.backend), end="")
+        return 0
+    if args.command == "latex":
+        from .latex import main as latex_main
+
+        return latex_main(args)
+    if args.command == "bench":
+        from .bench import main as bench_main
+
+        return bench_main(args)
+    raise UsageError(f"unknown command {args.command}")

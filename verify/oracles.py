@@ -1,0 +1,364 @@
+"""The oracles. Each one computes, for every checked gradient on every sample, the written formula's
+value and its own reference value; one comparison routine and one tolerance table judge them all.
+
+- exact: SymPy's derivative of the forward, propagated in 50-digit arithmetic (no generated code).
+- fd:    central finite differences of the generated NumPy forward, float64.
+- numpy: the hand-written backward of the matching module in implementations/numpy (catalogue only).
+- jax:   jax.vjp of the generated JAX forward; catalogue forwards also against the jax library op.
+- torch: torch.autograd of the generated PyTorch forward; catalogue forwards also against torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mpmath
+import numpy as np
+
+from . import codegen
+from .evaluate import DIGITS, adjoints, local_derivatives
+from .lang import CATALOGUE, Derivation
+from .sampling import Sample
+
+ORACLES = ("exact", "fd", "numpy", "jax", "torch")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """|written - reference| <= atol * max(1, max|reference|) + rtol * |reference|, elementwise."""
+
+    rtol: float
+    atol: float
+
+
+TOLERANCES = {
+    "exact": Tolerance(1e-30, 1e-30),
+    "fd": Tolerance(1e-6, 1e-7),
+    "numpy": Tolerance(1e-9, 1e-11),
+    "jax": Tolerance(1e-9, 1e-11),
+    "torch": Tolerance(1e-9, 1e-11),
+}
+
+
+@dataclass
+class Result:
+    """One oracle's verdict on one gradient (or on the forward), worst over all samples.
+
+    max_rel_err is normwise: max |written - reference| / max |reference|."""
+
+    status: str  # pass | fail | skip
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    worst_index: list[int] | None = None
+    written: float | None = None
+    reference: float | None = None
+    sizes: dict[str, int] | None = None
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        out = {
+            "status": self.status,
+            "max_abs_err": self.max_abs_err,
+            "max_rel_err": self.max_rel_err,
+            "worst_index": self.worst_index,
+        }
+        if self.written is not None:
+            out["written"] = self.written
+            out["reference"] = self.reference
+        if self.sizes is not None:
+            out["sizes"] = self.sizes
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+class Skip(Exception):
+    """An oracle that cannot run here: the message is the reason."""
+
+
+@dataclass
+class Comparison:
+    """Accumulates the worst disagreement over samples for one gradient and one oracle."""
+
+    tol: Tolerance
+    result: Result = field(default_factory=lambda: Result("pass", 0.0, 0.0))
+    arrays: tuple | None = None  # (written, reference, sample) of the first failing sample
+
+    def add(self, written, reference, sample: Sample) -> None:
+        w, r = _as_array(written), _as_array(reference)
+        if w.shape != r.shape:
+            self.result = Result("fail", reason=f"shape {w.shape} but the reference has {r.shape}", sizes=sample.sizes)
+            return
+        with mpmath.workdps(DIGITS):
+            diff = np.abs(w - r)
+            mag = np.abs(r)
+            scale = max(1.0, float(mag.max())) if mag.size else 1.0
+            bound = self.tol.atol * scale + self.tol.rtol * mag
+            bad = ~_finite(w) | (diff > bound)
+        worst = np.unravel_index(int(np.argmax(diff.astype(float))), diff.shape) if diff.size else ()
+        max_abs = float(diff.max()) if diff.size else 0.0
+        # normwise: the largest error over the largest reference value, so near-zero entries don't blow up
+        max_rel = max_abs / max(float(mag.max()) if mag.size else 0.0, 1e-300)
+        failed = bool(bad.any()) or not np.isfinite(max_abs)
+        current = self.result
+        if current.status == "fail" and not failed:
+            return
+        if failed and current.status != "fail" or max_abs >= (current.max_abs_err or 0.0):
+            self.result = Result(
+                "fail" if failed else "pass",
+                max_abs,
+                max_rel,
+                [int(i) for i in worst],
+                float(w[worst]) if diff.size else None,
+                float(r[worst]) if diff.size else None,
+                dict(sample.sizes),
+            )
+            if failed and self.arrays is None:
+                self.arrays = (w, r, sample)
+
+
+def _as_array(v):
+    return v if isinstance(v, np.ndarray) and v.dtype == object else np.asarray(_to_numpy(v), dtype=object)
+
+
+def _to_numpy(v):
+    if hasattr(v, "detach"):
+        v = v.detach().cpu().numpy()
+    return np.asarray(v, dtype=np.float64) if not (isinstance(v, np.ndarray) and v.dtype == object) else v
+
+
+def _finite(a) -> np.ndarray:
+    return np.vectorize(lambda x: bool(mpmath.isfinite(x)), otypes=[bool])(a) if a.size else np.ones(a.shape, bool)
+
+
+# -----------------------------------------------------------------------------------------------------
+
+
+class Oracle:
+    """One reference. `gradients` yields (gradient name, written value, reference value) for a sample;
+    `forward` yields (label, generated output, library output) where the oracle has a library op."""
+
+    name = ""
+
+    def __init__(self, d: Derivation):
+        self.d = d
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def forward(self, sample: Sample):
+        return []
+
+    def gradients(self, sample: Sample):
+        raise NotImplementedError
+
+
+def catalogue_name(d: Derivation) -> str | None:
+    if d.file is None:
+        return None
+    path = Path(d.file).resolve()
+    return path.stem if path.parent == CATALOGUE and path.suffix == ".deriv" else None
+
+
+class Exact(Oracle):
+    name = "exact"
+
+    def __init__(self, d):
+        super().__init__(d)
+        self.derivatives = local_derivatives(d)
+
+    def gradients(self, sample):
+        upstream = sample.exact.get(self.d.upstream, mpmath.mpf(1))
+        adj = adjoints(self.d, sample.forward, sample.sizes, upstream, self.derivatives)
+        for g in self.d.checked:
+            yield g.target, sample.forward[g.target], adj[g.of]
+
+    def adjoints_with(self, sample, upstream):
+        """The written and true gradients for another upstream gradient: for diagnosis."""
+        from .evaluate import run_all
+
+        values = run_all(self.d, {**sample.exact, self.d.upstream: upstream}, sample.sizes)
+        return values, adjoints(self.d, values, sample.sizes, upstream, self.derivatives)
+
+
+def _loss(d: Derivation, out, upstream):
+    return float(np.sum(upstream * out)) if upstream is not None else float(out)
+
+
+class FiniteDifferences(Oracle):
+    name = "fd"
+    step = 2.0**-17
+
+    def gradients(self, sample):
+        d = self.d
+        gen = codegen.compile_derivation(d, "numpy")
+        values = {k: np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v for k, v in sample.values.items()}
+        fwd = gen.forward(**values)
+        written = gen.backward(**values, **fwd)
+        upstream = values.get(d.upstream)
+        for g in d.checked:
+            v = g.of
+            if v in d.inputs:
+                f = codegen.compile_derivation(d, "numpy").forward
+                base = dict(values)
+            else:
+                f = codegen.forward_given(d, "numpy", (v,))
+                base = {**values, v: fwd[v]}
+            yield g.target, written[g.target], self._central(f, base, v, upstream)
+
+    def _central(self, f, base, v, upstream):
+        d = self.d
+        x0 = np.array(base[v], dtype=np.float64)
+        grad = np.zeros(x0.shape)
+        for e in np.ndindex(*x0.shape):
+            h = self.step * max(1.0, abs(float(x0[e])))
+            plus, minus = x0.copy(), x0.copy()
+            plus[e] += h
+            minus[e] -= h
+            lp = _loss(d, f(**{**base, v: plus if x0.shape else float(plus)})[d.output], upstream)
+            lm = _loss(d, f(**{**base, v: minus if x0.shape else float(minus)})[d.output], upstream)
+            grad[e] = (lp - lm) / (2 * h)
+        return grad
+
+
+class _Framework(Oracle):
+    """jax and torch: differentiate the generated forward with the framework's autodiff."""
+
+    module = ""
+
+    def unavailable(self):
+        if importlib.util.find_spec(self.module) is None:
+            return f"{self.module} is not installed (pip install 'gradverify[{self.module}]')"
+        return None
+
+    def forward(self, sample):
+        name = catalogue_name(self.d)
+        ops = self.library()
+        if name is None or name not in ops:
+            return []
+        label, op = ops[name]
+        values = self.tensors(sample.values)
+        gen = codegen.compile_derivation(self.d, self.name)
+        return [(label, gen.forward(**values)[self.d.output], op(values))]
+
+    def gradients(self, sample):
+        d = self.d
+        gen = codegen.compile_derivation(d, self.name)
+        values = self.tensors(sample.values)
+        fwd = gen.forward(**values)
+        written = gen.backward(**values, **fwd)
+        upstream = values.get(d.upstream)
+        wanted = [g.of for g in d.checked]
+        inputs = [v for v in wanted if v in d.inputs]
+        refs = self.vjp(gen.forward, values, inputs, upstream) if inputs else {}
+        for v in wanted:
+            if v not in d.inputs:
+                given = codegen.forward_given(d, self.name, (v,))
+                refs.update(self.vjp(given, {**values, v: fwd[v]}, [v], upstream))
+        for g in d.checked:
+            yield g.target, written[g.target], refs[g.of]
+
+
+class Jax(_Framework):
+    name = module = "jax"
+
+    def library(self):
+        from .library import jax_ops
+
+        return jax_ops()
+
+    def tensors(self, values):
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+
+        return {k: jnp.asarray(v, dtype=jnp.float64) for k, v in values.items()}
+
+    def vjp(self, f, values, wrt, upstream):
+        import jax
+        import jax.numpy as jnp
+
+        def out(*args):
+            return f(**{**values, **dict(zip(wrt, args, strict=True))})[self.d.output]
+
+        y, pullback = jax.vjp(out, *[values[v] for v in wrt])
+        cot = upstream if upstream is not None else jnp.ones_like(y)
+        return dict(zip(wrt, (np.asarray(g) for g in pullback(cot)), strict=True))
+
+
+class Torch(_Framework):
+    name = module = "torch"
+
+    def library(self):
+        from .library import torch_ops
+
+        return torch_ops()
+
+    def tensors(self, values):
+        import torch
+
+        return {k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}
+
+    def vjp(self, f, values, wrt, upstream):
+        import torch
+
+        leaves = {v: values[v].detach().clone().requires_grad_(True) for v in wrt}
+        out = f(**{**values, **leaves})[self.d.output]
+        cot = upstream if upstream is not None else torch.ones_like(out)
+        grads = torch.autograd.grad(out, [leaves[v] for v in wrt], grad_outputs=cot, allow_unused=True)
+        return {
+            v: (g.detach().numpy() if g is not None else np.zeros(tuple(values[v].shape)))
+            for v, g in zip(wrt, grads, strict=True)
+        }
+
+
+class HandWritten(Oracle):
+    """The hand-written NumPy backward of the matching module (implementations/numpy/catalogue.py)."""
+
+    name = "numpy"
+
+    def entry(self):
+        name = catalogue_name(self.d)
+        if name is None:
+            raise Skip("not a catalogue derivation: no hand-written module to compare with")
+        try:
+            from implementations.numpy.catalogue import MODULES, NoModule
+        except ImportError as e:
+            raise Skip(f"implementations.numpy is not importable: {e}") from None
+        entry = MODULES.get(name)
+        if entry is None:
+            raise Skip(f"{name} has no entry in implementations/numpy/catalogue.py")
+        if isinstance(entry, NoModule):
+            raise Skip(entry.reason)
+        return entry
+
+    def unavailable(self):
+        try:
+            self.entry()
+        except Skip as e:
+            return str(e)
+        return None
+
+    def run(self, sample):
+        entry = self.entry()
+        values = {k: np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v for k, v in sample.values.items()}
+        return entry, values, entry.run(values)
+
+    def forward(self, sample):
+        entry, values, (out, _) = self.run(sample)
+        gen = codegen.compile_derivation(self.d, "numpy")
+        return [(entry.module, gen.forward(**values)[self.d.output], out)]
+
+    def gradients(self, sample):
+        entry, values, (_, grads) = self.run(sample)
+        gen = codegen.compile_derivation(self.d, "numpy")
+        written = gen.backward(**values, **gen.forward(**values))
+        for g in self.d.checked:
+            if g.target in grads:
+                yield g.target, written[g.target], grads[g.target]
+
+
+ORACLE_CLASSES = {"exact": Exact, "fd": FiniteDifferences, "numpy": HandWritten, "jax": Jax, "torch": Torch}

@@ -1,0 +1,131 @@
+"""Reports: what `check` returns, what the CLI prints as a table, and what `--json` writes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .lang import DerivationError
+from .oracles import Result
+
+
+@dataclass
+class GradientReport:
+    name: str
+    line: int
+    status: str  # verified | wrong | unchecked (no oracle ran)
+    oracles: dict[str, Result]
+    diagnosis: str = ""
+
+    def to_json(self) -> dict:
+        out = {"name": self.name, "line": self.line, "status": self.status}
+        out["oracles"] = {k: v.to_json() for k, v in self.oracles.items()}
+        if self.diagnosis:
+            out["diagnosis"] = self.diagnosis
+        return out
+
+
+@dataclass
+class ForwardReport:
+    """The generated forward against a library op or a hand-written module."""
+
+    oracle: str
+    against: str
+    result: Result
+
+    def to_json(self) -> dict:
+        return {"oracle": self.oracle, "against": self.against, **self.result.to_json()}
+
+
+@dataclass
+class DerivationReport:
+    name: str
+    file: str | None
+    status: str  # verified | wrong | invalid
+    title: str = ""
+    error: DerivationError | None = None
+    gradients: list[GradientReport] = field(default_factory=list)
+    forward: list[ForwardReport] = field(default_factory=list)
+    seed: int = 0
+    sizes: list[dict[str, int]] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        out: dict = {"name": self.name, "file": self.file, "status": self.status}
+        if self.title:
+            out["title"] = self.title
+        if self.error is not None:
+            out["error"] = {"line": self.error.line, "column": self.error.column, "message": self.error.message}
+            return out
+        out["gradients"] = [g.to_json() for g in self.gradients]
+        out["forward"] = [f.to_json() for f in self.forward]
+        out["seed"] = self.seed
+        out["sizes"] = self.sizes
+        return out
+
+
+@dataclass
+class Report:
+    derivations: list[DerivationReport]
+    oracles: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        statuses = {d.status for d in self.derivations}
+        if "invalid" in statuses:
+            return 2
+        if statuses - {"verified"}:
+            return 1
+        return 0
+
+    def to_json(self) -> dict:
+        return {"derivations": [d.to_json() for d in self.derivations]}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+    def table(self) -> str:
+        head = ["derivation", "gradient", *self.oracles, "verdict"]
+        rows = []
+        notes = []
+        for d in self.derivations:
+            if d.error is not None:
+                rows.append([d.name, "-", *["" for _ in self.oracles], "INVALID"])
+                notes.append(str(d.error))
+                continue
+            for f in d.forward:
+                if f.result.status == "fail":
+                    notes.append(f"{d.name}: forward differs from {f.against} ({f.oracle}): {_err(f.result)}")
+            for g in d.gradients:
+                cells = [_cell(g.oracles.get(o)) for o in self.oracles]
+                rows.append([d.name, g.name, *cells, g.status])
+                if g.diagnosis:
+                    notes.append(f"{d.name}: {g.name}: {g.diagnosis}")
+        widths = [max(len(str(r[k])) for r in [head, *rows]) for k in range(len(head))]
+        lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines += [""] + notes if notes else []
+        lines += ["", self.summary()]
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        n = len(self.derivations)
+        by = {s: sum(d.status == s for d in self.derivations) for s in ("verified", "wrong", "invalid")}
+        grads = [g for d in self.derivations for g in d.gradients]
+        ok = sum(g.status == "verified" for g in grads)
+        parts = [f"{by['verified']} verified", f"{by['wrong']} wrong", f"{by['invalid']} invalid"]
+        return f"{n} derivation{'s' * (n != 1)}: " + ", ".join(parts) + f"; {ok}/{len(grads)} gradients verified"
+
+
+def _cell(r: Result | None) -> str:
+    if r is None:
+        return ""
+    if r.status == "skip":
+        return "skip"
+    text = f"{r.max_rel_err:.1e}" if r.max_rel_err is not None else "-"
+    return text if r.status == "pass" else f"FAIL {text}" if r.max_rel_err is not None else "FAIL"
+
+
+def _err(r: Result) -> str:
+    if r.max_abs_err is None:
+        return r.reason
+    return f"max abs error {r.max_abs_err:.3g} at {r.worst_index}" + (f" ({r.reason})" if r.reason else "")
