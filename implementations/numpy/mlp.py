@@ -94,13 +94,11 @@ class MLP:
 
     def train(self) -> None:
         for module in self.modules:
-            if isinstance(module, BatchNormModule):
-                module.train()
+            module.train()
 
     def eval(self) -> None:
         for module in self.modules:
-            if isinstance(module, BatchNormModule):
-                module.eval()
+            module.eval()
 
 
 class SGD:

@@ -31,6 +31,12 @@ class Module:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def train(self) -> None:
+        """Switch to training mode; only layers that behave differently in evaluation override this."""
+
+    def eval(self) -> None:
+        """Switch to evaluation mode (see `train`)."""
+
 
 @dataclass(frozen=True)
 class _LinearCache:

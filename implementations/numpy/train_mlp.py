@@ -136,12 +136,14 @@ def train(args: argparse.Namespace) -> dict:
         seed=args.seed,
         dtype=np.float32,
     )
+    loss = CrossEntropyModule()
     if args.backward == "generated":
-        from implementations.numpy.generated import use_generated_layers
+        # Imported here: only this mode needs the verifier's code generator (and SymPy).
+        from implementations.numpy.generated import GeneratedCrossEntropy, use_generated_layers
 
         use_generated_layers(mlp)
+        loss = GeneratedCrossEntropy()
     optimizer = SGD(mlp.modules, args.learning_rate, args.momentum)
-    loss = CrossEntropyModule()
     batches = datasets.Batches(datasets.Split(train_images, train_labels), args.batch_size, seed=args.seed)
 
     def evaluation(step: int) -> dict:
