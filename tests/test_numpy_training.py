@@ -105,3 +105,15 @@ def test_write_metrics_converts_numpy_values(tmp_path):
         "wall_s": 1.5,
         "m": [[1, 0], [0, 1]],
     }
+
+
+def test_bench_step_reports_both_sides(tmp_path, capsys):
+    """bench_step times the NumPy and the PyTorch step at each thread count and prints their ratio."""
+    from implementations.numpy import bench_step
+
+    rows = bench_step.main(["--repeats", "3", "--threads", "1", "--json", str(tmp_path / "bench.json")])
+    assert [row["threads"] for row in rows] == [1]
+    assert rows[0]["numpy_s"] > 0 and rows[0]["torch_s"] > 0
+    assert rows[0]["ratio"] == pytest.approx(rows[0]["numpy_s"] / rows[0]["torch_s"])
+    assert json.loads((tmp_path / "bench.json").read_text())["rows"] == rows
+    assert "numpy/torch" in capsys.readouterr().out
