@@ -182,3 +182,17 @@ def test_wrong_input_shape_is_a_clear_value_error(kind, form, shape):
         ValueError, match=rf"expected input of shape \(batch, {N_NEURONS}\), got \({shape[0]}"
     ):
         module(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("kind", NORMS)
+def test_manual_function_default_eps_is_1e_5(kind):
+    """apply(x, gamma, beta) without eps runs forward and backward, and equals passing eps = 1e-5."""
+    function = NORMS[kind][1]
+    results = []
+    for extra in ((), (EPS,)):
+        x, gamma, beta = sample_inputs(9)
+        y = function.apply(x, gamma, beta, *extra)
+        y.backward(torch.ones_like(y) + x.detach())
+        results.append((y.detach(), x.grad, gamma.grad, beta.grad))
+    for default, explicit in zip(*results, strict=True):
+        torch.testing.assert_close(default, explicit, rtol=0, atol=0)

@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--mlp_hidden", default="100", help="hidden widths of the MLP, comma-separated")
     parser.add_argument("--seconds", type=float, default=5.0, help="time spent on each model")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     input_shape = tuple(int(size) for size in args.input.lower().split("x"))
     torch.manual_seed(0)
 

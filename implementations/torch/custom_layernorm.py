@@ -49,7 +49,8 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
         var = ((input - mu) ** 2).mean(dim=1, keepdim=True)
         inv_std = 1.0 / torch.sqrt(var + eps)
         xhat = (input - mu) * inv_std
-        needs_input, needs_gamma, _, _ = ctx.needs_input_grad
+        # needs_input_grad has 3 entries when eps is left at its default, 4 when it is passed.
+        needs_input, needs_gamma = ctx.needs_input_grad[:2]
         # dbeta needs only dy; dgamma needs xhat; dx needs xhat, gamma and 1/sqrt(var + eps).
         if needs_input:
             ctx.save_for_backward(xhat, gamma, inv_std)
@@ -59,7 +60,7 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
-        needs_input, needs_gamma, needs_beta, _ = ctx.needs_input_grad
+        needs_input, needs_gamma, needs_beta = ctx.needs_input_grad[:3]
         dx = dgamma = dbeta = None
         if needs_beta:
             dbeta = dy.sum(dim=0)

@@ -40,6 +40,13 @@ def make_parser(description: str, defaults: dict) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default=defaults["out"], help="folder for metrics.json and curves.png")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for PyTorch (default: PyTorch's choice, one per core); on a shared machine use the "
+        "number of idle cores, as more threads than free cores slow training down many times over",
+    )
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -50,6 +57,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.learning_rate <= 0:
         parser.error(f"--learning_rate must be positive, got {args.learning_rate}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
 
@@ -80,6 +89,8 @@ def run(
     Exits with status 2 and a one-line message when the data set cannot be read.
     """
     started = time.perf_counter()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
