@@ -61,7 +61,9 @@ def check_one(item, oracles: tuple[str, ...], seed: int) -> DerivationReport:
             continue
         except Exception as e:  # an oracle that breaks never lets a gradient pass
             for g in d.checked:
-                compare[g.target][name] = Result("fail", reason=f"{name} oracle failed: {type(e).__name__}: {e}")
+                compare[g.target][name] = Result(
+                    "fail", reason=f"{name} oracle failed: {type(e).__name__}: {e}"
+                )
             continue
         for label, c in fwd_comps.items():
             forward.append(ForwardReport(name, label, c.result))
@@ -141,7 +143,9 @@ def _error_shape(d, name, w, r, sample, exact) -> str:
             return _multiple(c, sample.sizes)
     if w.ndim >= 2:
         for perm in _permutations(w.ndim):
-            if w.shape == tuple(r.shape[p] for p in perm) and np.allclose(w, r.transpose(perm), rtol=1e-9, atol=1e-12):
+            if w.shape == tuple(r.shape[p] for p in perm) and np.allclose(
+                w, r.transpose(perm), rtol=1e-9, atol=1e-12
+            ):
                 return "is the transpose of the true gradient"
     mixing = _mixes_samples(d, name, sample, exact)
     return mixing or ""

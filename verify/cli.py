@@ -90,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def checking(p):
-        p.add_argument("--oracle", action="append", choices=ORACLES, help="run only these oracles (repeatable)")
+        p.add_argument(
+            "--oracle", action="append", choices=ORACLES, help="run only these oracles (repeatable)"
+        )
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for standard output)")
 

@@ -14,13 +14,15 @@ from typing import Any
 import sympy as sp
 
 from .lang import Derivation, DerivationError, load
-from .lower import Eye, Program, backward_program, forward_program
+from .lower import Eye, Program, backward_program, forward_program, shift_name
 from .printers import printer
 
 BACKENDS = ("numpy", "jax", "torch")
 
 
 def _shape_text(d: Derivation, name: str) -> str:
+    if name.startswith("shift_") and name not in d.tensors:
+        name = name[len("shift_") :]
     shape = d.shape(name)
     return " x ".join(s.name for s in shape) if shape else "scalar"
 
@@ -76,8 +78,11 @@ def _reference_counts(prog: Program) -> dict[str, int]:
     return counts
 
 
-def source(d: Derivation, backend: str = "numpy", given: tuple[str, ...] = ()) -> str:
-    """The generated module: `forward` and `backward` (or a forward with `given` names as inputs)."""
+def source(
+    d: Derivation, backend: str = "numpy", given: tuple[str, ...] = (), shifted: tuple[str, ...] = ()
+) -> str:
+    """The generated module: `forward` and `backward`; or only a forward, with the names in `given` as
+    inputs or with additive `shift_<name>` inputs for the names in `shifted` (see lower.forward_program)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     pr = printer(backend)
@@ -86,11 +91,14 @@ def source(d: Derivation, backend: str = "numpy", given: tuple[str, ...] = ()) -
     head.append(pr.imports)
     head.append("")
     parts = []
-    if given:
-        fwd = forward_program(d, given)
-        parts.append(_function(d, fwd, backend, "forward", f"Forward pass with {', '.join(given)} taken as given."))
+    if given or shifted:
+        fwd = forward_program(d, given, shifted)
+        what = f"{', '.join(given)} taken as given" if given else f"shifts added to {', '.join(shifted)}"
+        parts.append(_function(d, fwd, backend, "forward", f"Forward pass with {what}."))
     else:
-        parts.append(_function(d, forward_program(d), backend, "forward", "Forward pass: every intermediate."))
+        parts.append(
+            _function(d, forward_program(d), backend, "forward", "Forward pass: every intermediate.")
+        )
         parts.append(
             _function(d, backward_program(d), backend, "backward", "Backward pass: every written gradient.")
         )
@@ -148,7 +156,7 @@ def compile_derivation(derivation: Derivation | str | Path, backend: str = "nump
     return _compiled(d, backend)
 
 
-_CACHE: dict[tuple[int, str, tuple[str, ...]], Any] = {}
+_CACHE: dict[tuple, Any] = {}
 
 
 def _compiled(d: Derivation, backend: str) -> Generated:
@@ -160,15 +168,24 @@ def _compiled(d: Derivation, backend: str) -> Generated:
     return _CACHE[key][1]
 
 
-def forward_given(d: Derivation, backend: str, given: tuple[str, ...]):
-    """A compiled forward pass that takes the names in `given` as inputs: for checking an adjoint."""
-    key = (id(d), backend, given)
+def forward_given(d: Derivation, backend: str, given: tuple[str, ...] = (), shifted: tuple[str, ...] = ()):
+    """A compiled forward pass that takes the names in `given` as inputs, or additive shifts of the
+    names in `shifted`: for checking adjoints."""
+    key = (id(d), backend, given, shifted)
     if key not in _CACHE:
-        text = source(d, backend, given)
+        text = source(d, backend, given, shifted)
         ns = _compile(text, backend, d.name)
         _CACHE[key] = (d, ns["forward"])
     fn = _CACHE[key][1]
     return lambda **values: fn(**_select(fn, values))
 
 
-__all__ = ["BACKENDS", "DerivationError", "Generated", "compile_derivation", "forward_given", "source"]
+__all__ = [
+    "BACKENDS",
+    "DerivationError",
+    "Generated",
+    "compile_derivation",
+    "forward_given",
+    "shift_name",
+    "source",
+]

@@ -31,6 +31,7 @@ class Evaluator:
         self.tensors = tensors
         self.sizes = sizes
         self.observe = observe  # called with (kind, site, value) at every kink: max, min, abs, < and >
+        self.reads: set | None = None  # when a set, every tensor element read is recorded in it
 
     def __call__(self, expr: sp.Expr, env: Mapping[sp.Symbol, int]):
         return self.ev(expr, env)
@@ -56,10 +57,14 @@ class Evaluator:
             return env[e]
         if e in self.sizes:
             return mpmath.mpf(int(self.sizes[e]))
+        if self.reads is not None:
+            self.reads.add((e.name, ()))
         return self.tensors[e.name]
 
     def _ev_Indexed(self, e, env):
         idx = tuple(int(self.ev(i, env)) for i in e.indices)
+        if self.reads is not None:
+            self.reads.add((e.base.label.name, idx))
         return self.tensors[e.base.label.name][idx]
 
     def _ev_Add(self, e, env):
@@ -209,9 +214,10 @@ def local_derivatives(d: Derivation) -> dict[str, list[tuple[str, tuple[sp.Symbo
     out = {}
     for st in d.forward:
         parts = []
-        used = sorted({a.base.label.name for a in st.rhs.atoms(sp.Indexed)} | {
-            s.name for s in st.rhs.free_symbols if isinstance(s, sp.Symbol) and s.name in d.tensors
-        })
+        used = sorted(
+            {a.base.label.name for a in st.rhs.atoms(sp.Indexed)}
+            | {s.name for s in st.rhs.free_symbols if isinstance(s, sp.Symbol) and s.name in d.tensors}
+        )
         for name in used:
             shape = d.shape(name)
             at = tuple(sp.Dummy(f"a{k}", integer=True) for k in range(len(shape)))
@@ -227,7 +233,9 @@ def adjoints(d: Derivation, values: Mapping[str, object], sizes: Mapping[str, in
     """Reverse-mode accumulation of L = sum(upstream * output) through the forward, in high precision.
 
     Returns the adjoint of every input and forward name: the partial derivative of L with respect to it,
-    that name treated as independent and everything downstream of it depending on it."""
+    that name treated as independent and everything downstream of it depending on it. For each target
+    element, SymPy's derivative is evaluated only at the elements that element's definition reads: the
+    derivative with respect to any other element is zero."""
     sv = size_values(d, sizes)
     with mpmath.workdps(DIGITS):
         adj: dict[str, object] = {}
@@ -238,20 +246,22 @@ def adjoints(d: Derivation, values: Mapping[str, object], sizes: Mapping[str, in
         ev = Evaluator(values, sv)
         for st in reversed(d.forward):
             a_t = adj[st.target]
-            t_shape = concrete_shape(d, st.target, sizes)
-            for name, at, der in derivatives[st.target]:
-                u_shape = concrete_shape(d, name, sizes)
-                for e in elements(t_shape):
-                    weight = a_t[e] if t_shape else a_t
-                    if weight == 0:
+            parts = {name: (at, der) for name, at, der in derivatives[st.target]}
+            for e in elements(concrete_shape(d, st.target, sizes)):
+                weight = a_t[e] if e else a_t
+                if weight == 0:
+                    continue
+                env = dict(zip(st.indices, e, strict=True))
+                ev.reads = set()
+                ev(st.rhs, env)
+                reads, ev.reads = ev.reads, None
+                for name, f in reads:
+                    if name not in parts:
                         continue
-                    env = dict(zip(st.indices, e, strict=True))
-                    if not u_shape:
-                        adj[name] += weight * ev(der, env)
-                        continue
-                    for f in elements(u_shape):
-                        env.update(zip(at, f, strict=True))
-                        v = ev(der, env)
-                        if v != 0:
-                            adj[name][f] += weight * v
+                    at, der = parts[name]
+                    v = ev(der, {**env, **dict(zip(at, f, strict=True))})
+                    if f:
+                        adj[name][f] += weight * v
+                    else:
+                        adj[name] += weight * v
     return adj

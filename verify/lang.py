@@ -182,7 +182,10 @@ def _split_sections(text: str, file: str | None):
             name = stripped[1:-1].strip()
             if name not in SECTIONS:
                 raise DerivationError(
-                    f"unknown section [{name}]: sections are " + ", ".join(f"[{s}]" for s in SECTIONS), number, 1, file
+                    f"unknown section [{name}]: sections are " + ", ".join(f"[{s}]" for s in SECTIONS),
+                    number,
+                    1,
+                    file,
                 )
             if name in sections:
                 raise DerivationError(
@@ -241,7 +244,9 @@ def _parse_fragment(text: str, src: _Source) -> ast.expr:
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as e:
-        line, col = src.at(ast.Constant(value=0, lineno=e.lineno or 1, col_offset=max((e.offset or 1) - 1, 0)))
+        line, col = src.at(
+            ast.Constant(value=0, lineno=e.lineno or 1, col_offset=max((e.offset or 1) - 1, 0))
+        )
         msg = (e.msg or "invalid syntax").split(" (", 1)[0]
         raise DerivationError(f"syntax error: {msg}", line, col, src.file) from None
     return tree.body
@@ -379,7 +384,8 @@ class _Converter:
             if not isinstance(slot, ast.Name):
                 if isinstance(slot, ast.BinOp | ast.Constant | ast.UnaryOp):
                     raise self.err(
-                        slot, "affine index expressions such as h + p are not supported yet: use a plain index"
+                        slot,
+                        "affine index expressions such as h + p are not supported yet: use a plain index",
                     )
                 raise self.err(slot, f"{_describe(slot)} is not an index: subscripts are index names")
             if slot.id in FUNCTIONS:
@@ -646,7 +652,9 @@ class _Loader:
         output = parsed[-1].target
         upstream = "d" + output
         if upstream in self.tensors:
-            raise self.err(f"{upstream} is the upstream gradient of the output {output} and cannot be a forward name", 1)
+            raise self.err(
+                f"{upstream} is the upstream gradient of the output {output} and cannot be a forward name", 1
+            )
         out_shape = self.tensors[output].shape
         if out_shape:
             self.tensors[upstream] = Tensor(upstream, out_shape, "upstream")
@@ -678,7 +686,9 @@ class _Loader:
         self.used_at: dict[str, int] = {}
         for p in parsed:
             if p.target in self.defined_at:
-                raise self.err(f"{p.target} is defined twice (first on line {self.defined_at[p.target]})", p.line)
+                raise self.err(
+                    f"{p.target} is defined twice (first on line {self.defined_at[p.target]})", p.line
+                )
             if p.target in self.used_at:
                 raise self.err(
                     f"{p.target} is used on line {self.used_at[p.target]} before it is defined here", p.line
@@ -690,7 +700,9 @@ class _Loader:
                 occ = var.occurrences
                 if not occ:
                     raise self.err(
-                        f"the range of index {var.name} cannot be inferred: it subscripts no tensor", var.line, var.col
+                        f"the range of index {var.name} cannot be inferred: it subscripts no tensor",
+                        var.line,
+                        var.col,
                     )
                 for o in occ[1:]:
                     self.axes.union((occ[0].name, occ[0].axis), (o.name, o.axis))
@@ -814,7 +826,10 @@ class _Loader:
                 name = text[:eq].strip()
                 self._known_input(name, line)
                 if self.tensors[name].shape:
-                    raise self.err(f"{name} is a tensor: '= number' fixes scalars only; give a domain with ':'", line.number)
+                    raise self.err(
+                        f"{name} is a tensor: '= number' fixes scalars only; give a domain with ':'",
+                        line.number,
+                    )
                 node, src = _parse_tail(text, eq + 1, line.number, self.file)
                 fixed[name] = self._constant(node, src)
             elif colon >= 0:
@@ -844,7 +859,9 @@ class _Loader:
         if isinstance(node, ast.Name):
             kind = node.id
         if kind not in DOMAINS:
-            raise src.error(node, "unknown domain: domains are normal, positive, uniform(a, b), simplex(k), onehot(k)")
+            raise src.error(
+                node, "unknown domain: domains are normal, positive, uniform(a, b), simplex(k), onehot(k)"
+            )
         shape = self.tensors[name].shape
         if kind in ("normal", "positive"):
             if not isinstance(node, ast.Name):
@@ -871,13 +888,16 @@ class _Loader:
     def _axis_of(self, name: str, idx: str) -> int | None:
         for s in self.parsed_forward:
             for node in ast.walk(s.rhs):
-                if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == name:
+                if (
+                    isinstance(node, ast.Subscript)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == name
+                ):
                     slots = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
                     for k, slot in enumerate(slots):
                         if isinstance(slot, ast.Name) and slot.id == idx:
                             return k
         return None
-
 
     def _sizes_section(self) -> dict[str, int]:
         fixed = {}
@@ -916,13 +936,17 @@ class _Loader:
             if p.target in self.sizes:
                 raise self.err(f"{p.target} names a size", p.line)
             of = p.target[1:] if p.target.startswith("d") else None
-            if of is not None and (of not in self.tensors or self.tensors[of].role not in ("input", "forward")):
+            if of is not None and (
+                of not in self.tensors or self.tensors[of].role not in ("input", "forward")
+            ):
                 of = None
             if of is not None and of in self.sizes:
                 of = None
             out.append(self._gradient_statement(p, of, output, upstream))
         if not any(s.of for s in out):
-            raise self.err("[gradients] has no statement dNAME for an input or intermediate NAME", lines[0].number)
+            raise self.err(
+                "[gradients] has no statement dNAME for an input or intermediate NAME", lines[0].number
+            )
         return out
 
     def _gradient_statement(self, p: _Parsed, of: str | None, output: str, upstream: str) -> Statement:
@@ -961,7 +985,11 @@ class _Loader:
         ranges: dict[int, sp.Symbol] = {}
         for var in conv.index_vars:
             if not var.occurrences:
-                raise self.err(f"the range of index {var.name} cannot be inferred: it subscripts no tensor", var.line, var.col)
+                raise self.err(
+                    f"the range of index {var.name} cannot be inferred: it subscripts no tensor",
+                    var.line,
+                    var.col,
+                )
             first = var.occurrences[0]
             s0 = self.tensors[first.name].shape[first.axis]
             for o in var.occurrences[1:]:
@@ -1005,7 +1033,11 @@ CATALOGUE = Path(__file__).resolve().parent.parent / "derivations"
 def _read(path_or_text: str | Path) -> tuple[str, str | None, str]:
     if isinstance(path_or_text, Path) or ("\n" not in str(path_or_text) and "[" not in str(path_or_text)):
         path = Path(path_or_text)
-        if not path.exists() and _NAME.match(str(path_or_text)) and (CATALOGUE / f"{path_or_text}.deriv").exists():
+        if (
+            not path.exists()
+            and _NAME.match(str(path_or_text))
+            and (CATALOGUE / f"{path_or_text}.deriv").exists()
+        ):
             path = CATALOGUE / f"{path_or_text}.deriv"
             path_or_text = _display(path)
         try:

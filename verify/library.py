@@ -37,7 +37,9 @@ def torch_ops():
         "softmax_cross_entropy_mean": ("F.cross_entropy", lambda v: F.cross_entropy(v["x"], v["t"])),
         "batchnorm": (
             "F.batch_norm(training=True)",
-            lambda v: F.batch_norm(v["x"], None, None, v["gamma"], v["beta"], training=True, eps=float(v["eps"])),
+            lambda v: F.batch_norm(
+                v["x"], None, None, v["gamma"], v["beta"], training=True, eps=float(v["eps"])
+            ),
         ),
         "layernorm": (
             "F.layer_norm",
@@ -71,7 +73,10 @@ def jax_ops():
         "sigmoid": ("jax.nn.sigmoid", lambda v: jax.nn.sigmoid(v["x"])),
         "tanh": ("jnp.tanh", lambda v: jnp.tanh(v["x"])),
         "softmax": ("jax.nn.softmax", lambda v: jax.nn.softmax(v["x"], axis=1)),
-        "cross_entropy": ("mean of -sum(t log x)", lambda v: -jnp.mean(jnp.sum(v["t"] * jnp.log(v["x"]), axis=1))),
+        "cross_entropy": (
+            "mean of -sum(t log x)",
+            lambda v: -jnp.mean(jnp.sum(v["t"] * jnp.log(v["x"]), axis=1)),
+        ),
         "softmax_cross_entropy": (
             "-sum(t * jax.nn.log_softmax)",
             lambda v: -jnp.sum(v["t"] * jax.nn.log_softmax(v["x"], axis=1), axis=1),

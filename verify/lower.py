@@ -125,7 +125,10 @@ class _Lowering:
         if isinstance(expr, Einsum | ReduceSum | Eye):
             return Align(expr, sp.Tuple(*src), sp.Tuple(*dst))
         if isinstance(expr, sp.Piecewise):
-            pairs = [(self.align(v, src, dst), c if c is sp.true else self.align(c, src, dst)) for v, c in expr.args]
+            pairs = [
+                (self.align(v, src, dst), c if c is sp.true else self.align(c, src, dst))
+                for v, c in expr.args
+            ]
             return sp.Piecewise(*pairs, evaluate=False)
         args = [self.align(a, src, dst) for a in expr.args]
         if isinstance(expr, sp.Max | sp.Min | Relational):
@@ -287,21 +290,33 @@ def _letters(indices) -> dict:
     names = sorted(indices, key=lambda s: s.name)
     out, used = {}, set()
     for s in names:
-        c = s.name[0] if s.name[0] in pool and s.name[0] not in used else next(p for p in pool if p not in used)
+        c = (
+            s.name[0]
+            if s.name[0] in pool and s.name[0] not in used
+            else next(p for p in pool if p not in used)
+        )
         out[s] = c
         used.add(c)
     return out
 
 
-def forward_program(d: Derivation, given: tuple[str, ...] = ()) -> Program:
+def shift_name(name: str) -> str:
+    return f"shift_{name}"
+
+
+def forward_program(d: Derivation, given: tuple[str, ...] = (), shifted: tuple[str, ...] = ()) -> Program:
     """The forward pass. Names in `given` are parameters instead of being computed, so that a program
-    can treat an intermediate as an independent variable."""
+    can treat an intermediate as an independent variable. Each name in `shifted` gets a parameter
+    `shift_<name>` added to it where it is computed: at a zero shift, the derivative with respect to the
+    shift is that intermediate's adjoint, so one vector-Jacobian product gives every adjoint at once."""
     low = _Lowering(d, {})
     needed = _needed(d, given)
     for st in d.forward:
         if st.target not in given and st.target in needed:
             low.statement(st)
-    params = [n for n in d.inputs if n in needed] + [n for n in given]
+            if st.target in shifted:
+                low.body[-1].expr = low.body[-1].expr + array(shift_name(st.target))
+    params = [n for n in d.inputs if n in needed] + [n for n in given] + [shift_name(n) for n in shifted]
     results = [st.target for st in d.forward if st.target not in given and st.target in needed]
     return Program(params, low.body, results, _size_sources(d, params))
 
@@ -312,7 +327,9 @@ def _needed(d: Derivation, given) -> set[str]:
     for st in reversed(d.forward):
         if st.target in needed and st.target not in given:
             needed |= {a.base.label.name for a in st.rhs.atoms(sp.Indexed)}
-            needed |= {s.name for s in st.rhs.free_symbols if isinstance(s, sp.Symbol) and s.name in d.tensors}
+            needed |= {
+                s.name for s in st.rhs.free_symbols if isinstance(s, sp.Symbol) and s.name in d.tensors
+            }
     return needed | set(given)
 
 

@@ -11,6 +11,8 @@ value and its own reference value; one comparison routine and one tolerance tabl
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,8 +91,12 @@ class Comparison:
     def add(self, written, reference, sample: Sample) -> None:
         w, r = _as_array(written), _as_array(reference)
         if w.shape != r.shape:
-            self.result = Result("fail", reason=f"shape {w.shape} but the reference has {r.shape}", sizes=sample.sizes)
+            self.result = Result(
+                "fail", reason=f"shape {w.shape} but the reference has {r.shape}", sizes=sample.sizes
+            )
             return
+        scalar = w.shape == ()
+        w, r = w.reshape(-1) if scalar else w, r.reshape(-1) if scalar else r
         with mpmath.workdps(DIGITS):
             diff = np.abs(w - r)
             mag = np.abs(r)
@@ -110,7 +116,7 @@ class Comparison:
                 "fail" if failed else "pass",
                 max_abs,
                 max_rel,
-                [int(i) for i in worst],
+                [] if scalar else [int(i) for i in worst],
                 float(w[worst]) if diff.size else None,
                 float(r[worst]) if diff.size else None,
                 dict(sample.sizes),
@@ -130,7 +136,11 @@ def _to_numpy(v):
 
 
 def _finite(a) -> np.ndarray:
-    return np.vectorize(lambda x: bool(mpmath.isfinite(x)), otypes=[bool])(a) if a.size else np.ones(a.shape, bool)
+    return (
+        np.vectorize(lambda x: bool(mpmath.isfinite(x)), otypes=[bool])(a)
+        if a.size
+        else np.ones(a.shape, bool)
+    )
 
 
 # -----------------------------------------------------------------------------------------------------
@@ -194,7 +204,10 @@ class FiniteDifferences(Oracle):
     def gradients(self, sample):
         d = self.d
         gen = codegen.compile_derivation(d, "numpy")
-        values = {k: np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v for k, v in sample.values.items()}
+        values = {
+            k: np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v
+            for k, v in sample.values.items()
+        }
         fwd = gen.forward(**values)
         written = gen.backward(**values, **fwd)
         upstream = values.get(d.upstream)
@@ -223,53 +236,81 @@ class FiniteDifferences(Oracle):
         return grad
 
 
+@dataclass
+class _Run:
+    """Everything a framework oracle computes for one sample, in one pass."""
+
+    output: object  # the generated forward's output
+    library: object  # the library op's output, or None
+    written: dict  # every written gradient, by gradient name
+    refs: dict  # the framework's adjoint of every input and intermediate checked, by its name
+
+
 class _Framework(Oracle):
-    """jax and torch: differentiate the generated forward with the framework's autodiff."""
+    """jax and torch: differentiate the generated forward with the framework's autodiff.
+
+    The adjoints of inputs and of intermediates all come from one vector-Jacobian product of a forward
+    with a zero shift added to each intermediate checked (see lower.forward_program)."""
 
     module = ""
+
+    def __init__(self, d):
+        super().__init__(d)
+        self.runs: dict[int, _Run] = {}
+        name = catalogue_name(d)
+        ops = self.library() if self.unavailable() is None else {}
+        self.op = ops.get(name) if name else None
+        order = [st.target for st in d.forward]
+        self.inputs = [g.of for g in d.checked if g.of in d.inputs]
+        self.intermediates = tuple(sorted({g.of for g in d.checked if g.of not in d.inputs}, key=order.index))
 
     def unavailable(self):
         if importlib.util.find_spec(self.module) is None:
             return f"{self.module} is not installed (pip install 'gradverify[{self.module}]')"
         return None
 
+    def run(self, sample) -> _Run:
+        if id(sample) not in self.runs:
+            self.runs[id(sample)] = self.compute(self.tensors(sample.values))
+        return self.runs[id(sample)]
+
     def forward(self, sample):
-        name = catalogue_name(self.d)
-        ops = self.library()
-        if name is None or name not in ops:
+        if self.op is None:
             return []
-        label, op = ops[name]
-        values = self.tensors(sample.values)
-        gen = codegen.compile_derivation(self.d, self.name)
-        return [(label, gen.forward(**values)[self.d.output], op(values))]
+        r = self.run(sample)
+        return [(self.op[0], r.output, r.library)]
 
     def gradients(self, sample):
-        d = self.d
-        gen = codegen.compile_derivation(d, self.name)
-        values = self.tensors(sample.values)
-        fwd = gen.forward(**values)
-        written = gen.backward(**values, **fwd)
-        upstream = values.get(d.upstream)
-        wanted = [g.of for g in d.checked]
-        inputs = [v for v in wanted if v in d.inputs]
-        refs = self.vjp(gen.forward, values, inputs, upstream) if inputs else {}
-        for v in wanted:
-            if v not in d.inputs:
-                given = codegen.forward_given(d, self.name, (v,))
-                refs.update(self.vjp(given, {**values, v: fwd[v]}, [v], upstream))
-        for g in d.checked:
-            yield g.target, written[g.target], refs[g.of]
+        r = self.run(sample)
+        for g in self.d.checked:
+            yield g.target, r.written[g.target], r.refs[g.of]
+
+    def programs(self):
+        gen = codegen.compile_derivation(self.d, self.name)
+        shifted = codegen.forward_given(self.d, self.name, shifted=self.intermediates)
+        return gen, shifted
+
+
+def _fast_xla_compiles():
+    """The checks run each function once on a few dozen numbers, so XLA's compile time is all that
+    counts: without LLVM's expensive passes it compiles about 3x faster. Only effective before jax is
+    first imported; `python -m verify bench` never comes here, so timings keep XLA's defaults."""
+    if "jax" not in sys.modules:
+        flags = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
 
 
 class Jax(_Framework):
     name = module = "jax"
 
     def library(self):
+        _fast_xla_compiles()
         from .library import jax_ops
 
         return jax_ops()
 
     def tensors(self, values):
+        _fast_xla_compiles()
         import jax
 
         jax.config.update("jax_enable_x64", True)
@@ -277,16 +318,29 @@ class Jax(_Framework):
 
         return {k: jnp.asarray(v, dtype=jnp.float64) for k, v in values.items()}
 
-    def vjp(self, f, values, wrt, upstream):
+    def compute(self, values):
         import jax
         import jax.numpy as jnp
 
-        def out(*args):
-            return f(**{**values, **dict(zip(wrt, args, strict=True))})[self.d.output]
+        d = self.d
+        gen, shifted = self.programs()
+        op = self.op[1] if self.op else None
 
-        y, pullback = jax.vjp(out, *[values[v] for v in wrt])
-        cot = upstream if upstream is not None else jnp.ones_like(y)
-        return dict(zip(wrt, (np.asarray(g) for g in pullback(cot)), strict=True))
+        def everything(values):
+            fwd = gen.forward(**values)
+            written = gen.backward(**values, **fwd)
+            shifts = {v: jnp.zeros_like(fwd[v]) for v in self.intermediates}
+
+            def output(wrt, shift):
+                named = {codegen.shift_name(k): v for k, v in shift.items()}
+                return shifted(**{**values, **wrt, **named})[d.output]
+
+            y, pullback = jax.vjp(output, {v: values[v] for v in self.inputs}, shifts)
+            g_in, g_shift = pullback(values.get(d.upstream, jnp.ones_like(y)))
+            return fwd[d.output], op(values) if op else None, written, {**g_in, **g_shift}
+
+        out, lib, written, refs = jax.jit(everything)(values)
+        return _Run(out, lib, written, refs)
 
 
 class Torch(_Framework):
@@ -302,17 +356,27 @@ class Torch(_Framework):
 
         return {k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}
 
-    def vjp(self, f, values, wrt, upstream):
+    def compute(self, values):
         import torch
 
-        leaves = {v: values[v].detach().clone().requires_grad_(True) for v in wrt}
-        out = f(**{**values, **leaves})[self.d.output]
-        cot = upstream if upstream is not None else torch.ones_like(out)
-        grads = torch.autograd.grad(out, [leaves[v] for v in wrt], grad_outputs=cot, allow_unused=True)
-        return {
-            v: (g.detach().numpy() if g is not None else np.zeros(tuple(values[v].shape)))
-            for v, g in zip(wrt, grads, strict=True)
+        d = self.d
+        gen, shifted = self.programs()
+        fwd = gen.forward(**values)
+        written = gen.backward(**values, **fwd)
+        leaves = {v: values[v].detach().clone().requires_grad_(True) for v in self.inputs}
+        shifts = {v: torch.zeros_like(fwd[v], requires_grad=True) for v in self.intermediates}
+        named = {codegen.shift_name(k): v for k, v in shifts.items()}
+        out = shifted(**{**values, **leaves, **named})[d.output]
+        wrt = list(leaves.values()) + list(shifts.values())
+        grads = torch.autograd.grad(
+            out, wrt, grad_outputs=values.get(d.upstream, torch.ones_like(out)), allow_unused=True
+        )
+        refs = {
+            name: (g if g is not None else torch.zeros_like(t))
+            for name, t, g in zip([*leaves, *shifts], wrt, grads, strict=True)
         }
+        library = self.op[1](values) if self.op else None
+        return _Run(fwd[d.output], library, written, refs)
 
 
 class HandWritten(Oracle):
@@ -344,7 +408,10 @@ class HandWritten(Oracle):
 
     def run(self, sample):
         entry = self.entry()
-        values = {k: np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v for k, v in sample.values.items()}
+        values = {
+            k: np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v
+            for k, v in sample.values.items()
+        }
         return entry, values, entry.run(values)
 
     def forward(self, sample):

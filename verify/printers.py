@@ -10,7 +10,6 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import JaxPrinter, NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
-from sympy.printing.pytorch import TorchPrinter
 
 
 class _ArrayMixin:
@@ -135,53 +134,59 @@ class JaxArrayPrinter(_ArrayMixin, JaxPrinter):
         return f"jax.nn.sigmoid({self._print(e.args[0])})"
 
 
-class TorchArrayPrinter(_ArrayMixin, TorchPrinter):
-    ns = "torch"
-    axis_kw = "dim"
-    imports = "import torch"
+def _torch_printer():
+    # sympy.printing.pytorch imports torch itself: only pay for that when torch code is wanted
+    from sympy.printing.pytorch import TorchPrinter
 
-    def _einsum(self, spec, operands):
-        return self._call("einsum", repr(spec), *operands)
+    class TorchArrayPrinter(_ArrayMixin, TorchPrinter):
+        ns = "torch"
+        axis_kw = "dim"
+        imports = "import torch"
 
-    def _print_sigmoid(self, e):
-        return self._call("sigmoid", self._print(e.args[0]))
+        def _einsum(self, spec, operands):
+            return self._call("einsum", repr(spec), *operands)
 
-    def _clamp(self, e, bound):
-        a, b = e.args
-        if b.is_Number or a.is_Number:
-            x, c = (a, b) if b.is_Number else (b, a)
-            return self._call("clamp", self._print(x), f"{bound}={float(c)!r}")
-        return self._call("maximum" if bound == "min" else "minimum", self._print(a), self._print(b))
+        def _print_sigmoid(self, e):
+            return self._call("sigmoid", self._print(e.args[0]))
 
-    def _print_Max(self, e):
-        return self._clamp(e, "min")
+        def _clamp(self, e, bound):
+            a, b = e.args
+            if b.is_Number or a.is_Number:
+                x, c = (a, b) if b.is_Number else (b, a)
+                return self._call("clamp", self._print(x), f"{bound}={float(c)!r}")
+            return self._call("maximum" if bound == "min" else "minimum", self._print(a), self._print(b))
 
-    def _print_Min(self, e):
-        return self._clamp(e, "max")
+        def _print_Max(self, e):
+            return self._clamp(e, "min")
 
-    def _print_Piecewise(self, e):
-        (a, cond), (b, _) = e.args[0], e.args[-1]
-        if len(e.args) > 2:
-            b = sp.Piecewise(*e.args[1:], evaluate=False)
-        if b == 0:
-            return f"{self._operand(a)}*{self._print(cond)}"
-        return self._call("where", self._print(cond), self._tensorish(a), self._tensorish(b))
+        def _print_Min(self, e):
+            return self._clamp(e, "max")
 
-    def _tensorish(self, e):
-        return f"{float(e)!r}" if e.is_Number else self._print(e)
+        def _print_Piecewise(self, e):
+            (a, cond), (b, _) = e.args[0], e.args[-1]
+            if len(e.args) > 2:
+                b = sp.Piecewise(*e.args[1:], evaluate=False)
+            if b == 0:
+                return f"{self._operand(a)}*{self._print(cond)}"
+            return self._call("where", self._print(cond), self._tensorish(a), self._tensorish(b))
 
-    def _permute(self, text, perm):
-        return f"{text}.permute({', '.join(map(str, perm))})"
+        def _tensorish(self, e):
+            return f"{float(e)!r}" if e.is_Number else self._print(e)
 
-    def _print_Eye(self, e):
-        return self._call("eye", self._print(e.args[0]), "dtype=dtype")
+        def _permute(self, text, perm):
+            return f"{text}.permute({', '.join(map(str, perm))})"
+
+        def _print_Eye(self, e):
+            return self._call("eye", self._print(e.args[0]), "dtype=dtype")
+
+    return TorchArrayPrinter
 
 
-PRINTERS = {"numpy": NumpyArrayPrinter, "jax": JaxArrayPrinter, "torch": TorchArrayPrinter}
+PRINTERS = {"numpy": lambda: NumpyArrayPrinter, "jax": lambda: JaxArrayPrinter, "torch": _torch_printer}
 
 
 def printer(backend: str):
-    return PRINTERS[backend]({"fully_qualified_modules": True})
+    return PRINTERS[backend]()({"fully_qualified_modules": True})
 
 
 __all__ = ["PRINTERS", "printer", "precedence"]

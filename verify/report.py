@@ -54,7 +54,11 @@ class DerivationReport:
         if self.title:
             out["title"] = self.title
         if self.error is not None:
-            out["error"] = {"line": self.error.line, "column": self.error.column, "message": self.error.message}
+            out["error"] = {
+                "line": self.error.line,
+                "column": self.error.column,
+                "message": self.error.message,
+            }
             return out
         out["gradients"] = [g.to_json() for g in self.gradients]
         out["forward"] = [f.to_json() for f in self.forward]
@@ -101,7 +105,9 @@ class Report:
                 if g.diagnosis:
                     notes.append(f"{d.name}: {g.name}: {g.diagnosis}")
         widths = [max(len(str(r[k])) for r in [head, *rows]) for k in range(len(head))]
-        lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
+        lines = [
+            "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]
+        ]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines += [""] + notes if notes else []
         lines += ["", self.summary()]
@@ -113,7 +119,9 @@ class Report:
         grads = [g for d in self.derivations for g in d.gradients]
         ok = sum(g.status == "verified" for g in grads)
         parts = [f"{by['verified']} verified", f"{by['wrong']} wrong", f"{by['invalid']} invalid"]
-        return f"{n} derivation{'s' * (n != 1)}: " + ", ".join(parts) + f"; {ok}/{len(grads)} gradients verified"
+        return (
+            f"{n} derivation{'s' * (n != 1)}: " + ", ".join(parts) + f"; {ok}/{len(grads)} gradients verified"
+        )
 
 
 def _cell(r: Result | None) -> str:

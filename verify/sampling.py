@@ -138,7 +138,9 @@ def draw(d: Derivation, seed: int, avoid: dict[str, int] | None = None) -> Sampl
         if clear and finite and best is None:
             best = sample
     if best is None:
-        raise ValueError(f"{d.name}: no sample keeps clear of every kink and stays finite in {ATTEMPTS} draws")
+        raise ValueError(
+            f"{d.name}: no sample keeps clear of every kink and stays finite in {ATTEMPTS} draws"
+        )
     return best
 
 

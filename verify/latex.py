@@ -1,0 +1,652 @@
+"""LaTeX for derivations: formulas as a person writes them, and a document with the verification results.
+
+`derivation_latex(d)` renders one derivation as a fragment (a section with its forward definitions and
+gradients); `main(args)` checks derivations and writes them, with a verification table each, as one
+standalone document (`python -m verify latex`), compiled to PDF on request.
+
+The printer works on the SymPy expressions the language produces, not on the source text, so what is
+printed is what was checked. SymPy's canonical order of terms and factors is not the order a person
+writes, so sums and products are laid out here: positive terms first, constants before tensors,
+bracketed factors and sums last, and a constant factor split off as a fraction when the numerator is tall.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+
+from .lang import Derivation, DerivationError, Statement, catalogue, load
+from .report import DerivationReport, Report
+
+GREEK = frozenset(
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau upsilon phi "
+    "chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega".split()
+)
+ACCENTS = {"hat": r"\hat", "bar": r"\bar", "tilde": r"\tilde"}
+INSTALL_HINT = "to build the PDF, install TeX: apt-get install texlive-latex-base texlive-latex-extra latexmk"
+TEX_TIMEOUT_S = 300
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def escape(text: str) -> str:
+    """Plain text from a derivation file, safe to place in a LaTeX paragraph."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Names.
+
+
+@dataclass(frozen=True)
+class Name:
+    """How a tensor or scalar name prints: `base` carries an optional superscript and a label subscript
+    that is part of the name (x_in); index subscripts join the label."""
+
+    base: str
+    sup: str = ""
+    label: str = ""
+
+    def with_indices(self, indices: str = "") -> str:
+        sub = ",".join(part for part in (self.label, indices) if part)
+        return self.base + (f"^{{{self.sup}}}" if self.sup else "") + (f"_{{{sub}}}" if sub else "")
+
+
+def symbol_name(name: str) -> Name:
+    """The usual symbol for a name: xhat is x-hat, Greek names are Greek, var is sigma squared, a trailing
+    number is a layer superscript (W1 is W^(1)), x_in is x with the label 'in'."""
+    if name == "var":
+        return Name(r"\sigma", "2")
+    if name == "eps":
+        return Name(r"\epsilon")
+    head, digits = re.fullmatch(r"(.*?)(\d*)", name).groups()
+    if head and digits:
+        inner = symbol_name(head)
+        if not inner.sup:
+            return Name(inner.base, f"({digits})", inner.label)
+    head, _, label = name.partition("_")
+    if head and label:
+        inner = symbol_name(head)
+        if not inner.label:
+            return Name(inner.base, inner.sup, r"\mathrm{" + escape(label) + "}")
+    for suffix, accent in ACCENTS.items():
+        if name.endswith(suffix) and len(name) > len(suffix):
+            inner = symbol_name(name[: -len(suffix)])
+            if inner == Name(inner.base) and _is_single_symbol(inner.base):
+                return Name(f"{accent}{{{inner.base}}}")
+    if name in GREEK:
+        return Name("\\" + name)
+    if len(name) == 1:
+        return Name(name)
+    return Name(r"\mathit{" + escape(name) + "}")
+
+
+def _is_single_symbol(tex: str) -> bool:
+    return len(tex) == 1 or (tex[1:] in GREEK and tex[0] == "\\")
+
+
+def subscript(indices) -> str:
+    """Index names as one subscript: xnj-style when every index is one letter, with commas otherwise."""
+    names = [escape(str(i)) for i in indices]
+    return ("" if all(len(n) == 1 for n in names) else ",").join(names)
+
+
+def number_latex(value: sp.Rational) -> str:
+    """A fixed input value: 10^{-5} for a power of ten, a decimal when it terminates, a fraction otherwise."""
+    value = sp.Rational(value)
+    if value < 0:
+        return "-" + number_latex(-value)
+    if value.is_Integer:
+        return str(value)
+    if value.p == 1 and _power_of_ten(value.q):
+        return f"10^{{-{len(str(value.q)) - 1}}}"
+    q = int(value.q)
+    while q % 2 == 0:
+        q //= 2
+    while q % 5 == 0:
+        q //= 5
+    if q == 1:
+        return str(Decimal(int(value.p)) / Decimal(int(value.q)))
+    return rf"\frac{{{value.p}}}{{{value.q}}}"
+
+
+def _power_of_ten(n) -> bool:
+    return str(n).startswith("1") and set(str(n)[1:]) <= {"0"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The printer.
+
+
+def _split_sign(e: sp.Expr) -> tuple[bool, sp.Expr]:
+    """(negative, e without its sign) for a product or sum written with a leading minus; sums of several
+    terms keep their signs inside."""
+    if e.is_Number:
+        return (True, -e) if e < 0 else (False, e)
+    if isinstance(e, sp.Sum):
+        negative, body = _split_sign(e.function)
+        return (negative, sp.Sum(body, *e.limits)) if negative else (False, e)
+    if e.is_Mul:
+        negative, factors = False, []
+        for f in e.args:
+            n, p = _split_sign(f)
+            negative ^= n
+            factors.append(p)
+        return (negative, sp.Mul(*factors)) if negative else (False, e)
+    return False, e
+
+
+def _is_division(f: sp.Expr) -> bool:
+    return f.is_Pow and f.exp.could_extract_minus_sign()
+
+
+class DerivationPrinter(LatexPrinter):
+    """Prints one derivation's expressions: subscripts without ranges, sums with their index below,
+    partial derivatives for gradients, usual symbols for names."""
+
+    def __init__(self, d: Derivation):
+        super().__init__({"fold_frac_powers": True})
+        self.d = d
+        scalar_output = not d.shape(d.output)
+        if scalar_output:
+            self.loss = symbol_name(d.output).with_indices()
+        else:
+            self.loss = r"\mathcal{L}" if "L" in d.tensors else "L"
+        # e^{...} reads as exp only while e is not also an index or a name of this derivation.
+        names = {s.name for st in d.forward + d.gradients for s in st.rhs.atoms(sp.Symbol)} | set(d.tensors)
+        self.exp_as_power = "e" not in names
+
+    # -- names ------------------------------------------------------------------------------------------
+
+    def partial(self, of: str, indices: str = "", inline: bool = False) -> str:
+        """dL/dv: a fraction in formulas, a slash in running text."""
+        v = symbol_name(of).with_indices(indices)
+        return (
+            rf"\partial {self.loss} / \partial {v}"
+            if inline
+            else rf"\frac{{\partial {self.loss}}}{{\partial {v}}}"
+        )
+
+    def is_gradient(self, name: str) -> bool:
+        t = self.d.tensors.get(name)
+        return t is not None and t.role in ("gradient", "upstream")
+
+    def tensor(self, name: str, indices: str = "") -> str:
+        if self.is_gradient(name):
+            return self.partial(name[1:], indices)
+        return symbol_name(name).with_indices(indices)
+
+    def target(self, st: Statement) -> str:
+        indices = subscript(st.indices)
+        return self.partial(st.of, indices) if st.of else symbol_name(st.target).with_indices(indices)
+
+    def _print_Indexed(self, e):
+        return self.tensor(e.base.label.name, subscript(e.indices))
+
+    def _print_Symbol(self, e):
+        if e.name in self.d.tensors:
+            return self.tensor(e.name)
+        return escape(e.name)  # a size or an index, printed as written
+
+    def _print_KroneckerDelta(self, e, exp=None):
+        return rf"\delta_{{{subscript(e.args)}}}"
+
+    # -- sums and products ------------------------------------------------------------------------------
+
+    def _print_Sum(self, e):
+        negative, e = _split_sign(e)
+        indices, body = [], e
+        while isinstance(body, sp.Sum):
+            indices += [limit[0] for limit in body.limits]
+            body = body.function
+        body_tex = self._print(body)
+        if body.is_Add or body.is_Piecewise:
+            body_tex = rf"\left({body_tex}\right)"
+        sign = "- " if negative else ""
+        return rf"{sign}\sum_{{{','.join(escape(i.name) for i in indices)}}} {body_tex}"
+
+    def _print_Add(self, e, order=None):
+        terms = [_split_sign(t) for t in self._as_ordered_terms(e, order=order)]
+        terms.sort(key=lambda t: (t[0], -len(_free_indices(t[1])), not t[1].has(sp.Sum), sp.count_ops(t[1])))
+        tex = ""
+        for k, (negative, term) in enumerate(terms):
+            if k == 0:
+                tex += "- " if negative else ""
+            else:
+                tex += " - " if negative else " + "
+            term_tex = self._print(term)
+            if term.is_Add or term.is_Relational:
+                term_tex = rf"\left({term_tex}\right)"
+            tex += term_tex
+        return tex
+
+    def _print_Mul(self, e):
+        return self._product(e)
+
+    def _product(self, e: sp.Expr) -> str:
+        """A product laid out by hand: sign first, constants, then tensors, then bracketed factors, sums
+        last (a sum runs to the end of the product). With a denominator, a numerator holding a sum, a case
+        split or a derivative becomes (constants / denominator) times the rest."""
+        negative, e = _split_sign(e)
+        coeff, factors = e.as_coeff_mul() if e.is_Mul else (sp.Integer(1), (e,))
+        numer = [sp.Integer(coeff.p)] if coeff.p != 1 else []
+        denom = [sp.Integer(coeff.q)] if coeff.q != 1 else []
+        for f in factors:
+            if _is_division(f):
+                denom.append(f.base ** (-f.exp))
+            else:
+                numer.append(f)
+        numer.sort(key=self._order)
+        denom.sort(key=self._order)
+        sign = "- " if negative else ""
+        if not denom:
+            return sign + self._factors(numer)
+        if any(self._tall(f) for f in numer):
+            constant = [f for f in numer if self._rank(f) <= 1]
+            rest = [f for f in numer if self._rank(f) > 1]
+            frac = rf"\frac{{{self._factors(constant)}}}{{{self._factors(denom)}}}"
+            return sign + frac + " " + self._factors(rest, alone=False)
+        return sign + rf"\frac{{{self._factors(numer)}}}{{{self._factors(denom)}}}"
+
+    def _factors(self, factors: list[sp.Expr], alone: bool = True) -> str:
+        """Factors side by side; a sum of terms or a case split is bracketed unless it stands alone, and a
+        sum over an index that a later factor also uses is bracketed so that it ends where it should."""
+        if not factors:
+            return "1"
+        out = []
+        for k, f in enumerate(factors):
+            tex = self._print(f)
+            bracket = (f.is_Add or f.is_Piecewise) and (len(factors) > 1 or not alone)
+            if isinstance(f, sp.Sum) and k < len(factors) - 1:
+                later = set().union(*(g.free_symbols for g in factors[k + 1 :]))
+                bracket = bool({limit[0] for limit in f.limits} & later)
+            out.append(rf"\left({tex}\right)" if bracket else tex)
+        return " ".join(out)
+
+    def _order(self, f: sp.Expr) -> tuple[int, bool]:
+        """The sort key of a factor: its rank, then capitals (matrices, by convention) before other
+        tensors, so that W_ji x_i reads as matrix times vector."""
+        rank = self._rank(f)
+        base = f.base if f.is_Pow else f
+        lower = isinstance(base, sp.Indexed) and not base.base.label.name[:1].isupper()
+        return rank, rank == 3 and lower
+
+    def _rank(self, f: sp.Expr) -> int:
+        """Where a factor goes in a product: numbers, scalars and sizes, derivatives, tensors, functions,
+        case splits, bracketed sums of terms, and sums over an index last."""
+        base = f.base if f.is_Pow else f
+        if base.is_Number:
+            return 0
+        if isinstance(base, sp.Symbol):
+            return 2 if self.is_gradient(base.name) else 1
+        if isinstance(base, sp.Indexed):
+            return 2 if self.is_gradient(base.base.label.name) else 3
+        if isinstance(base, sp.KroneckerDelta):
+            return 3
+        if base.is_Piecewise:
+            return 5
+        if base.is_Add:
+            return 6
+        if isinstance(base, sp.Sum):
+            return 7
+        return 4
+
+    def _tall(self, f: sp.Expr) -> bool:
+        """Whether a factor would make a fraction's numerator tall: a sum, a case split, a derivative or a
+        division inside it."""
+        if f.has(sp.Sum, sp.Piecewise) or any(_is_division(p) for p in f.atoms(sp.Pow)):
+            return True
+        names = {a.base.label.name for a in f.atoms(sp.Indexed)} | {s.name for s in f.atoms(sp.Symbol)}
+        return any(self.is_gradient(n) for n in names)
+
+    def _print_Pow(self, e, rational=False):
+        if _is_division(e):
+            return self._product(e)
+        if e.exp == sp.Rational(1, 2):
+            return rf"\sqrt{{{self._print(e.base)}}}"
+        exp_tex = f"{e.exp.p}/{e.exp.q}" if e.exp.is_Rational and not e.exp.is_Integer else self._print(e.exp)
+        base_tex = self._print(e.base)
+        simple = isinstance(e.base, sp.Symbol | sp.Indexed) or (e.base.is_Integer and e.base > 0)
+        if not simple or "^" in base_tex or r"\frac" in base_tex:
+            base_tex = rf"\left({base_tex}\right)"
+        return f"{base_tex}^{{{exp_tex}}}"
+
+    # -- functions --------------------------------------------------------------------------------------
+
+    def _call(self, function: str, *args: sp.Expr) -> str:
+        texts = [self._print(a) for a in args]
+        inner = ", ".join(texts)
+        if any(mark in inner for mark in (r"\frac", r"\sum", "cases")):
+            return rf"{function}\left({inner}\right)"
+        return rf"{function}({inner})"
+
+    def _print_exp(self, e, exp=None):
+        if self.exp_as_power:
+            return f"e^{{{self._print(e.args[0])}}}"
+        return self._call(r"\exp", e.args[0])
+
+    def _print_log(self, e, exp=None):
+        arg = e.args[0]
+        if isinstance(arg, sp.Symbol | sp.Indexed) and not self._tall(arg):
+            return rf"\log {self._print(arg)}"
+        return self._call(r"\log", arg)
+
+    def _print_tanh(self, e, exp=None):
+        return self._call(r"\tanh", e.args[0])
+
+    def _print_sigmoid(self, e, exp=None):
+        return self._call(r"\sigma", e.args[0])
+
+    def _print_Max(self, e, exp=None):
+        return self._call(r"\max", *sorted(e.args, key=lambda a: a.is_Number))
+
+    def _print_Min(self, e, exp=None):
+        return self._call(r"\min", *sorted(e.args, key=lambda a: a.is_Number))
+
+    def _print_Abs(self, e, exp=None):
+        return rf"\left|{self._print(e.args[0])}\right|"
+
+    def _print_Piecewise(self, e):
+        rows = []
+        for value, cond in e.args:
+            when = r"\text{otherwise}" if cond == sp.true else rf"\text{{if }} {self._print(cond)}"
+            rows.append(f"{self._print(value)} & {when}")
+        return r"\begin{cases} " + r" \\ ".join(rows) + r" \end{cases}"
+
+
+def _free_indices(e: sp.Expr) -> set[sp.Symbol]:
+    return {s for s in e.free_symbols if isinstance(s, sp.Symbol) and s.is_integer and not s.is_positive}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One derivation as a LaTeX fragment.
+
+
+def expression_latex(d: Derivation, expr: sp.Expr) -> str:
+    """One right-hand side of `d` in LaTeX."""
+    return DerivationPrinter(d).doprint(expr)
+
+
+def derivation_latex(d: Derivation, report: DerivationReport | None = None) -> str:
+    """A section for one derivation: title, source, conventions, forward definitions and gradients. With
+    a report, gradients that are not verified are marked in the formulas."""
+    p = DerivationPrinter(d)
+    status = {g.name: g.status for g in report.gradients} if report else {}
+    out = [rf"\section{{{escape(d.title)}}}"]
+    if "source" in d.header:
+        out.append(rf"\noindent\textit{{Source:}} {escape(d.header['source'])}\par")
+    if d.file:
+        out.append(rf"\noindent\textit{{File:}} \texttt{{{escape(Path(d.file).name)}}}\par")
+    if "notes" in d.header:
+        out.append(rf"\paragraph{{Conventions.}} {escape(d.header['notes'])}")
+    out.append(rf"\paragraph{{Inputs.}} {_inputs_sentence(d, p)}")
+    out += [r"\subsection*{Forward}", _align([(p.target(st), p.doprint(st.rhs), "") for st in d.forward])]
+    out += [r"\subsection*{Gradients}", _loss_sentence(d, p)]
+    rows = []
+    for st in d.gradients:
+        if st.of is None:
+            note = r"\text{helper}"
+        elif status.get(st.target, "verified") != "verified":
+            note = rf"\text{{\textbf{{{status[st.target]}}}}}"
+        else:
+            note = ""
+        rows.append((p.target(st), p.doprint(st.rhs), note))
+    out.append(_align(rows))
+    return "\n".join(out) + "\n"
+
+
+def _align(rows: list[tuple[str, str, str]]) -> str:
+    lines = [f"  {lhs} &= {rhs}" + (f" && {note}" if note else "") for lhs, rhs, note in rows]
+    return "\\begin{align*}\n" + " \\\\\n".join(lines) + "\n\\end{align*}"
+
+
+def _inputs_sentence(d: Derivation, p: DerivationPrinter) -> str:
+    """Inputs grouped by shape (x in R^{N x J}; gamma, beta in R^J), fixed scalars with their values and
+    the sampling domains that carry meaning (one-hot targets, probability rows)."""
+    groups: dict[tuple, list[str]] = {}
+    fixed = []
+    for name in d.inputs:
+        sym = p.tensor(name)
+        if name in d.fixed_values:
+            fixed.append(f"${sym} = {number_latex(d.fixed_values[name])}$")
+            continue
+        domain = d.domains.get(name)
+        meaning = ""
+        if domain is not None and domain.kind in ("onehot", "simplex"):
+            along = d.shape(name)[domain.axis].name.lower()
+            meaning = f" (one-hot along ${escape(along)}$)" if domain.kind == "onehot" else ""
+            meaning = meaning or f" (positive, summing to 1 over ${escape(along)}$)"
+        elif domain is not None and domain.kind == "positive":
+            meaning = " (positive)"
+        groups.setdefault((d.shape(name), meaning), []).append(sym)
+    parts = []
+    for (shape, meaning), syms in groups.items():
+        parts.append(f"${', '.join(syms)} \\in {_space(shape)}${meaning}")
+    output = f"${p.tensor(d.output)} \\in {_space(d.shape(d.output))}$"
+    return "; ".join(parts + fixed) + f". Output {output}."
+
+
+def _space(shape: tuple[sp.Symbol, ...]) -> str:
+    dims = r" \times ".join(escape(s.name) for s in shape)
+    return r"\mathbb{R}" + (f"^{{{dims}}}" if shape else "")
+
+
+def _loss_sentence(d: Derivation, p: DerivationPrinter) -> str:
+    if not d.shape(d.output):
+        head = f"The output ${p.loss}$ is the loss."
+    else:
+        indices = subscript(d.statement(d.output).indices)
+        head = (
+            f"${p.loss}$ is a scalar loss computed from ${p.tensor(d.output)}$, and "
+            f"${p.partial(d.output, indices, inline=True)}$ is the upstream gradient."
+        )
+    return (
+        r"\noindent "
+        + head
+        + f" Each gradient is the partial derivative of ${p.loss}$ with respect to one input or intermediate, "
+        "everything downstream of it depending on it."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The document.
+
+PREAMBLE = r"""\documentclass[11pt]{article}
+\usepackage[T1]{fontenc}
+\usepackage[utf8]{inputenc}
+\usepackage[a4paper,margin=2.2cm]{geometry}
+\usepackage{amsmath,amssymb}
+\usepackage{booktabs}
+\allowdisplaybreaks
+\title{Gradient derivations checked by gradverify}
+\date{}
+"""
+
+
+def document(derivations: list[Derivation], report: Report) -> str:
+    """A standalone document: each derivation with its verification table, after a summary."""
+    by_name = {(r.name, r.file): r for r in report.derivations}
+    body = [PREAMBLE, r"\begin{document}", r"\maketitle"]
+    body.append(
+        rf"\noindent {escape(report.summary())}. Seed {report.derivations[0].seed if report.derivations else 0}."
+    )
+    body.append(r"\tableofcontents")
+    for d in derivations:
+        r = by_name[(d.name, d.file)]
+        body.append(derivation_latex(d, r))
+        body.append(verification_latex(d, r, report.oracles))
+    body.append(r"\end{document}")
+    return "\n".join(body) + "\n"
+
+
+def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, ...]) -> str:
+    """The verification table of one derivation: per gradient and oracle the status and the largest
+    relative error, the library forward checks, the verdict with every diagnosis, sizes and seed."""
+    p = DerivationPrinter(d)
+    head = " & ".join(["", *(escape(o) for o in oracles), "verdict"])
+    rows = []
+    for g in r.gradients:
+        label = f"${p.partial(d.statement(g.name).of, inline=True)}$"
+        cells = [_cell(g.oracles.get(o)) for o in oracles]
+        verdict = "verified" if g.status == "verified" else rf"\textbf{{{escape(g.status)}}}"
+        rows.append(" & ".join([label, *cells, verdict]))
+    for f in r.forward:
+        cells = [_cell(f.result) if o == f.oracle else "" for o in oracles]
+        verdict = "agrees" if f.result.status == "pass" else rf"\textbf{{{escape(f.result.status)}}}"
+        rows.append(" & ".join([rf"forward vs \texttt{{{escape(f.against)}}}", *cells, verdict]))
+    out = [
+        r"\subsection*{Verification}",
+        r"\begin{center}\footnotesize",
+        rf"\begin{{tabular}}{{l{'l' * len(oracles)}l}}",
+        r"\toprule",
+        head + r" \\",
+        r"\midrule",
+        *(row + r" \\" for row in rows),
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\end{center}",
+    ]
+    out.append(
+        r"\noindent Each cell is an oracle's verdict and the largest relative error of the written formula "
+        "against it (normwise, over all samples)."
+    )
+    skipped = {o: res.reason for g in r.gradients for o, res in g.oracles.items() if res.status == "skip"}
+    if skipped:
+        out.append(
+            " Skipped: " + "; ".join(f"{escape(o)} ({escape(why)})" for o, why in skipped.items()) + "."
+        )
+    if r.status == "verified":
+        out.append(r"\par\noindent\textbf{Verdict:} verified: every gradient passed every oracle that ran.")
+    else:
+        out.append(rf"\par\noindent\textbf{{Verdict: {escape(r.status)}.}}")
+        out.append(r"\begin{itemize}")
+        for g in r.gradients:
+            if g.status != "verified":
+                why = escape(g.diagnosis) if g.diagnosis else "no oracle ran"
+                out.append(
+                    rf"\item \texttt{{{escape(g.name)}}} (line {g.line}) is {escape(g.status)}: {why}."
+                )
+        for f in r.forward:
+            if f.result.status == "fail":
+                out.append(
+                    rf"\item the forward differs from \texttt{{{escape(f.against)}}} ({escape(f.oracle)})."
+                )
+        out.append(r"\end{itemize}")
+    sizes = "; ".join(", ".join(f"${escape(k)} = {v}$" for k, v in s.items()) for s in r.sizes)
+    out.append(rf"\par\noindent Seed {r.seed}; sizes drawn: {sizes}.")
+    return "\n".join(out) + "\n"
+
+
+def _cell(res) -> str:
+    if res is None:
+        return ""
+    if res.status == "skip":
+        return "skip"
+    status = "pass" if res.status == "pass" else r"\textbf{fail}"
+    return status if res.max_rel_err is None else f"{status} ${_sci(res.max_rel_err)}$"
+
+
+def _sci(x: float) -> str:
+    if x == 0:
+        return "0"
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return rf"{mantissa} \times 10^{{{int(exponent)}}}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# python -m verify latex
+
+
+def main(args) -> int:
+    """Check the named derivations (every catalogue one by default), write DIR/gradverify.tex, and with
+    --pdf compile it. Exit status as for checks: 0 all verified, 1 any wrong, 2 any invalid input."""
+    from .check import check
+
+    targets = list(args.targets) or [str(path) for path in catalogue()]
+    derivations, errors = [], []
+    for target in targets:
+        try:
+            derivations.append(load(target))
+        except DerivationError as e:
+            errors.append(str(e))
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+        return 2
+    report = check(derivations, seed=args.seed)
+    invalid = [str(r.error) for r in report.derivations if r.error is not None]
+    if invalid:
+        print("\n".join(invalid), file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    tex = out / "gradverify.tex"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tex.write_text(document(derivations, report), encoding="utf-8")
+    except OSError as e:
+        print(f"{out}: cannot write: {(e.strerror or str(e)).lower()}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print(f"wrote {tex}")
+    if args.pdf:
+        problem = compile_pdf(tex)
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return max(report.exit_code, 2) if problem != INSTALL_HINT else report.exit_code
+        print(f"wrote {tex.with_suffix('.pdf')}")
+    return report.exit_code
+
+
+def compile_pdf(tex: Path) -> str | None:
+    """Compile `tex` to PDF beside it with latexmk, or pdflatex twice (for the table of contents).
+    Returns None on success, else one line saying what went wrong."""
+    if shutil.which("latexmk"):
+        runs = [["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", tex.name]]
+    elif shutil.which("pdflatex"):
+        runs = [["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name]] * 2
+    else:
+        return INSTALL_HINT
+    for command in runs:
+        try:
+            done = subprocess.run(
+                command,
+                cwd=tex.parent,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=TEX_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired:
+            return f"{command[0]} took more than {TEX_TIMEOUT_S} s on {tex}"
+        if done.returncode != 0:
+            return f"{command[0]} failed on {tex}: {_tex_error(tex.with_suffix('.log'))}"
+    return None
+
+
+def _tex_error(log: Path) -> str:
+    """The first error line of a TeX log ('! ...'), or where to look."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"no log at {log}"
+    first = next((line for line in text.splitlines() if line.startswith("!")), None)
+    return first[1:].strip() if first else f"see {log}"
