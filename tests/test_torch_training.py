@@ -53,6 +53,20 @@ def test_same_seed_gives_the_same_run(tmp_path):
     assert runs[0] != runs[2]
 
 
+def test_cosine_schedule_changes_the_run(tmp_path):
+    """--lr_schedule cosine is wired in: with the same seed, its run differs from the constant one from the
+    first evaluation after step 0 on, and it still learns."""
+    base = ["--max_steps", "60", "--eval_freq", "30", "--optimizer", "adam", "--learning_rate", "3e-3"]
+    base += ["--no_progress", "--device", "cpu"]
+    constant, cosine = (
+        train_mlp.main([*base, "--lr_schedule", schedule, "--out", str(tmp_path / schedule)])["evaluations"]
+        for schedule in ("constant", "cosine")
+    )
+    assert constant[0] == cosine[0]
+    assert constant[1]["train_loss"] != cosine[1]["train_loss"]
+    assert cosine[-1]["test_accuracy"] >= 0.8
+
+
 @pytest.mark.parametrize("arch", ["vgg", "preact"])
 def test_width_reduced_convnet_learns_digits(tmp_path, arch):
     """A quarter-width ConvNet of either architecture passes 0.8 test accuracy on digits in 150 steps."""

@@ -36,6 +36,12 @@ def make_parser(description: str, defaults: dict) -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=defaults["batch_size"])
     parser.add_argument("--learning_rate", type=float, default=defaults["learning_rate"])
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default=defaults["optimizer"])
+    parser.add_argument(
+        "--lr_schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="constant (the course's) or cosine decay from --learning_rate to 0 over --max_steps",
+    )
     parser.add_argument("--eval_freq", type=int, default=defaults["eval_freq"])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default=defaults["out"], help="folder for metrics.json and curves.png")
@@ -113,6 +119,12 @@ def run(
         optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=args.learning_rate)
+    # Cosine decay lets a short CPU run settle into a minimum instead of ending on a noisy step.
+    schedule = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.max_steps)
+        if args.lr_schedule == "cosine"
+        else None
+    )
     batches = datasets.Batches(data.train, args.batch_size, seed=args.seed)
     train_eval_order = np.random.default_rng(args.seed).permutation(len(data.train))[: len(data.test)]
     train_eval = datasets.Split(data.train.images[train_eval_order], data.train.labels[train_eval_order])
@@ -142,6 +154,8 @@ def run(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         if step % args.eval_freq == 0 or step == args.max_steps:
             if device.type == "cuda":
                 torch.cuda.synchronize()
