@@ -155,6 +155,13 @@ def _split_sign(e: sp.Expr) -> tuple[bool, sp.Expr]:
     return False, e
 
 
+def _parens(tex: str) -> str:
+    """Brackets that grow only around tall content (fractions, sums, cases)."""
+    if any(mark in tex for mark in (r"\frac", r"\sum", "cases")):
+        return rf"\left({tex}\right)"
+    return f"({tex})"
+
+
 def _is_division(f: sp.Expr) -> bool:
     return f.is_Pow and f.exp.could_extract_minus_sign()
 
@@ -220,7 +227,7 @@ class DerivationPrinter(LatexPrinter):
             body = body.function
         body_tex = self._print(body)
         if body.is_Add or body.is_Piecewise:
-            body_tex = rf"\left({body_tex}\right)"
+            body_tex = _parens(body_tex)
         sign = "- " if negative else ""
         return rf"{sign}\sum_{{{','.join(escape(i.name) for i in indices)}}} {body_tex}"
 
@@ -235,7 +242,7 @@ class DerivationPrinter(LatexPrinter):
                 tex += " - " if negative else " + "
             term_tex = self._print(term)
             if term.is_Add or term.is_Relational:
-                term_tex = rf"\left({term_tex}\right)"
+                term_tex = _parens(term_tex)
             tex += term_tex
         return tex
 
@@ -272,15 +279,20 @@ class DerivationPrinter(LatexPrinter):
         sum over an index that a later factor also uses is bracketed so that it ends where it should."""
         if not factors:
             return "1"
-        out = []
+        texts = []
         for k, f in enumerate(factors):
             tex = self._print(f)
             bracket = (f.is_Add or f.is_Piecewise) and (len(factors) > 1 or not alone)
             if isinstance(f, sp.Sum) and k < len(factors) - 1:
                 later = set().union(*(g.free_symbols for g in factors[k + 1 :]))
                 bracket = bool({limit[0] for limit in f.limits} & later)
-            out.append(rf"\left({tex}\right)" if bracket else tex)
-        return " ".join(out)
+            texts.append(_parens(tex) if bracket else tex)
+        out = texts[0]
+        for before, tex in zip(texts, texts[1:], strict=False):
+            # a thin space keeps a derivative's fraction bar from running into the next factor
+            thin = before.startswith(r"\frac") and not tex.startswith((r"\sum", "(", r"\left("))
+            out += (r" \, " if thin else " ") + tex
+        return out
 
     def _order(self, f: sp.Expr) -> tuple[int, bool]:
         """The sort key of a factor: its rank, then capitals (matrices, by convention) before other
@@ -327,17 +339,14 @@ class DerivationPrinter(LatexPrinter):
         base_tex = self._print(e.base)
         simple = isinstance(e.base, sp.Symbol | sp.Indexed) or (e.base.is_Integer and e.base > 0)
         if not simple or "^" in base_tex or r"\frac" in base_tex:
-            base_tex = rf"\left({base_tex}\right)"
+            base_tex = _parens(base_tex)
         return f"{base_tex}^{{{exp_tex}}}"
 
     # -- functions --------------------------------------------------------------------------------------
 
     def _call(self, function: str, *args: sp.Expr) -> str:
         texts = [self._print(a) for a in args]
-        inner = ", ".join(texts)
-        if any(mark in inner for mark in (r"\frac", r"\sum", "cases")):
-            return rf"{function}\left({inner}\right)"
-        return rf"{function}({inner})"
+        return function + _parens(", ".join(texts))
 
     def _print_exp(self, e, exp=None):
         if self.exp_as_power:
@@ -366,11 +375,18 @@ class DerivationPrinter(LatexPrinter):
         return rf"\left|{self._print(e.args[0])}\right|"
 
     def _print_Piecewise(self, e):
-        rows = []
+        rows, tall = [], []
         for value, cond in e.args:
             when = r"\text{otherwise}" if cond == sp.true else rf"\text{{if }} {self._print(cond)}"
-            rows.append(f"{self._print(value)} & {when}")
-        return r"\begin{cases} " + r" \\ ".join(rows) + r" \end{cases}"
+            value_tex = self._print(value)
+            # display style, so that derivatives and sums in a case are as large as outside it; array
+            # rows do not space tall content apart, so the gaps are set by hand
+            rows.append(rf"\displaystyle {value_tex} & {when}")
+            tall.append(any(mark in value_tex for mark in (r"\frac", r"\sum")))
+        tex = rows[0]
+        for k, row in enumerate(rows[1:], start=1):
+            tex += [r" \\ ", r" \\[1ex] ", r" \\[2ex] "][tall[k - 1] + tall[k]] + row
+        return r"\begin{cases} " + tex + r" \end{cases}"
 
 
 def _free_indices(e: sp.Expr) -> set[sp.Symbol]:
@@ -391,7 +407,8 @@ def derivation_latex(d: Derivation, report: DerivationReport | None = None) -> s
     a report, gradients that are not verified are marked in the formulas."""
     p = DerivationPrinter(d)
     status = {g.name: g.status for g in report.gradients} if report else {}
-    out = [rf"\section{{{escape(d.title)}}}"]
+    verdict = "" if report is None or report.status == "verified" else rf" ({escape(report.status)})"
+    out = [rf"\section{{{escape(d.title)}{verdict}}}"]
     if "source" in d.header:
         out.append(rf"\noindent\textit{{Source:}} {escape(d.header['source'])}\par")
     if d.file:
@@ -472,11 +489,13 @@ def _loss_sentence(d: Derivation, p: DerivationPrinter) -> str:
 
 PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage[T1]{fontenc}
+\IfFileExists{lmodern.sty}{\usepackage{lmodern}}{}
 \usepackage[utf8]{inputenc}
 \usepackage[a4paper,margin=2.2cm]{geometry}
 \usepackage{amsmath,amssymb}
 \usepackage{booktabs}
 \allowdisplaybreaks
+\setlength{\jot}{6pt}
 \title{Gradient derivations checked by gradverify}
 \date{}
 """
@@ -484,14 +503,10 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 
 def document(derivations: list[Derivation], report: Report) -> str:
     """A standalone document: each derivation with its verification table, after a summary."""
-    by_name = {(r.name, r.file): r for r in report.derivations}
     body = [PREAMBLE, r"\begin{document}", r"\maketitle"]
-    body.append(
-        rf"\noindent {escape(report.summary())}. Seed {report.derivations[0].seed if report.derivations else 0}."
-    )
+    body.append(rf"\noindent {escape(report.summary())}.")
     body.append(r"\tableofcontents")
-    for d in derivations:
-        r = by_name[(d.name, d.file)]
+    for d, r in zip(derivations, report.derivations, strict=True):
         body.append(derivation_latex(d, r))
         body.append(verification_latex(d, r, report.oracles))
     body.append(r"\end{document}")
@@ -509,10 +524,6 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
         cells = [_cell(g.oracles.get(o)) for o in oracles]
         verdict = "verified" if g.status == "verified" else rf"\textbf{{{escape(g.status)}}}"
         rows.append(" & ".join([label, *cells, verdict]))
-    for f in r.forward:
-        cells = [_cell(f.result) if o == f.oracle else "" for o in oracles]
-        verdict = "agrees" if f.result.status == "pass" else rf"\textbf{{{escape(f.result.status)}}}"
-        rows.append(" & ".join([rf"forward vs \texttt{{{escape(f.against)}}}", *cells, verdict]))
     out = [
         r"\subsection*{Verification}",
         r"\begin{center}\footnotesize",
@@ -529,6 +540,11 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
         r"\noindent Each cell is an oracle's verdict and the largest relative error of the written formula "
         "against it (normwise, over all samples)."
     )
+    if r.forward:
+        checks = [
+            f"\\texttt{{{escape(f.against)}}} ({escape(f.oracle)}): {_cell(f.result)}" for f in r.forward
+        ]
+        out.append(" The generated forward was compared with " + "; ".join(checks) + ".")
     skipped = {o: res.reason for g in r.gradients for o, res in g.oracles.items() if res.status == "skip"}
     if skipped:
         out.append(
@@ -542,8 +558,9 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
         for g in r.gradients:
             if g.status != "verified":
                 why = escape(g.diagnosis) if g.diagnosis else "no oracle ran"
+                of = p.partial(d.statement(g.name).of, inline=True)
                 out.append(
-                    rf"\item \texttt{{{escape(g.name)}}} (line {g.line}) is {escape(g.status)}: {why}."
+                    rf"\item ${of}$ (\texttt{{{escape(g.name)}}}, line {g.line}) is {escape(g.status)}: {why}."
                 )
         for f in r.forward:
             if f.result.status == "fail":
@@ -604,7 +621,7 @@ def main(args) -> int:
     except OSError as e:
         print(f"{out}: cannot write: {(e.strerror or str(e)).lower()}", file=sys.stderr)
         return 2
-    print(report.summary())
+    print(report.table())
     print(f"wrote {tex}")
     if args.pdf:
         problem = compile_pdf(tex)
