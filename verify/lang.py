@@ -1022,9 +1022,15 @@ class _Loader:
 
 
 def load(path_or_text: str | Path, name: str | None = None) -> Derivation:
-    """Parse a derivation from a file path, a catalogue name, or the text itself."""
+    """Parse a derivation from a file path, a catalogue name, or the text itself (any string with a
+    line break or a '[' is taken as text)."""
     text, file, derived_name = _read(path_or_text)
-    return _Loader(text, file, name or derived_name).load()
+    return parse(text, file, name or derived_name)
+
+
+def parse(text: str, file: str | None = None, name: str = "derivation") -> Derivation:
+    """Parse derivation text; `file` is only used in error messages."""
+    return _Loader(text, file, name).load()
 
 
 CATALOGUE = Path(__file__).resolve().parent.parent / "derivations"
@@ -1042,8 +1048,8 @@ def _read(path_or_text: str | Path) -> tuple[str, str | None, str]:
             path_or_text = _display(path)
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else (e.strerror or str(e)).lower()
+        except (OSError, ValueError) as e:
+            reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else (getattr(e, "strerror", None) or str(e)).lower()
             raise DerivationError(f"cannot read file: {reason}", 0, 0, str(path_or_text)) from None
         return text, str(path_or_text), path.stem
     return str(path_or_text), None, "derivation"

@@ -1,0 +1,128 @@
+"""The command line: exit statuses, one-line errors without tracebacks, the JSON contract, and that
+nothing in a formula file ever runs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CASES = Path(__file__).parent / "cases"
+ROOT = Path(__file__).parent.parent
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "verify", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_check_correct_file_exits_0():
+    """A verified derivation exits 0 and says so in the summary line."""
+    r = run("check", "derivations/tanh.deriv", "--oracle", "exact", "--oracle", "fd")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 verified" in r.stdout
+
+
+def test_check_wrong_file_exits_1_and_names_the_gradient():
+    """A wrong gradient exits 1 and the report names it with its diagnosis."""
+    r = run("check", str(CASES / "wrong_missing_mean.deriv"), "--oracle", "exact")
+    assert r.returncode == 1
+    assert "dx: is N times the true gradient" in r.stdout
+
+
+@pytest.mark.parametrize("name", ["bad_syntax", "bad_import", "bad_lambda", "bad_string", "bad_attribute"])
+def test_malformed_file_exits_2_with_one_line(name):
+    """Malformed input: exit 2, exactly one line `file:line:col: message` on stderr, no traceback."""
+    r = run("check", str(CASES / f"{name}.deriv"))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr + r.stdout
+    assert lines[0].startswith(str(CASES / f"{name}.deriv") + ":3:")
+
+
+def test_unreadable_file_exits_2():
+    """A missing file is an invalid input, reported in one line."""
+    r = run("check", "no/such/file.deriv")
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("no/such/file.deriv:0:0: cannot read file")
+
+
+def test_bad_arguments_exit_2():
+    """Unknown oracles or commands are usage errors: exit 2, one line."""
+    r = run("check", "derivations/tanh.deriv", "--oracle", "nope")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_nothing_in_a_formula_runs(tmp_path):
+    """Text that would run code if evaluated is rejected before anything runs: no marker file appears."""
+    marker = tmp_path / "ran"
+    attempts = [
+        f"y[n,i] = __import__('os').system('touch {marker}')",
+        f"y[n,i] = exec(\"open('{marker}','w')\")",
+        f"y[n,i] = eval(\"open('{marker}','w')\")",
+        "y[n,i] = (lambda: 1)()",
+        f"y[n,i] = x[n,i].__class__('{marker}')",
+    ]
+    for line in attempts:
+        path = tmp_path / "evil.deriv"
+        path.write_text(f"[forward]\n{line}\n[gradients]\ndx[n,i] = dy[n,i]\n")
+        r = run("check", str(path))
+        assert r.returncode == 2, line
+        assert "Traceback" not in r.stderr
+    assert not marker.exists()
+
+
+def test_json_contract(tmp_path):
+    """--json writes the keys and meanings of DESIGN section 4."""
+    out = tmp_path / "r.json"
+    r = run(
+        "check", "derivations/linear.deriv", str(CASES / "wrong_sign.deriv"), str(CASES / "bad_free_index.deriv"),
+        "--oracle", "exact", "--oracle", "fd", "--json", str(out),
+    )  # fmt: skip
+    assert r.returncode == 2
+    data = json.loads(out.read_text())
+    good, wrong, invalid = data["derivations"]
+    assert good["status"] == "verified" and good["name"] == "linear" and good["file"] == "derivations/linear.deriv"
+    grad = good["gradients"][0]
+    assert set(grad) >= {"name", "status", "oracles"}
+    assert set(grad["oracles"]["exact"]) >= {"status", "max_abs_err", "max_rel_err", "worst_index"}
+    assert wrong["status"] == "wrong" and "diagnosis" in wrong["gradients"][0]
+    assert invalid["status"] == "invalid"
+    assert invalid["error"] == {"line": 3, "column": 38, "message": "free index k on the right is not on the left"}
+
+
+def test_json_to_stdout():
+    """`--json -` prints the JSON document after the table."""
+    r = run("check", "derivations/identity.deriv", "--oracle", "exact", "--json", "-")
+    assert r.returncode == 0
+    assert json.loads(r.stdout[r.stdout.index("{") :])["derivations"][0]["status"] == "verified"
+
+
+def test_skipped_framework_is_visible(monkeypatch):
+    """An oracle that cannot run is a skip with its reason, never a pass."""
+    import verify
+    from verify import oracles
+
+    monkeypatch.setattr(oracles.importlib.util, "find_spec", lambda name: None)
+    rep = verify.check("derivations/tanh.deriv", oracles=("exact", "jax")).derivations[0]
+    jax = rep.gradients[0].oracles["jax"]
+    assert jax.status == "skip" and "not installed" in jax.reason
+    assert rep.gradients[0].oracles["exact"].status == "pass"
+
+
+def test_list_and_show():
+    """`list` names every catalogue file; `show` prints the parsed derivation back in the language."""
+    r = run("list")
+    assert r.returncode == 0 and "batchnorm" in r.stdout
+    r = run("show", "batchnorm")
+    assert r.returncode == 0
+    assert "dx[n, j] = " in r.stdout and "sum(" in r.stdout
+
+
+def test_assert_verified_helper():
+    """verify.testing.assert_verified passes quietly on a right formula and fails with the table."""
+    from verify.testing import NotVerified, assert_verified
+
+    assert_verified(ROOT / "derivations" / "tanh.deriv", oracles=("exact",))
+    with pytest.raises(NotVerified, match="has the wrong sign"):
+        assert_verified(str(CASES / "wrong_sign.deriv"), oracles=("exact",))

@@ -1,0 +1,82 @@
+"""Hypothesis: whatever text comes in, the parser returns a derivation or raises its own one-line
+DerivationError; no other exception escapes."""
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import verify
+from verify.lang import DerivationError, parse
+
+TOKENS = [
+    "[forward]\n", "[gradients]\n", "[inputs]\n", "[sizes]\n", "title: t\n", "\n", "    ",
+    "y", "x", "W", "b", "dy", "dx", "dW", "mu", "N", "I", "n", "i", "j", "k",
+    "[", "]", "(", ")", ",", " = ", ": ", "+", "-", "*", "/", "**", "<", ">=", "==",
+    "sum(", "exp(", "log(", "sqrt(", "max(", "where(", "delta(", "sigmoid(", "abs(",
+    "0", "1", "2.5", "1e-5", "normal", "simplex(k)", "onehot(i)", "uniform(0, 1)", "#", "'s'", ".T", "lambda",
+]  # fmt: skip
+
+
+def outcome(text: str):
+    try:
+        return parse(text)
+    except DerivationError as e:
+        assert "\n" not in str(e)
+        return e
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=200))
+def test_any_text(text):
+    outcome(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=40))
+def test_any_path_or_name(text):
+    """verify.load takes a path, a catalogue name or text: a bad one is still a DerivationError."""
+    try:
+        verify.load(text)
+    except DerivationError:
+        pass
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(TOKENS), max_size=60))
+def test_token_soup(tokens):
+    outcome("[forward]\n" + "".join(tokens))
+
+
+LINES = [
+    "y[n,i] = x[n,i]", "y[n,j] = sum(x[n,i] * W[j,i], i)", "h[n,i] = max(x[n,i], 0)", "y[n] = sum(h[n,i], i)",
+    "L = sum(y[n,i], n, i) / N", "dx[n,i] = dy[n,i]", "dW[j,i] = sum(dy[n,j] * x[n,i], n)", "dx[n,i] = 2",
+    "dh[n,i] = where(h[n,i] > 0, dy[n,i], 0)", "g[j] = sum(dy[n,j], n)", "x: normal", "x: simplex(i)",
+    "a = 0.5", "N = 1", "I = 3", "eps = 1e-5", "y[n,i] = x[n,i] * a", "dx[n,i] = delta(n, n) * dy[n,i]",
+]  # fmt: skip
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(LINES), min_size=1, max_size=4),
+    st.lists(st.sampled_from(LINES), min_size=1, max_size=4),
+    st.lists(st.sampled_from(LINES), max_size=3),
+    st.lists(st.sampled_from(LINES), max_size=2),
+)
+def test_line_soup(forward, gradients, inputs, sizes):
+    text = "\n".join(["[forward]", *forward, "[gradients]", *gradients, "[inputs]", *inputs, "[sizes]", *sizes])
+    outcome(text)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(LINES[:5]), min_size=1, max_size=3),
+    st.lists(st.sampled_from(LINES[5:10] + LINES[-1:]), min_size=1, max_size=3),
+)
+def test_valid_soup_gets_a_verdict(forward, gradients):
+    """Past the parser: a derivation that parses gets a verdict from check, never an exception."""
+    text = "\n".join(["[forward]", *forward, "[gradients]", *gradients])
+    try:
+        parse(text)
+    except DerivationError:
+        return
+    report = verify.check(text, oracles=("exact", "fd"))
+    assert report.derivations[0].status in ("verified", "wrong", "invalid")
