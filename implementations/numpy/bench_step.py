@@ -6,7 +6,7 @@ The step is the UvA MLP 784-[100]-10 (ReLU) on a float32 batch of 200: forward t
 cross-entropy, backward, plain SGD update. NumPy runs the hand-written modules; PyTorch runs nn.Linear
 layers with F.cross_entropy on the logits and torch.optim.SGD. Both get the same number of threads (BLAS
 threads for NumPy, intra-op threads for PyTorch). Each figure is the median over `repeats` timed steps
-after a warm-up; the ratio is NumPy's median over PyTorch's.
+after a warm-up, the two sides timed in alternating rounds; the ratio is NumPy's median over PyTorch's.
 """
 
 from __future__ import annotations
@@ -26,17 +26,26 @@ from implementations.numpy.modules import CrossEntropyModule
 N_INPUTS, HIDDEN, N_CLASSES, BATCH = 784, 100, 10, 200
 LEARNING_RATE = 1e-3
 WARMUP = 20
+ROUNDS = 10
 
 
-def median_seconds(step: Callable[[], None], repeats: int) -> float:
-    for _ in range(WARMUP):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def interleaved_medians(steps: list[Callable[[], None]], repeats: int) -> list[float]:
+    """Median seconds per call of each step, timed in alternating rounds after a warm-up.
+
+    Alternating rounds expose every step to the same background load, so that load on a shared machine
+    shifts both medians rather than biasing the ratio.
+    """
+    for step in steps:
+        for _ in range(WARMUP):
+            step()
+    times: list[list[float]] = [[] for _ in steps]
+    for _ in range(ROUNDS):
+        for step, record in zip(steps, times, strict=True):
+            for _ in range(max(1, repeats // ROUNDS)):
+                start = time.perf_counter()
+                step()
+                record.append(time.perf_counter() - start)
+    return [float(np.median(record)) for record in times]
 
 
 def numpy_step(x: np.ndarray, targets: np.ndarray) -> Callable[[], None]:
@@ -91,8 +100,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for threads in (int(part) for part in args.threads.split(",")):
         torch.set_num_threads(threads)
         with threadpool_limits(limits=threads, user_api="blas"):
-            numpy_s = median_seconds(numpy_step(x, targets), args.repeats)
-        torch_s = median_seconds(torch_step(x, labels), args.repeats)
+            numpy_s, torch_s = interleaved_medians(
+                [numpy_step(x, targets), torch_step(x, labels)], args.repeats
+            )
         rows.append({"threads": threads, "numpy_s": numpy_s, "torch_s": torch_s, "ratio": numpy_s / torch_s})
         print(f"{threads:>7}  {numpy_s * 1e3:>9.3f}  {torch_s * 1e3:>9.3f}  {numpy_s / torch_s:>11.2f}")
     torch.set_num_threads(saved_threads)
