@@ -82,13 +82,21 @@ def test_json_contract(tmp_path):
     assert r.returncode == 2
     data = json.loads(out.read_text())
     good, wrong, invalid = data["derivations"]
-    assert good["status"] == "verified" and good["name"] == "linear" and good["file"] == "derivations/linear.deriv"
+    assert (
+        good["status"] == "verified"
+        and good["name"] == "linear"
+        and good["file"] == "derivations/linear.deriv"
+    )
     grad = good["gradients"][0]
     assert set(grad) >= {"name", "status", "oracles"}
     assert set(grad["oracles"]["exact"]) >= {"status", "max_abs_err", "max_rel_err", "worst_index"}
     assert wrong["status"] == "wrong" and "diagnosis" in wrong["gradients"][0]
     assert invalid["status"] == "invalid"
-    assert invalid["error"] == {"line": 3, "column": 38, "message": "free index k on the right is not on the left"}
+    assert invalid["error"] == {
+        "line": 3,
+        "column": 38,
+        "message": "free index k on the right is not on the left",
+    }
 
 
 def test_json_to_stdout():

@@ -62,7 +62,9 @@ LINES = [
     st.lists(st.sampled_from(LINES), max_size=2),
 )
 def test_line_soup(forward, gradients, inputs, sizes):
-    text = "\n".join(["[forward]", *forward, "[gradients]", *gradients, "[inputs]", *inputs, "[sizes]", *sizes])
+    text = "\n".join(
+        ["[forward]", *forward, "[gradients]", *gradients, "[inputs]", *inputs, "[sizes]", *sizes]
+    )
     outcome(text)
 
 

@@ -1,0 +1,108 @@
+"""Generated code, for every catalogue entry and backend, in float32 and float64, at distinct sizes and
+with every axis of length 1, against the exact oracle's high-precision values. Generated from the
+catalogue: a new .deriv file is covered with no new test code."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from verify import codegen, sampling
+from verify.lang import catalogue, load
+
+CATALOGUE = catalogue()
+BACKENDS = ["numpy", "jax", "torch"]
+TOLERANCE = {"float64": 1e-9, "float32": 2e-4}
+
+
+def to_backend(value, backend, dtype):
+    if backend == "numpy":
+        return np.asarray(value, dtype=dtype)
+    if backend == "jax":
+        jax = pytest.importorskip("jax")
+        jax.config.update("jax_enable_x64", True)
+        return jax.numpy.asarray(value, dtype=dtype)
+    torch = pytest.importorskip("torch")
+    return torch.tensor(value, dtype=getattr(torch, dtype))
+
+
+def to_numpy(value):
+    return np.asarray(value.detach().numpy() if hasattr(value, "detach") else value, dtype=np.float64)
+
+
+def exact_sample(path, sizes):
+    d = load(path)
+    if sizes == "ones":
+        d = dataclasses.replace(d, fixed_sizes={name: 1 for name in d.sizes})
+    return d, sampling.draw(d, seed=7)
+
+
+@pytest.mark.parametrize("sizes", ["distinct", "ones"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("path", CATALOGUE, ids=[p.stem for p in CATALOGUE])
+def test_generated_matches_exact(path, backend, dtype, sizes):
+    d, sample = exact_sample(path, sizes)
+    gen = codegen.compile_derivation(d, backend)
+    values = {k: to_backend(v, backend, dtype) for k, v in sample.values.items()}
+    fwd = gen.forward(**values)
+    grads = gen.backward(**values, **fwd)
+    for name, value in {**fwd, **grads}.items():
+        got = to_numpy(value)
+        want = np.array([float(v) for v in np.ravel(sample.forward[name])]).reshape(
+            np.shape(sample.forward[name])
+        )
+        assert got.shape == want.shape, f"{name}: shape {got.shape}, expected {want.shape}"
+        scale = max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
+        tol = TOLERANCE[dtype]
+        assert np.allclose(got, want, rtol=tol, atol=tol * scale), (
+            f"{name}: max err {np.max(np.abs(got - want))}"
+        )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_generated_keeps_dtype(backend, dtype):
+    """float32 in, float32 out: the generated code introduces no float64 constants arrays."""
+    d, sample = exact_sample(CATALOGUE[0].parent / "batchnorm.deriv", "distinct")
+    gen = codegen.compile_derivation(d, backend)
+    values = {k: to_backend(v, backend, dtype) for k, v in sample.values.items()}
+    out = gen.backward(**values, **gen.forward(**values))["dx"]
+    assert str(out.dtype).endswith(dtype)
+
+
+MEAN = """
+[forward]
+L = sum(x[n,i] * x[n,i], n, i) / N
+[gradients]
+dx[n,i] = 2 * x[n,i] / N
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_division_by_a_size_survives(backend):
+    """SymPy 1.14's convert_indexed_to_array drops a division by a size symbol; ours must not: with
+    N = 4 rows of ones, L = 12/4 = 3 and every dx is 2/4."""
+    d = load(MEAN)
+    gen = codegen.compile_derivation(d, backend)
+    x = to_backend(np.ones((4, 3)), backend, "float64")
+    assert float(gen.forward(x=x)["L"]) == 3.0
+    assert np.all(to_numpy(gen.backward(x=x)["dx"]) == 0.5)
+    assert "/N" in codegen.source(d, backend).replace(" ", "")
+
+
+def test_softmax_jacobian_is_contracted():
+    """The softmax Jacobian helper J[n,k,m] is never built: its delta contracts against the sum, so the
+    generated backward has no N x K x K array and no eye()."""
+    text = codegen.source(load("softmax"), "numpy")
+    backward = text[text.index("def backward") :]
+    assert "eye" not in backward and "J" not in backward.split('"""')[2]
+
+
+def test_hoisted_sums_are_computed_once():
+    """Batch-norm dx: a sum over the batch that does not depend on n is computed once and broadcast,
+    never folded into one contraction with the outer index (measured 80x slower at 512 x 1024)."""
+    text = codegen.source(load("batchnorm"), "numpy")
+    dx_line = next(line for line in text.splitlines() if line.strip().startswith("dx ="))
+    assert "einsum('mj,mj->j'" in dx_line
+    assert "->nj" not in dx_line
