@@ -276,7 +276,7 @@ class DerivationPrinter(LatexPrinter):
 
     def _factors(self, factors: list[sp.Expr], alone: bool = True) -> str:
         """Factors side by side; a sum of terms or a case split is bracketed unless it stands alone, and a
-        sum over an index that a later factor also uses is bracketed so that it ends where it should."""
+        sum over an index that a later factor also names is bracketed so that it ends where it should."""
         if not factors:
             return "1"
         texts = []
@@ -284,7 +284,7 @@ class DerivationPrinter(LatexPrinter):
             tex = self._print(f)
             bracket = (f.is_Add or f.is_Piecewise) and (len(factors) > 1 or not alone)
             if isinstance(f, sp.Sum) and k < len(factors) - 1:
-                later = set().union(*(g.free_symbols for g in factors[k + 1 :]))
+                later = set().union(*(g.atoms(sp.Symbol) for g in factors[k + 1 :]))
                 bracket = bool({limit[0] for limit in f.limits} & later)
             texts.append(_parens(tex) if bracket else tex)
         out = texts[0]
@@ -421,7 +421,7 @@ def derivation_latex(d: Derivation, report: DerivationReport | None = None) -> s
     rows = []
     for st in d.gradients:
         if st.of is None:
-            note = r"\text{helper}"
+            note = r"\text{(helper)}"
         elif status.get(st.target, "verified") != "verified":
             note = rf"\text{{\textbf{{{status[st.target]}}}}}"
         else:
@@ -496,6 +496,7 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage{booktabs}
 \allowdisplaybreaks
 \setlength{\jot}{6pt}
+\setlength{\emergencystretch}{3em}
 \title{Gradient derivations checked by gradverify}
 \date{}
 """
@@ -504,7 +505,11 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 def document(derivations: list[Derivation], report: Report) -> str:
     """A standalone document: each derivation with its verification table, after a summary."""
     body = [PREAMBLE, r"\begin{document}", r"\maketitle"]
-    body.append(rf"\noindent {escape(report.summary())}.")
+    body.append(
+        rf"\noindent {escape(report.summary())}. In each verification table, a cell is an oracle's verdict on "
+        "a gradient and the largest relative error of the written formula against that oracle (normwise, "
+        "over all samples)."
+    )
     body.append(r"\tableofcontents")
     for d, r in zip(derivations, report.derivations, strict=True):
         body.append(derivation_latex(d, r))
@@ -526,7 +531,7 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
         rows.append(" & ".join([label, *cells, verdict]))
     out = [
         r"\subsection*{Verification}",
-        r"\begin{center}\footnotesize",
+        r"\begin{center}\footnotesize\setlength{\tabcolsep}{4pt}",
         rf"\begin{{tabular}}{{l{'l' * len(oracles)}l}}",
         r"\toprule",
         head + r" \\",
@@ -536,15 +541,21 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
         r"\end{tabular}",
         r"\end{center}",
     ]
-    out.append(
-        r"\noindent Each cell is an oracle's verdict and the largest relative error of the written formula "
-        "against it (normwise, over all samples)."
-    )
     if r.forward:
-        checks = [
-            f"\\texttt{{{escape(f.against)}}} ({escape(f.oracle)}): {_cell(f.result)}" for f in r.forward
+        out += [
+            r"\begin{center}\footnotesize",
+            r"\begin{tabular}{lp{10cm}l}",
+            r"\toprule",
+            r"oracle & generated forward compared with & \\",
+            r"\midrule",
+            *(
+                rf"{escape(f.oracle)} & \texttt{{{escape(f.against)}}} & {_cell(f.result)} \\"
+                for f in r.forward
+            ),
+            r"\bottomrule",
+            r"\end{tabular}",
+            r"\end{center}",
         ]
-        out.append(" The generated forward was compared with " + "; ".join(checks) + ".")
     skipped = {o: res.reason for g in r.gradients for o, res in g.oracles.items() if res.status == "skip"}
     if skipped:
         out.append(
@@ -595,7 +606,8 @@ def _sci(x: float) -> str:
 
 def main(args) -> int:
     """Check the named derivations (every catalogue one by default), write DIR/gradverify.tex, and with
-    --pdf compile it. Exit status as for checks: 0 all verified, 1 any wrong, 2 any invalid input."""
+    --pdf compile it. Exit status as for checks: 0 all verified, 1 any wrong, 2 any invalid input (then
+    nothing is written) or a document TeX fails on. Without TeX, --pdf only prints what to install."""
     from .check import check
 
     targets = list(args.targets) or [str(path) for path in catalogue()]
@@ -623,23 +635,31 @@ def main(args) -> int:
         return 2
     print(report.table())
     print(f"wrote {tex}")
-    if args.pdf:
+    if args.pdf and not tex_runs(tex.name):
+        print(INSTALL_HINT, file=sys.stderr)
+    elif args.pdf:
         problem = compile_pdf(tex)
         if problem is not None:
             print(problem, file=sys.stderr)
-            return max(report.exit_code, 2) if problem != INSTALL_HINT else report.exit_code
+            return 2
         print(f"wrote {tex.with_suffix('.pdf')}")
     return report.exit_code
 
 
-def compile_pdf(tex: Path) -> str | None:
-    """Compile `tex` to PDF beside it with latexmk, or pdflatex twice (for the table of contents).
-    Returns None on success, else one line saying what went wrong."""
+def tex_runs(name: str) -> list[list[str]]:
+    """The commands that compile `name` to PDF: latexmk, or pdflatex twice (for the table of contents);
+    none when TeX is not installed."""
     if shutil.which("latexmk"):
-        runs = [["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", tex.name]]
-    elif shutil.which("pdflatex"):
-        runs = [["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name]] * 2
-    else:
+        return [["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", name]]
+    if shutil.which("pdflatex"):
+        return [["pdflatex", "-interaction=nonstopmode", "-halt-on-error", name]] * 2
+    return []
+
+
+def compile_pdf(tex: Path) -> str | None:
+    """Compile `tex` to PDF beside it. Returns None on success, else one line saying what went wrong."""
+    runs = tex_runs(tex.name)
+    if not runs:
         return INSTALL_HINT
     for command in runs:
         try:
