@@ -263,6 +263,8 @@ class _Framework(Oracle):
         order = [st.target for st in d.forward]
         self.inputs = [g.of for g in d.checked if g.of in d.inputs]
         self.intermediates = tuple(sorted({g.of for g in d.checked if g.of not in d.inputs}, key=order.index))
+        # where each size can be read off an input, to shape the zero shifts before the forward runs
+        self.size_source = {s.name: (n, k) for n in reversed(d.inputs) for k, s in enumerate(d.shape(n))}
 
     def unavailable(self):
         if importlib.util.find_spec(self.module) is None:
@@ -327,20 +329,25 @@ class Jax(_Framework):
         op = self.op[1] if self.op else None
 
         def everything(values):
-            fwd = gen.forward(**values)
-            written = gen.backward(**values, **fwd)
-            shifts = {v: jnp.zeros_like(fwd[v]) for v in self.intermediates}
+            # At zero shifts the shifted forward is the forward: it gives every forward value too.
+            shifts = {v: jnp.zeros(d_shape(v, values)) for v in self.intermediates}
 
             def output(wrt, shift):
                 named = {codegen.shift_name(k): v for k, v in shift.items()}
-                return shifted(**{**values, **wrt, **named})[d.output]
+                fwd = shifted(**{**values, **wrt, **named})
+                return fwd[d.output], fwd
 
-            y, pullback = jax.vjp(output, {v: values[v] for v in self.inputs}, shifts)
+            y, pullback, fwd = jax.vjp(output, {v: values[v] for v in self.inputs}, shifts, has_aux=True)
+            written = gen.backward(**values, **fwd)
             g_in, g_shift = pullback(values.get(d.upstream, jnp.ones_like(y)))
-            return fwd[d.output], op(values) if op else None, written, {**g_in, **g_shift}
+            return y, op(values) if op else None, written, {**g_in, **g_shift}
 
-        out, lib, written, refs = jax.jit(everything)(values)
-        return _Run(out, lib, written, refs)
+        def d_shape(name, values):
+            return tuple(
+                values[src].shape[axis] for src, axis in (self.size_source[s.name] for s in d.shape(name))
+            )
+
+        return _Run(*jax.jit(everything)(values))
 
 
 class Torch(_Framework):
