@@ -24,6 +24,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from .lang import Derivation, DerivationError, Statement, catalogue, load
+from .oracles import Result
 from .report import DerivationReport, Report
 
 GREEK = frozenset(
@@ -171,7 +172,7 @@ class DerivationPrinter(LatexPrinter):
     partial derivatives for gradients, usual symbols for names."""
 
     def __init__(self, d: Derivation):
-        super().__init__({"fold_frac_powers": True})
+        super().__init__()
         self.d = d
         scalar_output = not d.shape(d.output)
         if scalar_output:
@@ -214,7 +215,7 @@ class DerivationPrinter(LatexPrinter):
             return self.tensor(e.name)
         return escape(e.name)  # a size or an index, printed as written
 
-    def _print_KroneckerDelta(self, e, exp=None):
+    def _print_KroneckerDelta(self, e):
         return rf"\delta_{{{subscript(e.args)}}}"
 
     # -- sums and products ------------------------------------------------------------------------------
@@ -330,7 +331,7 @@ class DerivationPrinter(LatexPrinter):
         names = {a.base.label.name for a in f.atoms(sp.Indexed)} | {s.name for s in f.atoms(sp.Symbol)}
         return any(self.is_gradient(n) for n in names)
 
-    def _print_Pow(self, e, rational=False):
+    def _print_Pow(self, e):
         if _is_division(e):
             return self._product(e)
         if e.exp == sp.Rational(1, 2):
@@ -348,30 +349,30 @@ class DerivationPrinter(LatexPrinter):
         texts = [self._print(a) for a in args]
         return function + _parens(", ".join(texts))
 
-    def _print_exp(self, e, exp=None):
+    def _print_exp(self, e):
         if self.exp_as_power:
             return f"e^{{{self._print(e.args[0])}}}"
         return self._call(r"\exp", e.args[0])
 
-    def _print_log(self, e, exp=None):
+    def _print_log(self, e):
         arg = e.args[0]
         if isinstance(arg, sp.Symbol | sp.Indexed) and not self._tall(arg):
             return rf"\log {self._print(arg)}"
         return self._call(r"\log", arg)
 
-    def _print_tanh(self, e, exp=None):
+    def _print_tanh(self, e):
         return self._call(r"\tanh", e.args[0])
 
-    def _print_sigmoid(self, e, exp=None):
+    def _print_sigmoid(self, e):
         return self._call(r"\sigma", e.args[0])
 
-    def _print_Max(self, e, exp=None):
+    def _print_Max(self, e):
         return self._call(r"\max", *sorted(e.args, key=lambda a: a.is_Number))
 
-    def _print_Min(self, e, exp=None):
+    def _print_Min(self, e):
         return self._call(r"\min", *sorted(e.args, key=lambda a: a.is_Number))
 
-    def _print_Abs(self, e, exp=None):
+    def _print_Abs(self, e):
         return rf"\left|{self._print(e.args[0])}\right|"
 
     def _print_Piecewise(self, e):
@@ -558,9 +559,8 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
         ]
     skipped = {o: res.reason for g in r.gradients for o, res in g.oracles.items() if res.status == "skip"}
     if skipped:
-        out.append(
-            " Skipped: " + "; ".join(f"{escape(o)} ({escape(why)})" for o, why in skipped.items()) + "."
-        )
+        reasons = "; ".join(f"{escape(o)} ({escape(why)})" for o, why in skipped.items())
+        out.append(rf"\noindent Skipped: {reasons}.")
     if r.status == "verified":
         out.append(r"\par\noindent\textbf{Verdict:} verified: every gradient passed every oracle that ran.")
     else:
@@ -584,7 +584,7 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
     return "\n".join(out) + "\n"
 
 
-def _cell(res) -> str:
+def _cell(res: Result | None) -> str:
     if res is None:
         return ""
     if res.status == "skip":
@@ -597,7 +597,7 @@ def _sci(x: float) -> str:
     if x == 0:
         return "0"
     mantissa, exponent = f"{x:.1e}".split("e")
-    return rf"{mantissa} \times 10^{{{int(exponent)}}}"
+    return mantissa if int(exponent) == 0 else rf"{mantissa} \times 10^{{{int(exponent)}}}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -608,7 +608,7 @@ def main(args) -> int:
     """Check the named derivations (every catalogue one by default), write DIR/gradverify.tex, and with
     --pdf compile it. Exit status as for checks: 0 all verified, 1 any wrong, 2 any invalid input (then
     nothing is written) or a document TeX fails on. Without TeX, --pdf only prints what to install."""
-    from .check import check
+    from .check import check  # the oracles load only here: show --latex does not need them
 
     targets = list(args.targets) or [str(path) for path in catalogue()]
     derivations, errors = [], []
