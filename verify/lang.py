@@ -935,13 +935,16 @@ class _Loader:
                 raise self.err(f"{p.target} is {what}: a gradient statement cannot redefine it", p.line)
             if p.target in self.sizes:
                 raise self.err(f"{p.target} names a size", p.line)
-            of = p.target[1:] if p.target.startswith("d") else None
+            of = p.target[1:] if p.target.startswith("d") and len(p.target) > 1 else None
             if of is not None and (
                 of not in self.tensors or self.tensors[of].role not in ("input", "forward")
             ):
-                of = None
-            if of is not None and of in self.sizes:
-                of = None
+                # d + an unknown name is far more often a typo for a gradient than a helper
+                raise self.err(
+                    f"{p.target} is not the gradient of an input or intermediate (there is no {of}); "
+                    "name a helper without a leading 'd'",
+                    p.line,
+                )
             out.append(self._gradient_statement(p, of, output, upstream))
         if not any(s.of for s in out):
             raise self.err(
@@ -1049,7 +1052,11 @@ def _read(path_or_text: str | Path) -> tuple[str, str | None, str]:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, ValueError) as e:
-            reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else (getattr(e, "strerror", None) or str(e)).lower()
+            reason = (
+                "not UTF-8 text"
+                if isinstance(e, UnicodeDecodeError)
+                else (getattr(e, "strerror", None) or str(e)).lower()
+            )
             raise DerivationError(f"cannot read file: {reason}", 0, 0, str(path_or_text)) from None
         return text, str(path_or_text), path.stem
     return str(path_or_text), None, "derivation"
