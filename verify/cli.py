@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("targets", nargs="*", metavar="NAME|FILE")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--pdf", action="store_true")
+    p.add_argument("--oracle", action="append", choices=ORACLES, help="run only these oracles (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("bench", help="speed ratios, side by side")
     p.add_argument("--json", metavar="FILE")

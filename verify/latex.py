@@ -620,7 +620,7 @@ def main(args) -> int:
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 2
-    report = check(derivations, seed=args.seed)
+    report = check(derivations, oracles=getattr(args, "oracle", None), seed=args.seed)
     invalid = [str(r.error) for r in report.derivations if r.error is not None]
     if invalid:
         print("\n".join(invalid), file=sys.stderr)
