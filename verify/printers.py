@@ -85,9 +85,56 @@ class _ArrayMixin:
             return f"{self._operand(a)}*{self._print(cond)}"
         return self._call("where", self._print(cond), self._print(a), self._print(b))
 
+    def doprint(self, expr, *args, **kwargs):
+        self._top = expr  # the statement's whole right-hand side: `x @ y` needs no parentheses there
+        return super().doprint(expr, *args, **kwargs)
+
     def _print_Einsum(self, e):
         spec, *operands = e.args
+        if len(operands) == 2:
+            ins, out = spec.name.split("->")
+            a, b = ins.split(",")
+            text = self._matmul(a, b, out, *operands)
+            if text:
+                return text if e == getattr(self, "_top", None) else f"({text})"
+            if (
+                a == b
+                and len(set(a)) == len(a)
+                and set(out) <= set(a)
+                and out == "".join(c for c in a if c in out)
+            ):
+                axes = [k for k, c in enumerate(a) if c not in out] if out else []  # [] sums everything
+                return self._product_sum(spec.name, axes, *operands)
         return self._einsum(spec.name, [self._print(x) for x in operands])
+
+    def _matmul(self, a, b, out, x, y):
+        """A contraction of one index between two vectors or matrices is a matrix product: `x @ y` with
+        `.T` where needed, which every backend hands to its BLAS (einsum may not). None otherwise.
+        `@` binds like `*` and `/`, so the caller parenthesises it unless it is the whole expression."""
+        shared = set(a) & set(b)
+        if len(a) > 2 or len(b) > 2 or len(shared) != 1 or len(set(a)) < len(a) or len(set(b)) < len(b):
+            return None
+        (k,) = shared
+        free_a, free_b = a.replace(k, ""), b.replace(k, "")
+        if out != free_a + free_b and out == free_b + free_a:
+            (a, free_a, x), (b, free_b, y) = (b, free_b, y), (a, free_a, x)
+        if out != free_a + free_b:
+            return None
+        left = self._operand(x) + (".T" if free_a and a == k + free_a else "")
+        right = self._operand(y) + (".T" if free_b and b == free_b + k else "")
+        return f"{left} @ {right}"
+
+    def _product_sum(self, spec, axes, x, y):
+        """sum(x * y) over `axes` (all of them when empty), both operands with the same axes in the same order: einsum computes
+        it without the product's temporary (not optimize=True, whose BLAS route is far slower here)."""
+        return self._call("einsum", repr(spec), self._print(x), self._print(y))
+
+    def _reduce_product(self, axes, x, y):
+        product = f"{self._operand(x)}*{self._operand(y)}"
+        if not axes:
+            return self._call("sum", product)
+        ax = str(axes[0]) if len(axes) == 1 else "(" + ", ".join(map(str, axes)) + ")"
+        return self._call("sum", product, f"{self.axis_kw}={ax}")
 
     def _einsum(self, spec, operands):
         return self._call("einsum", repr(spec), *operands, "optimize=True")
@@ -145,6 +192,10 @@ def _torch_printer():
 
         def _einsum(self, spec, operands):
             return self._call("einsum", repr(spec), *operands)
+
+        def _product_sum(self, spec, axes, x, y):
+            # torch.einsum makes a batched matmul of it: hundreds of times slower on the CPU
+            return self._reduce_product(axes, x, y)
 
         def _print_sigmoid(self, e):
             return self._call("sigmoid", self._print(e.args[0]))
