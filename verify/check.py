@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import mpmath
@@ -16,70 +20,130 @@ from .report import DerivationReport, ForwardReport, GradientReport, Report
 
 def check(path_or_text, oracles=None, seed: int = 0) -> Report:
     """Check one derivation (a path, a catalogue name or the text) or a list of them."""
-    items = path_or_text if isinstance(path_or_text, list | tuple) else [path_or_text]
+    items = list(path_or_text) if isinstance(path_or_text, list | tuple) else [path_or_text]
     names = tuple(oracles) if oracles else ORACLES
     unknown = [o for o in names if o not in ORACLE_CLASSES]
     if unknown:
         raise ValueError(f"unknown oracle {unknown[0]!r}: oracles are {', '.join(ORACLES)}")
-    return Report([check_one(item, names, seed) for item in items], names)
+    elsewhere = _start_elsewhere(items, names, seed)
+    reports = []
+    for k, item in enumerate(items):
+        prepared = _prepare(item, seed)
+        if isinstance(prepared, DerivationReport):
+            reports.append(prepared)
+            continue
+        d, draws = prepared
+        runs = {}
+        for name in names:
+            runs[name] = _collect(elsewhere, name, k) or run_oracle(name, d, draws)
+        reports.append(_assemble(d, draws, runs, seed))
+    return Report(reports, names)
 
 
-def check_one(item, oracles: tuple[str, ...], seed: int) -> DerivationReport:
+def _prepare(item, seed):
+    """The parsed derivation and its samples, or the report of why there are none."""
     try:
         d = item if isinstance(item, Derivation) else load(item)
     except DerivationError as e:
         name = Path(e.file).stem if e.file else "derivation"
         return DerivationReport(name, e.file, "invalid", error=e)
     try:
-        draws = sampling.samples(d, seed)
+        return d, sampling.samples(d, seed)
     except ValueError as e:
         err = DerivationError(f"no valid sample: {e}", 0, 0, d.file)
         return DerivationReport(d.name, d.file, "invalid", d.title, error=err)
-    compare = {g.target: {} for g in d.checked}
-    forward: list[ForwardReport] = []
-    exact = None
-    for name in oracles:
-        oracle = ORACLE_CLASSES[name](d)
-        if name == "exact":
-            exact = oracle
-        reason = oracle.unavailable()
-        if reason is not None:
-            for g in d.checked:
-                compare[g.target][name] = Result("skip", reason=reason)
+
+
+# The jax oracle's time is almost all XLA compilation on one core. With several derivations to check and
+# a second core, it runs in a second process while this one runs the other oracles.
+PARALLEL_ORACLES = ("jax",)
+
+
+def _start_elsewhere(items, names, seed) -> dict:
+    plain = all(isinstance(i, str | Path) for i in items)
+    wanted = [n for n in PARALLEL_ORACLES if n in names and ORACLE_CLASSES[n].available_here()]
+    if not wanted or len(items) < 2 or not plain or (os.cpu_count() or 1) < 2:
+        return {}
+    pool = ProcessPoolExecutor(max_workers=len(wanted), mp_context=multiprocessing.get_context("spawn"))
+    futures = {n: pool.submit(_run_everywhere, n, [str(i) for i in items], seed) for n in wanted}
+    pool.shutdown(wait=False)
+    return futures
+
+
+def _collect(elsewhere, name: str, k: int):
+    """The worker's run of oracle `name` on item k; None (so it runs here) if there is none or it broke."""
+    if name not in elsewhere:
+        return None
+    try:
+        return elsewhere[name].result()[k]
+    except Exception:  # a worker that died is no verdict: the oracle runs again in this process
+        return None
+
+
+def _run_everywhere(name: str, items: list[str], seed: int) -> list[OracleRun | None]:
+    """One oracle over every derivation, in a worker process: the same samples, drawn from the seed."""
+    out = []
+    for item in items:
+        prepared = _prepare(item, seed)
+        if isinstance(prepared, DerivationReport):
+            out.append(None)
             continue
-        comps = {g.target: Comparison(TOLERANCES[name]) for g in d.checked}
-        fwd_comps: dict[str, Comparison] = {}
-        try:
-            for sample in draws:
-                for label, generated, library in oracle.forward(sample):
-                    fwd_comps.setdefault(label, Comparison(TOLERANCES[name])).add(generated, library, sample)
-                for g, written, reference in oracle.gradients(sample):
-                    comps[g].add(written, reference, sample)
-        except Skip as e:
-            for g in d.checked:
-                compare[g.target][name] = Result("skip", reason=str(e))
-            continue
-        except Exception as e:  # an oracle that breaks never lets a gradient pass
-            for g in d.checked:
-                compare[g.target][name] = Result(
-                    "fail", reason=f"{name} oracle failed: {type(e).__name__}: {e}"
-                )
-            continue
-        for label, c in fwd_comps.items():
-            forward.append(ForwardReport(name, label, c.result))
-        for g in d.checked:
-            compare[g.target][name] = (comps[g.target].result, comps[g.target].arrays)
+        run = run_oracle(name, *prepared)
+        out.append(OracleRun(run.results, {}, run.forward))  # arrays and oracle only serve diagnosis here
+    return out
+
+
+@dataclass
+class OracleRun:
+    """One oracle on one derivation: per gradient its Result and the arrays of its first failing
+    sample (for diagnosis), and the forward comparisons."""
+
+    results: dict[str, Result]
+    arrays: dict[str, tuple]
+    forward: list[ForwardReport]
+    oracle: object = None  # the oracle itself, when it ran in this process
+
+
+def run_oracle(name: str, d: Derivation, draws) -> OracleRun:
+    oracle = ORACLE_CLASSES[name](d)
+
+    def every(result):
+        return OracleRun({g.target: result for g in d.checked}, {}, [], oracle)
+
+    reason = oracle.unavailable()
+    if reason is not None:
+        return every(Result("skip", reason=reason))
+    comps = {g.target: Comparison(TOLERANCES[name]) for g in d.checked}
+    fwd_comps: dict[str, Comparison] = {}
+    try:
+        for sample in draws:
+            for label, generated, library in oracle.forward(sample):
+                fwd_comps.setdefault(label, Comparison(TOLERANCES[name])).add(generated, library, sample)
+            for g, written, reference in oracle.gradients(sample):
+                comps[g].add(written, reference, sample)
+    except Skip as e:
+        return every(Result("skip", reason=str(e)))
+    except Exception as e:  # an oracle that breaks never lets a gradient pass
+        return every(Result("fail", reason=f"{name} oracle failed: {type(e).__name__}: {e}"))
+    return OracleRun(
+        {g: c.result for g, c in comps.items()},
+        {g: c.arrays for g, c in comps.items() if c.arrays is not None},
+        [ForwardReport(name, label, c.result) for label, c in fwd_comps.items()],
+        oracle,
+    )
+
+
+def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> DerivationReport:
+    forward = [f for run in runs.values() for f in run.forward]
+    exact = runs["exact"].oracle if "exact" in runs else None
     gradients = []
     wrong_lines: dict[str, int] = {}
     for g in d.checked:
-        results, arrays = {}, None
-        for name, value in compare[g.target].items():
-            if isinstance(value, tuple):
-                results[name], found = value
-                if found is not None and (arrays is None or name == "exact"):
-                    arrays = found  # the exact oracle's arrays diagnose best
-            else:
-                results[name] = value
+        results = {name: run.results[g.target] for name, run in runs.items()}
+        # the exact oracle's arrays diagnose best
+        found = [run.arrays[g.target] for name, run in sorted(runs.items(), key=lambda kv: kv[0] != "exact")
+                 if g.target in run.arrays]  # fmt: skip
+        arrays = found[0] if found else None
         ran = [r for r in results.values() if r.status != "skip"]
         status = "unchecked" if not ran else "verified" if all(r.status == "pass" for r in ran) else "wrong"
         diagnosis = ""

@@ -158,6 +158,12 @@ class Oracle:
     def unavailable(self) -> str | None:
         return None
 
+    @classmethod
+    def available_here(cls) -> bool:
+        """Whether the oracle's framework is installed (without importing it)."""
+        module = getattr(cls, "module", "")
+        return not module or importlib.util.find_spec(module) is not None
+
     def forward(self, sample: Sample):
         return []
 
