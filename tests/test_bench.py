@@ -1,0 +1,89 @@
+"""python -m verify bench --quick: the JSON contract (DESIGN.md section 4), one entry per catalogue derivation
+and backend. Nothing here asserts a speed: the goals are measured by the full bench, never by tests."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from verify import bench
+from verify.lang import catalogue, load
+
+ROOT = Path(__file__).parent.parent
+KEYS = {"name", "what", "backend", "generated_s", "reference", "reference_s", "ratio"}
+REFERENCES = {"numpy": "hand-written numpy", "torch": "torch.autograd", "jax": "jax.vjp"}
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "verify", "bench", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(out.read_text()), r.stdout
+
+
+def test_json_has_the_contract_keys(quick):
+    data, _ = quick
+    assert "verify_all_s" in data
+    assert data["entries"]
+    for e in data["entries"]:
+        assert KEYS <= set(e), e
+        assert e["what"] == "backward"
+        assert e["reference"] == REFERENCES[e["backend"]]
+
+
+def test_every_entry_has_a_positive_ratio(quick):
+    data, _ = quick
+    for e in data["entries"]:
+        assert e["generated_s"] > 0 and e["reference_s"] > 0, e
+        assert e["ratio"] > 0
+        assert e["ratio"] == pytest.approx(e["generated_s"] / e["reference_s"])
+
+
+def test_every_catalogue_entry_and_backend_is_there(quick):
+    data, _ = quick
+    have = {(e["name"], e["backend"]) for e in data["entries"]}
+    backends = {"numpy"}
+    for module in ("torch", "jax"):
+        try:
+            __import__(module)
+            backends.add(module)
+        except ImportError:
+            pass
+    for path in catalogue():
+        for backend in backends:
+            assert (path.stem, backend) in have
+
+
+def test_table_is_printed(quick):
+    _, stdout = quick
+    assert "derivation" in stdout and "np x" in stdout
+    for path in catalogue():
+        assert path.stem in stdout
+
+
+@pytest.mark.parametrize("name", [p.stem for p in catalogue()])
+def test_hand_written_backward_matches_generated(name):
+    """The hand-written backward that bench times computes the gradients the generated one does."""
+    d = load(name)
+    values = bench.draw_inputs(d, bench.sizes_for(d, quick=True))
+    from verify import codegen
+
+    gen = codegen.compile_derivation(d, "numpy")
+    written = gen.backward(**values, **gen.forward(**values))
+    out = bench.hand_backward(name, values)()
+    # the layers return dx (or nothing of interest for the MLP, whose dx is not written)
+    if "dx" in written and name != "mlp":
+        dx = out if not isinstance(out, tuple) else out[0]
+        np.testing.assert_allclose(
+            np.reshape(dx, np.shape(written["dx"])), written["dx"], rtol=1e-9, atol=1e-12
+        )
