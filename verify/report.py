@@ -20,8 +20,7 @@ class GradientReport:
     def to_json(self) -> dict:
         out = {"name": self.name, "line": self.line, "status": self.status}
         out["oracles"] = {k: v.to_json() for k, v in self.oracles.items()}
-        if self.diagnosis:
-            out["diagnosis"] = self.diagnosis
+        out["diagnosis"] = self.diagnosis
         return out
 
 
