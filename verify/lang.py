@@ -20,6 +20,20 @@ SECTIONS = ("forward", "gradients", "inputs", "sizes")
 HEADER_KEYS = ("title", "source", "notes")
 DOMAINS = ("normal", "positive", "uniform", "simplex", "onehot")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Names the generated code uses for its modules and temporaries: a tensor named `np` would shadow NumPy.
+_RESERVED = frozenset({"np", "jnp", "jax", "torch", "dtype"})
+_RESERVED_PATTERN = re.compile(r"(s\d+|shift_.*|__.*)\Z")
+
+
+def reserved(name: str) -> str | None:
+    """Why `name` cannot name a tensor or scalar, or None."""
+    if name in FUNCTIONS:
+        return f"{name} is a function name"
+    if name in _RESERVED or _RESERVED_PATTERN.match(name):
+        return f"{name} is reserved for generated code"
+    return None
+
+
 _OPERATORS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 _OPERATOR_HINTS = {ast.BitXor: "'^' is not a power: use **", ast.MatMult: "'@' is not allowed: write the sum"}
 _COMPARISONS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
@@ -354,7 +368,13 @@ class _Converter:
         return _Walk(_number(node, self.src), {})
 
     def _walk_Name(self, node):
+        self.check_name(node.id, node)
         return _Walk(self.resolve_name(node.id, node), {})
+
+    def check_name(self, name, node):
+        why = reserved(name)
+        if why and name not in FUNCTIONS:  # a bare function name gets its own message
+            raise self.err(node, f"{why}: rename it")
 
     def _walk_UnaryOp(self, node):
         if not isinstance(node.op, ast.USub):
@@ -378,6 +398,7 @@ class _Converter:
             raise self.err(node, "only a name can be subscripted, as in x[n, i]")
         name = node.value.id
         slots = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        self.check_name(name, node)
         self.resolve_tensor(name, len(slots), node)
         indices, free = [], {}
         for axis, slot in enumerate(slots):
@@ -615,8 +636,8 @@ def _parse_statement(line: _Line, file: str | None) -> _Parsed:
             idx.append((slot.id, ln, col))
     else:
         raise lhs_src.error(lhs, "the target of a definition must be a name or name[indices]")
-    if target in FUNCTIONS:
-        raise DerivationError(f"{target} is a function name and cannot be defined", line.number, 1, file)
+    if reserved(target):
+        raise DerivationError(f"{reserved(target)} and cannot be defined", line.number, 1, file)
     rhs, rhs_src = _parse_tail(text, eq + 1, line.number, file)
     return _Parsed(target, idx, line.number, 1, text, rhs, rhs_src)
 
