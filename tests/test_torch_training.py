@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from implementations.torch import train_convnet, train_mlp
 
@@ -69,12 +70,15 @@ def test_cosine_schedule_changes_the_run(tmp_path):
 
 @pytest.mark.parametrize("arch", ["vgg", "preact"])
 def test_width_reduced_convnet_learns_digits(tmp_path, arch):
-    """A quarter-width ConvNet of either architecture passes 0.8 test accuracy on digits in 150 steps."""
-    argv = ["--arch", arch, "--width", "0.25", "--max_steps", "150", "--batch_size", "32"]
+    """An eighth-width ConvNet of either architecture passes 0.75 test accuracy on digits in 150 steps
+    (one thread, so a busy machine slows it down only in proportion); the caller's thread count is restored."""
+    argv = ["--arch", arch, "--width", "0.125", "--max_steps", "150", "--batch_size", "32", "--threads", "1"]
     argv += ["--learning_rate", "1e-3", "--eval_freq", "150", "--out", str(tmp_path), "--no_progress"]
+    threads_before = torch.get_num_threads()
     result = train_convnet.main(argv)
+    assert torch.get_num_threads() == threads_before, "--threads leaked out of the run"
     assert [e["step"] for e in result["evaluations"]] == [0, 150]
-    assert result["final_test_accuracy"] >= 0.8
+    assert result["final_test_accuracy"] >= 0.75
     assert json.loads((tmp_path / "metrics.json").read_text())["config"]["arch"] == arch
 
 

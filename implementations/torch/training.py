@@ -92,11 +92,20 @@ def run(
 ) -> dict:
     """Train the model `build_model(data)` as `args` say; write metrics.json and curves.png; return metrics.
 
-    Exits with status 2 and a one-line message when the data set cannot be read.
+    Exits with status 2 and a one-line message when the data set cannot be read. --threads applies to this
+    run only: the thread count is restored afterwards, for callers that train several models in-process.
     """
-    started = time.perf_counter()
+    threads_before = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    try:
+        return _train(args, build_model, description)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(args: argparse.Namespace, build_model: Callable[[datasets.DataSet], nn.Module], description: str):
+    started = time.perf_counter()
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
