@@ -25,6 +25,7 @@ import gzip
 import importlib
 import pickle
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,22 @@ def load(name: str, data_dir: str | None = None) -> DataSet:
     if name == "cifar10":
         return _load_cifar10(folder)
     return _load_idx_set(name, folder)
+
+
+def load_or_exit(name: str, data_dir: str | None = None, batch_size: int | None = None) -> DataSet:
+    """`load` for the training programs: a missing or malformed file, or a batch larger than the
+    training set, is one line on stderr and exit status 2."""
+    try:
+        data = load(name, data_dir)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if batch_size is not None and batch_size > len(data.train):
+        print(
+            f"error: --batch_size {batch_size} exceeds the {len(data.train)} training images", file=sys.stderr
+        )
+        sys.exit(2)
+    return data
 
 
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:

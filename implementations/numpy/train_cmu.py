@@ -100,11 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
 def train(args: argparse.Namespace) -> dict:
     """Run the training `args` describe (parsed and checked by `main`)."""
     started = time.perf_counter()
-    try:
-        data = datasets.load(args.dataset, args.data_dir)
-    except datasets.DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    data = datasets.load_or_exit(args.dataset, args.data_dir)
     if data.validation is None:
         data = datasets.with_validation(data, len(data.train) // VALIDATION_FRACTION)
     train, validation, test = normalised(data.train), normalised(data.validation), normalised(data.test)

@@ -109,17 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
 def train(args: argparse.Namespace) -> dict:
     """Run the training `args` describe (parsed and checked by `main`)."""
     started = time.perf_counter()
-    try:
-        data = datasets.load(args.dataset, args.data_dir)
-    except datasets.DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    if args.batch_size > len(data.train):
-        print(
-            f"error: --batch_size {args.batch_size} exceeds the {len(data.train)} training images",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+    data = datasets.load_or_exit(args.dataset, args.data_dir, args.batch_size)
 
     train_images, train_labels = flatten(data.train)
     test_images, test_labels = flatten(data.test)

@@ -110,17 +110,7 @@ def _train(args: argparse.Namespace, build_model: Callable[[datasets.DataSet], n
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
-    try:
-        data = datasets.load(args.dataset, args.data_dir)
-    except datasets.DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    if args.batch_size > len(data.train):
-        print(
-            f"error: --batch_size {args.batch_size} exceeds the {len(data.train)} training images",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+    data = datasets.load_or_exit(args.dataset, args.data_dir, args.batch_size)
 
     torch.manual_seed(args.seed)
     model = build_model(data).to(device)
