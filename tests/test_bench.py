@@ -87,3 +87,34 @@ def test_hand_written_backward_matches_generated(name):
         np.testing.assert_allclose(
             np.reshape(dx, np.shape(written["dx"])), written["dx"], rtol=1e-9, atol=1e-12
         )
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_input_gradients_only_backward(backend):
+    """The backward bench times beside autograd: the input gradients alone, equal to the full backward's,
+    without the adjoints of intermediates (batchnorm's dxhat, dvar, dmu) that no input gradient uses."""
+    pytest.importorskip(backend)
+    d = load("batchnorm")
+    values = bench.draw_inputs(d, bench.sizes_for(d, quick=True))
+    from verify import codegen
+
+    fwd = codegen.compile_derivation(d, "numpy").forward(**values)
+    full, only = bench.backward_functions(d, backend)
+    if backend == "torch":
+        import torch
+
+        convert = torch.from_numpy
+    elif backend == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        convert = jax.numpy.asarray
+    else:
+        convert = np.asarray
+    args = {k: convert(v) if isinstance(v, np.ndarray) else v for k, v in {**values, **fwd}.items()}
+    want = full(**bench._kwargs(full, args))
+    got = only(**bench._kwargs(only, args))
+    assert set(got) == {"dx", "dgamma", "dbeta"}
+    for name, value in got.items():
+        np.testing.assert_allclose(np.asarray(value), np.asarray(want[name]), rtol=1e-12)
+    assert bench.backward_functions(load("relu"), backend)[1] is None

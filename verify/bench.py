@@ -43,6 +43,7 @@ import numpy as np
 
 from . import codegen
 from .lang import Derivation, catalogue, load
+from .lower import backward_program
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 1.2  # issue 4: each generated backward at most 1.2x its reference
@@ -82,6 +83,7 @@ class Pair:
     generated: str  # Timing labels
     reference: str
     reference_name: str
+    inputs_only: str | None = None  # the generated backward computing the input gradients alone
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -106,6 +108,10 @@ def draw_inputs(d: Derivation, sizes: dict[str, int], seed: int = 0) -> dict[str
         kind = dom.kind if dom else ("normal" if shape else "uniform")
         if kind == "normal":
             v = rng.standard_normal(shape)
+            if name.startswith("W") and len(shape) == 2:
+                # scaled as a LeCun initialisation, so that the MLP's logits stay finite: an exp that
+                # overflows would time inf and NaN arithmetic
+                v /= np.sqrt(shape[1])
         elif kind == "positive":
             v = rng.uniform(0.5, 2.0, shape)
         elif kind == "uniform":
@@ -209,6 +215,19 @@ def _wrt(d: Derivation) -> list[str]:
     return [g.of for g in d.checked if g.of in d.inputs]
 
 
+def backward_functions(d: Derivation, backend: str):
+    """The generated backward (every written gradient), and, where the derivation also writes adjoints
+    of intermediates (batchnorm's dxhat, dvar, dmu; the MLP's deltas), a backward that returns only the
+    input gradients, as autograd and jax.vjp do: None otherwise."""
+    full = codegen.compile_derivation(d, backend)._backward
+    wanted = tuple(g.target for g in d.checked if g.of in d.inputs)
+    if len(wanted) == len(d.checked):
+        return full, None
+    prog = backward_program(d, wanted)
+    text = codegen._function(d, prog, backend, "backward", "Backward pass: the input gradients only.")
+    return full, codegen._compile(text, backend, d.name + " inputs only")["backward"]
+
+
 def timings_for(
     d: Derivation, values: dict, compiled: bool, log
 ) -> tuple[dict[str, Timing], list[Pair], list[str]]:
@@ -224,11 +243,16 @@ def timings_for(
     everything = {**values, **forward}
 
     # numpy
-    bwd = gen_np._backward
+    bwd, only = backward_functions(d, "numpy")
     kw = _kwargs(bwd, everything)
     add("numpy generated", lambda: bwd(**kw))
+    if only:
+        kw_only = _kwargs(only, everything)
+        add("numpy inputs only", lambda: only(**kw_only))
     add("numpy hand", hand_backward(d.name, values))
-    pairs.append(Pair("numpy", "", "numpy generated", "numpy hand", "hand-written numpy"))
+    pairs.append(
+        Pair("numpy", "", "numpy generated", "numpy hand", "hand-written numpy", only and "numpy inputs only")
+    )
 
     # torch
     try:
@@ -251,11 +275,13 @@ def add_torch(d, values, everything, compiled, add, pairs, skipped, log):
     def tensor(x):
         return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
 
-    gen = codegen.compile_derivation(d, "torch")
     tv = {k: tensor(x) for k, x in everything.items()}
-    bwd = gen._backward
+    bwd, only = backward_functions(d, "torch")
     kw = _kwargs(bwd, tv)
     add("torch generated", lambda: bwd(**kw))
+    if only:
+        kw_only = _kwargs(only, tv)
+        add("torch inputs only", lambda: only(**kw_only))
     # the library op under autograd, the graph built once
     op = torch_ops()[d.name][1]
     leaves = {n: tensor(values[n]).clone().requires_grad_(True) for n in _wrt(d)}
@@ -266,7 +292,16 @@ def add_torch(d, values, everything, compiled, add, pairs, skipped, log):
         upstream = torch.ones_like(out)
     wrt = list(leaves.values())
     add("torch autograd", lambda: torch.autograd.grad(out, wrt, upstream, retain_graph=True))
-    pairs.append(Pair("torch", "eager", "torch generated", "torch autograd", "torch.autograd"))
+    pairs.append(
+        Pair(
+            "torch",
+            "eager",
+            "torch generated",
+            "torch autograd",
+            "torch.autograd",
+            only and "torch inputs only",
+        )
+    )
     if not compiled:
         return
     try:
@@ -274,7 +309,17 @@ def add_torch(d, values, everything, compiled, add, pairs, skipped, log):
         start = time.perf_counter()
         fn(**kw)
         add("torch compiled", lambda: fn(**kw), time.perf_counter() - start)
-        pairs.append(Pair("torch", "compiled", "torch compiled", "torch autograd", "torch.autograd"))
+        if only:
+            fn_only = torch.compile(only)
+            start = time.perf_counter()
+            fn_only(**kw_only)
+            add("torch compiled inputs only", lambda: fn_only(**kw_only), time.perf_counter() - start)
+        pairs.append(
+            Pair(
+                "torch", "compiled", "torch compiled", "torch autograd", "torch.autograd",
+                only and "torch compiled inputs only",
+            )
+        )  # fmt: skip
     except Exception as e:  # a missing C++ compiler, an unsupported op: reported, never fatal
         skipped.append(f"torch.compile: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         log(f"  torch.compile failed for {d.name}: {skipped[-1]}")
@@ -291,13 +336,21 @@ def add_jax(d, values, everything, add, pairs, log):
     def array(x):
         return jnp.asarray(x) if isinstance(x, np.ndarray) else x
 
-    gen = codegen.compile_derivation(d, "jax")
     jv = {k: array(x) for k, x in everything.items()}
-    kw = _kwargs(gen._backward, jv)
-    bwd = jax.jit(gen._backward)
+    full, only = backward_functions(d, "jax")
+    kw = _kwargs(full, jv)
+    bwd = jax.jit(full)
     start = time.perf_counter()
     jax.block_until_ready(bwd(**kw))
     add("jax generated", lambda: jax.block_until_ready(bwd(**kw)), time.perf_counter() - start)
+    if only:
+        kw_only = _kwargs(only, jv)
+        bwd_only = jax.jit(only)
+        start = time.perf_counter()
+        jax.block_until_ready(bwd_only(**kw_only))
+        add(
+            "jax inputs only", lambda: jax.block_until_ready(bwd_only(**kw_only)), time.perf_counter() - start
+        )
 
     op = jax_ops()[d.name][1]
     inputs = {k: array(x) for k, x in values.items()}
@@ -310,7 +363,7 @@ def add_jax(d, values, everything, add, pairs, log):
     start = time.perf_counter()
     jax.block_until_ready(apply(pullback, upstream))
     add("jax vjp", lambda: jax.block_until_ready(apply(pullback, upstream)), time.perf_counter() - start)
-    pairs.append(Pair("jax", "jit", "jax generated", "jax vjp", "jax.vjp"))
+    pairs.append(Pair("jax", "jit", "jax generated", "jax vjp", "jax.vjp", only and "jax inputs only"))
 
 
 # -- timing ----------------------------------------------------------------------------------------
@@ -447,20 +500,41 @@ def table(entries: list[dict], sizes: dict[str, dict]) -> str:
             mark(te), mark(tc),
             _ms(j and j["generated_s"]), _ms(j and j["reference_s"]), mark(j),
         ])  # fmt: skip
+    text = _grid(head, rows)
+    only = [name for name in dict.fromkeys(e["name"] for e in entries) if any(
+        "inputs_only_s" in e for e in entries if e["name"] == name)]  # fmt: skip
+    if only:
+        head = [
+            "input gradients only",
+            "np gen",
+            "np x",
+            "pt eager",
+            "eager x",
+            "pt comp",
+            "comp x",
+            "jax jit",
+            "jax x",
+        ]
+        rows = []
+        for name in only:
+            row = [name]
+            for b, v in (("numpy", ""), ("torch", "eager"), ("torch", "compiled"), ("jax", "jit")):
+                e = by.get((name, b, v)) or {}
+                row += [_ms(e.get("inputs_only_s")), _ratio(e.get("inputs_only_ratio"))]
+            rows.append(row)
+        text += "\n\n" + _grid(head, rows, left=1)
+    return text
+
+
+def _grid(head: list[str], rows: list[list[str]], left: int = 2) -> str:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    lines = [
-        "  ".join(
-            h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths, strict=True))
+
+    def line(cells):
+        return "  ".join(
+            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
-    ]
-    lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
-    return "\n".join(lines)
+
+    return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
 def run(quick: bool = False, log=print, names: list[str] | None = None, compiled: bool | None = None) -> dict:
@@ -506,6 +580,10 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
                 entry["variant"] = p.variant
             if g.compile_s is not None:
                 entry["compile_s"] = g.compile_s
+            if p.inputs_only:
+                only = timings[p.inputs_only].median
+                entry["inputs_only_s"] = only
+                entry["inputs_only_ratio"] = only / r.median
             if p.backend == "torch":
                 entry["goal"] = (p.variant == "compiled") == (d.name in COMPILED_GOAL)
             else:

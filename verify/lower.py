@@ -9,7 +9,8 @@ and layout. The lowering
 - hoists every factor that does not depend on a summed index out of the sum, so that a sum over an
   inner index is computed once and broadcast (never folded into one large contraction);
 - contracts a Kronecker delta away where it meets a sum over one of its indices;
-- inlines helper statements, and computes each repeated sum once.
+- inlines helper statements, and computes each repeated sum once;
+- takes a factor common to all the terms of a statement out of them.
 """
 
 from __future__ import annotations
@@ -276,6 +277,9 @@ class _Lowering:
 
     def statement(self, st: Statement):
         expr, axes = self.lower(st.rhs, st.indices)
+        # A factor common to every term is multiplied once: dy*y - y*s becomes y*(dy - s), one
+        # whole-array product fewer.
+        expr = sp.factor_terms(expr, sign=False)
         if tuple(axes) != tuple(st.indices):
             expr = Align(expr, sp.Tuple(*axes), sp.Tuple(*st.indices))
         self.body.append(Assign(st.target, expr, st.indices, True))
@@ -333,12 +337,20 @@ def _needed(d: Derivation, given) -> set[str]:
     return needed | set(given)
 
 
-def backward_program(d: Derivation) -> Program:
-    """Every written gradient, from the inputs, the forward values and the upstream gradient."""
+def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None) -> Program:
+    """Every written gradient, from the inputs, the forward values and the upstream gradient; or only
+    the gradients named in `wanted` and the statements they use (`python -m verify bench` times the
+    input gradients alone beside a library backward that computes no others)."""
     helpers = {st.target: st for st in d.gradients if st.of is None}
     low = _Lowering(d, helpers)
+    keep = {st.target for st in d.gradients if st.of is not None}
+    if wanted is not None:
+        keep = set(wanted)
+        for st in reversed(d.gradients):
+            if st.target in keep:
+                keep |= {a.base.label.name for a in st.rhs.atoms(sp.Indexed)}
     for st in d.gradients:
-        if st.of is not None:
+        if st.of is not None and st.target in keep:
             low.statement(st)
     produced = {a.name for a in low.body}
     used: list[str] = []
@@ -348,7 +360,7 @@ def backward_program(d: Derivation) -> Program:
                 used.append(s.name)
     order = d.inputs + [st.target for st in d.forward] + [d.upstream]
     params = [n for n in order if n in used]
-    results = [st.target for st in d.gradients if st.of is not None]
+    results = [st.target for st in d.gradients if st.of is not None and st.target in (wanted or keep)]
     return Program(params, low.body, results, _size_sources(d, params))
 
 
