@@ -541,6 +541,7 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
     """Time every catalogue entry (or those in `names`); `compiled` defaults to not `quick`."""
     compiled = not quick if compiled is None else compiled
     threads = limit_threads(int(os.environ.get("GRADVERIFY_BENCH_THREADS", "1")))
+    load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     if quick:
         from .oracles import _fast_xla_compiles
 
@@ -593,7 +594,7 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
         "entries": entries,
         "verify_all_s": None if quick or names else verify_all_seconds(),
         "quick": quick,
-        "machine": machine(),
+        "machine": {**machine(), "load_average_at_start": load_at_start},
         "skipped": {k: v for k, v in skipped.items() if v},
         "threads": {k: v for k, v in threads.items() if not k.startswith("_")},
     }
@@ -606,6 +607,8 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
 
 def summary(result: dict) -> str:
     lines = [result["table"], ""]
+    if result.get("quick"):
+        lines.append("--quick: small sizes, few repeats, no torch.compile; a smoke run, not a measurement.")
     lines.append("ratios: generated / reference, medians from this run; float64; times in ms.")
     lines.append(
         "np: hand-written NumPy backward; pt: torch.autograd of the library op (eager and torch.compile'd "
@@ -614,6 +617,28 @@ def summary(result: dict) -> str:
     lines.append(
         f"* misses the goal (at most {GOAL}x); torch goal: compiled for {', '.join(sorted(COMPILED_GOAL))}, eager otherwise."
     )
+    lines.append(
+        "input gradients only: a generated backward returning only the gradients the reference computes, "
+        "without the written adjoints of intermediates; ratio against the same reference."
+    )
+    goal = [e for e in result["entries"] if e["goal"]]
+    for backend in dict.fromkeys(e["backend"] for e in goal):
+        mine = [e for e in goal if e["backend"] == backend]
+        missed = [f"{e['name']} {e['ratio']:.2f}" for e in mine if e["ratio"] > GOAL]
+        lines.append(
+            f"goal {backend}: met {len(mine) - len(missed)}/{len(mine)}"
+            + (f"; missed: {', '.join(missed)}" if missed else "")
+        )
+    m = result["machine"]
+    blas = m.get("blas")
+    blas = (
+        ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']}" for b in blas)
+        if isinstance(blas, list)
+        else blas
+    )
+    lines.append(
+        f"threads per backend: {result['threads']['threads']} (GRADVERIFY_BENCH_THREADS); BLAS: {blas}"
+    )
     va = result["verify_all_s"]
     lines.append(
         f"python -m verify all (cold subprocess): {va:.1f} s"
@@ -621,7 +646,10 @@ def summary(result: dict) -> str:
         else "python -m verify all: not run (--quick)"
     )
     lines.append(
-        f"load average at the end: {' '.join(f'{x:.2f}' for x in result['machine']['load_average'] or [])}"
+        "load average (1, 5, 15 min) at the start: "
+        + " ".join(f"{x:.2f}" for x in result["machine"]["load_average_at_start"] or [])
+        + "; at the end: "
+        + " ".join(f"{x:.2f}" for x in result["machine"]["load_average"] or [])
     )
     for name, why in result["skipped"].items():
         lines.append(f"{name}: skipped {'; '.join(why)}")
