@@ -17,8 +17,10 @@ The generated backward computes every written gradient, intermediates' adjoints 
 dxhat, dvar and dmu; the MLP's per-layer deltas); a reference computes what its layer or autograd
 computes. Compile time (torch.compile, XLA) is excluded and reported apart; warm-up calls come first.
 Each figure is a median over timed batches of calls, all the functions of one derivation timed in
-alternating rounds so that background load on a shared machine shifts them alike. Finally the cold
-wall time of `python -m verify all` in a subprocess.
+alternating rounds so that background load on a shared machine shifts them alike. Every backend gets
+one thread (GRADVERIFY_BENCH_THREADS=n for n), and glibc is told to keep freed memory
+(`keep_freed_memory`; GRADVERIFY_BENCH_MALLOC=default to leave it). Finally the cold wall time of
+`python -m verify all` in a subprocess.
 
 `--json FILE` writes {"entries": [{"name", "what": "backward", "backend", "generated_s", "reference",
 "reference_s", "ratio", ...}], "verify_all_s"} (DESIGN.md section 4), ratio = generated_s / reference_s.
@@ -422,6 +424,30 @@ def limit_threads(n: int) -> dict:
     return done
 
 
+def keep_freed_memory() -> str:
+    """Have glibc keep freed memory for reuse instead of returning it to the kernel.
+
+    By default glibc gives 4 MiB arrays back to the kernel when a few such temporaries are freed
+    together (they then sit above its trim threshold), and the next call page-faults every page in
+    again: measured here, that made one NumPy statement with two live temporaries 5-10x slower than its
+    operations timed one by one, by an amount that depends on the allocator's history rather than on
+    the code. With freed memory kept, as a long-running training process or a caching allocator keeps
+    it, the medians measure arithmetic and memory traffic. GRADVERIFY_BENCH_MALLOC=default leaves the
+    allocator as it is."""
+    if os.environ.get("GRADVERIFY_BENCH_MALLOC", "") == "default":
+        return "default (GRADVERIFY_BENCH_MALLOC=default)"
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        if libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30):
+            return "glibc mallopt: mmap threshold 32 MiB, trim threshold 1 GiB (freed memory kept)"
+        return "default (mallopt refused)"
+    except (OSError, AttributeError):
+        return "default (not glibc)"
+
+
 def verify_all_seconds() -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "verify", "all"], cwd=ROOT, capture_output=True, check=False)
@@ -542,6 +568,7 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
     compiled = not quick if compiled is None else compiled
     threads = limit_threads(int(os.environ.get("GRADVERIFY_BENCH_THREADS", "1")))
     load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    allocator = keep_freed_memory()
     if quick:
         from .oracles import _fast_xla_compiles
 
@@ -594,7 +621,7 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
         "entries": entries,
         "verify_all_s": None if quick or names else verify_all_seconds(),
         "quick": quick,
-        "machine": {**machine(), "load_average_at_start": load_at_start},
+        "machine": {**machine(), "load_average_at_start": load_at_start, "allocator": allocator},
         "skipped": {k: v for k, v in skipped.items() if v},
         "threads": {k: v for k, v in threads.items() if not k.startswith("_")},
     }
@@ -639,6 +666,7 @@ def summary(result: dict) -> str:
     lines.append(
         f"threads per backend: {result['threads']['threads']} (GRADVERIFY_BENCH_THREADS); BLAS: {blas}"
     )
+    lines.append(f"allocator: {m['allocator']}")
     va = result["verify_all_s"]
     lines.append(
         f"python -m verify all (cold subprocess): {va:.1f} s"
