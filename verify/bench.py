@@ -688,12 +688,13 @@ def main(args) -> int:
     result = run(
         quick=bool(getattr(args, "quick", False)), log=lambda *a, **k: print(*a, file=sys.stderr, **k)
     )
-    print(summary(result))
     target = getattr(args, "json", None)
+    # with --json - the JSON alone goes to standard output, so that it parses; the table to stderr
+    print(summary(result), file=sys.stderr if target == "-" else sys.stdout)
     if target:
         text = json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2)
         if target == "-":
             print(text)
         else:
-            Path(target).write_text(text + "\n")
+            Path(target).write_text(text + "\n", encoding="utf-8")
     return 0
