@@ -118,3 +118,48 @@ def test_input_gradients_only_backward(backend):
     for name, value in got.items():
         np.testing.assert_allclose(np.asarray(value), np.asarray(want[name]), rtol=1e-12)
     assert bench.backward_functions(load("relu"), backend)[1] is None
+
+
+MATMULS = """
+[forward]
+y[n,j] = 1 / (1 + sum(W[j,i] * x[n,i], i)**2) - sum(W[j,i] * x[n,i], i) / b[j] + c[n] * sum(V[m,n] * u[m], m)
+[gradients]
+db[j] = sum(dy[n,j] * sum(W[j,i] * x[n,i], i), n) / b[j]**2
+du[m] = sum(dy[n,j] * c[n] * V[m,n], n, j)
+"""
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_matrix_products_keep_their_precedence(backend):
+    """The speed-ups bench measures print a contraction as `x @ W.T`, which binds like `*` and `/`:
+    under a power, a division, a broadcast and a product it must be parenthesised, and the values must
+    be those of the exact evaluation."""
+    pytest.importorskip(backend)
+    from verify import codegen, evaluate
+
+    d = load(MATMULS)
+    text = codegen.source(d, backend)
+    assert "x @ W.T" in text and "einsum('ji,ni->nj'" not in text
+    rng = np.random.default_rng(1)
+    values = {
+        "W": rng.standard_normal((3, 4)), "x": rng.standard_normal((5, 4)), "b": rng.uniform(1, 2, 3),
+        "V": rng.standard_normal((2, 5)), "u": rng.standard_normal(2), "c": rng.standard_normal(5),
+        "dy": rng.standard_normal((5, 3)),
+    }  # fmt: skip
+    want = evaluate(d, values)
+    if backend == "torch":
+        import torch
+
+        args = {k: torch.from_numpy(v) for k, v in values.items()}
+    elif backend == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        args = {k: jax.numpy.asarray(v) for k, v in values.items()}
+    else:
+        args = values
+    gen = codegen.compile_derivation(d, backend)
+    fwd = gen.forward(**args)
+    got = {**fwd, **gen.backward(**args, **fwd)}
+    for name in ("y", "db", "du"):
+        np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name], dtype=float), rtol=1e-10)

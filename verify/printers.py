@@ -85,9 +85,14 @@ class _ArrayMixin:
             return f"{self._operand(a)}*{self._print(cond)}"
         return self._call("where", self._print(cond), self._print(a), self._print(b))
 
-    def doprint(self, expr, *args, **kwargs):
-        self._top = expr  # the statement's whole right-hand side: `x @ y` needs no parentheses there
-        return super().doprint(expr, *args, **kwargs)
+    def _print(self, expr, **kwargs):
+        # the chain of expressions being printed, so that `x @ y` knows what it sits in
+        stack = self.__dict__.setdefault("_stack", [])
+        stack.append(expr)
+        try:
+            return super()._print(expr, **kwargs)
+        finally:
+            stack.pop()
 
     def _print_Einsum(self, e):
         spec, *operands = e.args
@@ -96,7 +101,9 @@ class _ArrayMixin:
             a, b = ins.split(",")
             text = self._matmul(a, b, out, *operands)
             if text:
-                return text if e == getattr(self, "_top", None) else f"({text})"
+                # `@` binds like `*` and `/`, tighter than `+` and `-`
+                parent = self._stack[-2] if len(self._stack) > 1 else None
+                return text if parent is None or isinstance(parent, sp.Add) else f"({text})"
             if (
                 a == b
                 and len(set(a)) == len(a)
@@ -109,8 +116,7 @@ class _ArrayMixin:
 
     def _matmul(self, a, b, out, x, y):
         """A contraction of one index between two vectors or matrices is a matrix product: `x @ y` with
-        `.T` where needed, which every backend hands to its BLAS (einsum may not). None otherwise.
-        `@` binds like `*` and `/`, so the caller parenthesises it unless it is the whole expression."""
+        `.T` where needed, which every backend hands to its BLAS (einsum may not). None otherwise."""
         shared = set(a) & set(b)
         if len(a) > 2 or len(b) > 2 or len(shared) != 1 or len(set(a)) < len(a) or len(set(b)) < len(b):
             return None
