@@ -19,8 +19,9 @@ computes. Compile time (torch.compile, XLA) is excluded and reported apart; warm
 Each figure is a median over timed batches of calls, all the functions of one derivation timed in
 alternating rounds so that background load on a shared machine shifts them alike. Every backend gets
 one thread (GRADVERIFY_BENCH_THREADS=n for n), and glibc is told to keep freed memory
-(`keep_freed_memory`; GRADVERIFY_BENCH_MALLOC=default to leave it). Finally the cold wall time of
-`python -m verify all` in a subprocess.
+(`keep_freed_memory`; GRADVERIFY_BENCH_MALLOC=default to leave it). GRADVERIFY_BENCH_DTYPES=float64,float32
+adds float32 figures (entries with "dtype": "float32", never counted against the goals, which are
+stated for float64). Finally the cold wall time of `python -m verify all` in a subprocess.
 
 `--json FILE` writes {"entries": [{"name", "what": "backward", "backend", "generated_s", "reference",
 "reference_s", "ratio", ...}], "verify_all_s"} (DESIGN.md section 4), ratio = generated_s / reference_s.
@@ -563,6 +564,49 @@ def _grid(head: list[str], rows: list[list[str]], left: int = 2) -> str:
     return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
+def time_derivation(d, values, dtype, size, compiled, schedule, quick, skipped, log) -> list[dict]:
+    """Time one derivation's generated backward passes and their references; one entry per pair."""
+    budget, rounds, warmup = schedule
+    entries = []
+    timings, pairs, skipped[d.name] = timings_for(d, values, compiled, log)
+    for backend in ("numpy", "torch", "jax"):
+        # Each backend's thread pool spins for a while after its work: alternating between
+        # backends would time one pool against another's spinning threads on a 2-core machine.
+        measure([t for label, t in timings.items() if label.startswith(backend)], budget, rounds, warmup)
+        time.sleep(0.05 if quick else 0.5)
+    for p in pairs:
+        g, r = timings[p.generated], timings[p.reference]
+        entry = {
+            "name": d.name,
+            "what": "backward",
+            "backend": p.backend,
+            "generated_s": g.median,
+            "reference": p.reference_name,
+            "reference_s": r.median,
+            "ratio": g.median / r.median,
+            "dtype": dtype,
+            "sizes": size,
+            "samples": len(g.samples),
+        }
+        if p.variant:
+            entry["variant"] = p.variant
+        if g.compile_s is not None:
+            entry["compile_s"] = g.compile_s
+        if p.inputs_only:
+            only = timings[p.inputs_only].median
+            entry["inputs_only_s"] = only
+            entry["inputs_only_ratio"] = only / r.median
+        # the goals are stated for float64; float32 figures are for information
+        if dtype != "float64":
+            entry["goal"] = False
+        elif p.backend == "torch":
+            entry["goal"] = (p.variant == "compiled") == (d.name in COMPILED_GOAL)
+        else:
+            entry["goal"] = True
+        entries.append(entry)
+    return entries
+
+
 def run(quick: bool = False, log=print, names: list[str] | None = None, compiled: bool | None = None) -> dict:
     """Time every catalogue entry (or those in `names`); `compiled` defaults to not `quick`."""
     compiled = not quick if compiled is None else compiled
@@ -574,6 +618,9 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
 
         _fast_xla_compiles()  # quick timings are a smoke test: XLA's compile time is what counts there
     budget, rounds, warmup = (0.02, 3, 1) if quick else (1.5, 10, 3)
+    dtypes = [t.strip() for t in os.environ.get("GRADVERIFY_BENCH_DTYPES", "float64").split(",") if t.strip()]
+    if not dtypes or set(dtypes) - {"float64", "float32"}:
+        raise ValueError(f"GRADVERIFY_BENCH_DTYPES: float64 and/or float32, not {dtypes}")
     entries: list[dict] = []
     sizes: dict[str, dict] = {}
     skipped: dict[str, list[str]] = {}
@@ -582,41 +629,14 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
         if names and d.name not in names:
             continue
         sizes[d.name] = sizes_for(d, quick)
-        values = draw_inputs(d, sizes[d.name])
-        log(f"{d.name}: {' '.join(f'{k}={v}' for k, v in sizes[d.name].items())}", flush=True)
-        timings, pairs, skipped[d.name] = timings_for(d, values, compiled, log)
-        for backend in ("numpy", "torch", "jax"):
-            # Each backend's thread pool spins for a while after its work: alternating between
-            # backends would time one pool against another's spinning threads on a 2-core machine.
-            measure([t for label, t in timings.items() if label.startswith(backend)], budget, rounds, warmup)
-            time.sleep(0.05 if quick else 0.5)
-        for p in pairs:
-            g, r = timings[p.generated], timings[p.reference]
-            entry = {
-                "name": d.name,
-                "what": "backward",
-                "backend": p.backend,
-                "generated_s": g.median,
-                "reference": p.reference_name,
-                "reference_s": r.median,
-                "ratio": g.median / r.median,
-                "dtype": "float64",
-                "sizes": sizes[d.name],
-                "samples": len(g.samples),
-            }
-            if p.variant:
-                entry["variant"] = p.variant
-            if g.compile_s is not None:
-                entry["compile_s"] = g.compile_s
-            if p.inputs_only:
-                only = timings[p.inputs_only].median
-                entry["inputs_only_s"] = only
-                entry["inputs_only_ratio"] = only / r.median
-            if p.backend == "torch":
-                entry["goal"] = (p.variant == "compiled") == (d.name in COMPILED_GOAL)
-            else:
-                entry["goal"] = True
-            entries.append(entry)
+        drawn = draw_inputs(d, sizes[d.name])
+        for dtype in dtypes:
+            values = {k: v.astype(dtype) if isinstance(v, np.ndarray) else v for k, v in drawn.items()}
+            log(f"{d.name} {dtype}: {' '.join(f'{k}={v}' for k, v in sizes[d.name].items())}", flush=True)
+            schedule = (budget, rounds, warmup)
+            entries += time_derivation(
+                d, values, dtype, sizes[d.name], compiled, schedule, quick, skipped, log
+            )
     result = {
         "entries": entries,
         "verify_all_s": None if quick or names else verify_all_seconds(),
@@ -628,7 +648,10 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
     if quick:
         result["verify_all_skipped"] = "--quick does not run python -m verify all"
         result["torch_compile_skipped"] = "--quick does not compile"
-    result["table"] = table(entries, sizes)
+    result["table"] = "\n\n".join(
+        (f"{dtype}:\n" if len(dtypes) > 1 else "") + table([e for e in entries if e["dtype"] == dtype], sizes)
+        for dtype in dtypes
+    )
     return result
 
 
@@ -636,13 +659,14 @@ def summary(result: dict) -> str:
     lines = [result["table"], ""]
     if result.get("quick"):
         lines.append("--quick: small sizes, few repeats, no torch.compile; a smoke run, not a measurement.")
-    lines.append("ratios: generated / reference, medians from this run; float64; times in ms.")
+    dtypes = ", ".join(dict.fromkeys(e["dtype"] for e in result["entries"]))
+    lines.append(f"ratios: generated / reference, medians from this run; {dtypes}; times in ms.")
     lines.append(
         "np: hand-written NumPy backward; pt: torch.autograd of the library op (eager and torch.compile'd "
         "generated); jax: jax.vjp of the library op, both under jit."
     )
     lines.append(
-        f"* misses the goal (at most {GOAL}x); torch goal: compiled for {', '.join(sorted(COMPILED_GOAL))}, eager otherwise."
+        f"* misses the goal (at most {GOAL}x, float64); torch goal: compiled for {', '.join(sorted(COMPILED_GOAL))}, eager otherwise."
     )
     lines.append(
         "input gradients only: a generated backward returning only the gradients the reference computes, "
