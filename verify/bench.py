@@ -46,7 +46,6 @@ import numpy as np
 
 from . import codegen
 from .lang import Derivation, catalogue, load
-from .lower import backward_program
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 1.2  # issue 4: each generated backward at most 1.2x its reference
@@ -226,9 +225,7 @@ def backward_functions(d: Derivation, backend: str):
     wanted = tuple(g.target for g in d.checked if g.of in d.inputs)
     if len(wanted) == len(d.checked):
         return full, None
-    prog = backward_program(d, wanted)
-    text = codegen._function(d, prog, backend, "backward", "Backward pass: the input gradients only.")
-    return full, codegen._compile(text, backend, d.name + " inputs only")["backward"]
+    return full, codegen.backward_only(d, backend, wanted)
 
 
 def timings_for(

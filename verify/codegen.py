@@ -71,10 +71,13 @@ def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str) 
 
 
 def _reference_counts(prog: Program) -> dict[str, int]:
+    """How often each name is read: every occurrence counts, so a temporary used twice in one
+    statement is computed once rather than inlined twice."""
     counts: dict[str, int] = {}
     for a in prog.body:
-        for s in a.expr.free_symbols:
-            counts[s.name] = counts.get(s.name, 0) + 1
+        for node in sp.preorder_traversal(a.expr):
+            if isinstance(node, sp.Symbol):
+                counts[node.name] = counts.get(node.name, 0) + 1
     return counts
 
 
@@ -168,6 +171,24 @@ def _compiled(d: Derivation, backend: str) -> Generated:
     return _CACHE[key][1]
 
 
+def backward_only(d: Derivation, backend: str, wanted: tuple[str, ...]):
+    """A compiled backward that computes only the gradients named in `wanted` (and what they use). It
+    takes exactly the names it reads, as keyword arguments (the raw generated function, jit-able)."""
+    key = (id(d), backend, "backward", wanted)
+    if key not in _CACHE:
+        doc = f"Backward pass: {', '.join(wanted)} only."
+        text = "\n".join(
+            [
+                printer(backend).imports,
+                "",
+                "",
+                _function(d, backward_program(d, wanted), backend, "backward", doc),
+            ]
+        )
+        _CACHE[key] = (d, _compile(text, backend, d.name)["backward"])
+    return _CACHE[key][1]
+
+
 def forward_given(d: Derivation, backend: str, given: tuple[str, ...] = (), shifted: tuple[str, ...] = ()):
     """A compiled forward pass that takes the names in `given` as inputs, or additive shifts of the
     names in `shifted`: for checking adjoints."""
@@ -184,6 +205,7 @@ __all__ = [
     "BACKENDS",
     "DerivationError",
     "Generated",
+    "backward_only",
     "compile_derivation",
     "forward_given",
     "shift_name",

@@ -304,7 +304,11 @@ def _fast_xla_compiles():
     counts: without LLVM's expensive passes it compiles about 3x faster. Only effective before jax is
     first imported; `python -m verify bench` never comes here, so timings keep XLA's defaults."""
     if "jax" not in sys.modules:
-        flags = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+        # one thread: the arrays are tiny and the other oracles run on the other core
+        flags = (
+            "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+            " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        )
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
 
 
@@ -368,6 +372,14 @@ class Torch(_Framework):
         import torch
 
         return {k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}
+
+    def __init__(self, d):
+        super().__init__(d)
+        if self.unavailable() is None:
+            import torch
+
+            # tiny arrays gain nothing from threads, and the jax worker has the other core
+            torch.set_num_threads(1)
 
     def compute(self, values):
         import torch
