@@ -55,8 +55,10 @@ def _prepare(item, seed):
 
 
 # The jax oracle's time is almost all XLA compilation on one core. With several derivations to check and
-# a second core, it runs in a second process while this one runs the other oracles.
+# a second core, it runs in worker processes while this one runs the other oracles: WORKERS of them, each
+# with a share of the derivations, so that the three processes keep both cores busy to the end.
 PARALLEL_ORACLES = ("jax",)
+WORKERS = 2
 
 
 def _start_elsewhere(items, names, seed) -> dict:
@@ -64,18 +66,25 @@ def _start_elsewhere(items, names, seed) -> dict:
     wanted = [n for n in PARALLEL_ORACLES if n in names and ORACLE_CLASSES[n].available_here()]
     if not wanted or len(items) < 2 or not plain or (os.cpu_count() or 1) < 2:
         return {}
-    pool = ProcessPoolExecutor(max_workers=len(wanted), mp_context=multiprocessing.get_context("spawn"))
-    futures = {n: pool.submit(_run_everywhere, n, [str(i) for i in items], seed) for n in wanted}
+    pool = ProcessPoolExecutor(
+        max_workers=WORKERS * len(wanted), mp_context=multiprocessing.get_context("spawn")
+    )
+    paths = [str(i) for i in items]
+    futures = {
+        (n, w): pool.submit(_run_everywhere, n, paths[w::WORKERS], seed)
+        for n in wanted
+        for w in range(WORKERS)
+    }
     pool.shutdown(wait=False)
     return futures
 
 
 def _collect(elsewhere, name: str, k: int):
     """The worker's run of oracle `name` on item k; None (so it runs here) if there is none or it broke."""
-    if name not in elsewhere:
+    if (name, 0) not in elsewhere:
         return None
     try:
-        return elsewhere[name].result()[k]
+        return elsewhere[name, k % WORKERS].result()[k // WORKERS]
     except Exception:  # a worker that died is no verdict: the oracle runs again in this process
         return None
 
