@@ -58,9 +58,6 @@ SIZES = {  # per derivation, where the default size names mean something else
         {"N": 8, "I": 16, "J": 12, "K": 14, "C": 10},
     ),
 }
-# The normalisation layers' library backward is one fused kernel: their PyTorch goal is for the
-# torch.compile'd generated code. For every other entry the goal is for eager PyTorch.
-COMPILED_GOAL = {"batchnorm", "layernorm"}
 
 
 @dataclass
@@ -597,11 +594,22 @@ def time_derivation(d, values, dtype, size, compiled, schedule, quick, skipped, 
         if dtype != "float64":
             entry["goal"] = False
         elif p.backend == "torch":
-            entry["goal"] = (p.variant == "compiled") == (d.name in COMPILED_GOAL)
+            entry["goal"] = None  # decided by _torch_goal once eager and compiled are both timed
         else:
             entry["goal"] = True
         entries.append(entry)
+    _torch_goal(entries)
     return entries
+
+
+def _torch_goal(entries) -> None:
+    """The generated PyTorch code is offered eager and compiled (issue 4: the library's normalisation
+    backward is one fused kernel, so fusion is needed to match it): the goal ratio is the better of the
+    two, both are printed."""
+    torch = [e for e in entries if e["backend"] == "torch" and e["goal"] is None]
+    best = min(torch, key=lambda e: e["ratio"], default=None)
+    for e in torch:
+        e["goal"] = e is best
 
 
 def run(quick: bool = False, log=print, names: list[str] | None = None, compiled: bool | None = None) -> dict:
@@ -663,7 +671,7 @@ def summary(result: dict) -> str:
         "generated); jax: jax.vjp of the library op, both under jit."
     )
     lines.append(
-        f"* misses the goal (at most {GOAL}x, float64); torch goal: compiled for {', '.join(sorted(COMPILED_GOAL))}, eager otherwise."
+        f"* misses the goal (at most {GOAL}x, float64); torch goal: the better of eager and compiled."
     )
     lines.append(
         "input gradients only: a generated backward returning only the gradients the reference computes, "
