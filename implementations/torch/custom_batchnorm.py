@@ -15,14 +15,9 @@ import torch
 from torch import nn
 
 
-def check_input_shape(input: torch.Tensor, n_neurons: int) -> None:
-    """Raise ValueError unless input is (batch, n_neurons): both norms are defined on 2-D inputs only."""
-    if input.dim() != 2 or input.shape[1] != n_neurons:
-        raise ValueError(f"expected input of shape (batch, {n_neurons}), got {tuple(input.shape)}")
-
-
-class CustomBatchNormAutograd(nn.Module):
-    """BatchNorm written with tensor operations only; autograd derives the backward pass."""
+class AffineNorm(nn.Module):
+    """What every custom normalisation module holds: gamma (ones) and beta (zeros) per feature, eps, and
+    the input shape check. Subclasses say how they normalise."""
 
     def __init__(self, n_neurons: int, eps: float = 1e-5):
         super().__init__()
@@ -31,8 +26,16 @@ class CustomBatchNormAutograd(nn.Module):
         self.gamma = nn.Parameter(torch.ones(n_neurons))
         self.beta = nn.Parameter(torch.zeros(n_neurons))
 
+    def check_input_shape(self, input: torch.Tensor) -> None:
+        if input.dim() != 2 or input.shape[1] != self.n_neurons:
+            raise ValueError(f"expected input of shape (batch, {self.n_neurons}), got {tuple(input.shape)}")
+
+
+class CustomBatchNormAutograd(AffineNorm):
+    """BatchNorm written with tensor operations only; autograd derives the backward pass."""
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        check_input_shape(input, self.n_neurons)
+        self.check_input_shape(input)
         mu = input.mean(dim=0)
         var = ((input - mu) ** 2).mean(dim=0)
         xhat = (input - mu) / torch.sqrt(var + self.eps)
@@ -79,16 +82,9 @@ class CustomBatchNormManualFunction(torch.autograd.Function):
         return dx, dgamma, dbeta, None
 
 
-class CustomBatchNormManualModule(nn.Module):
+class CustomBatchNormManualModule(AffineNorm):
     """BatchNorm as a module whose backward pass is CustomBatchNormManualFunction's hand-written one."""
 
-    def __init__(self, n_neurons: int, eps: float = 1e-5):
-        super().__init__()
-        self.n_neurons = n_neurons
-        self.eps = eps
-        self.gamma = nn.Parameter(torch.ones(n_neurons))
-        self.beta = nn.Parameter(torch.zeros(n_neurons))
-
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        check_input_shape(input, self.n_neurons)
+        self.check_input_shape(input)
         return CustomBatchNormManualFunction.apply(input, self.gamma, self.beta, self.eps)

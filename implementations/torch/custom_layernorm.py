@@ -12,23 +12,15 @@ Shapes: input and output (N, J) with J = n_neurons; gamma and beta (J,).
 """
 
 import torch
-from torch import nn
 
-from implementations.torch.custom_batchnorm import check_input_shape
+from implementations.torch.custom_batchnorm import AffineNorm
 
 
-class CustomLayerNormAutograd(nn.Module):
+class CustomLayerNormAutograd(AffineNorm):
     """LayerNorm written with tensor operations only; autograd derives the backward pass."""
 
-    def __init__(self, n_neurons: int, eps: float = 1e-5):
-        super().__init__()
-        self.n_neurons = n_neurons
-        self.eps = eps
-        self.gamma = nn.Parameter(torch.ones(n_neurons))
-        self.beta = nn.Parameter(torch.zeros(n_neurons))
-
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        check_input_shape(input, self.n_neurons)
+        self.check_input_shape(input)
         mu = input.mean(dim=1, keepdim=True)
         var = ((input - mu) ** 2).mean(dim=1, keepdim=True)
         xhat = (input - mu) / torch.sqrt(var + self.eps)
@@ -77,16 +69,9 @@ class CustomLayerNormManualFunction(torch.autograd.Function):
         return dx, dgamma, dbeta, None
 
 
-class CustomLayerNormManualModule(nn.Module):
+class CustomLayerNormManualModule(AffineNorm):
     """LayerNorm as a module whose backward pass is CustomLayerNormManualFunction's hand-written one."""
 
-    def __init__(self, n_neurons: int, eps: float = 1e-5):
-        super().__init__()
-        self.n_neurons = n_neurons
-        self.eps = eps
-        self.gamma = nn.Parameter(torch.ones(n_neurons))
-        self.beta = nn.Parameter(torch.zeros(n_neurons))
-
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        check_input_shape(input, self.n_neurons)
+        self.check_input_shape(input)
         return CustomLayerNormManualFunction.apply(input, self.gamma, self.beta, self.eps)
