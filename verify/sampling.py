@@ -34,9 +34,6 @@ class Sample:
     values: dict[str, object]  # float64 arrays or floats
     forward: dict[str, object]  # every forward value and written gradient, high precision
 
-    def float_of(self, name: str):
-        return self.values[name]
-
 
 def _sizes(d: Derivation, rng: np.random.Generator, avoid: dict[str, int] | None) -> dict[str, int]:
     free = [n for n in d.sizes if n not in d.fixed_sizes]
