@@ -106,3 +106,16 @@ def test_hoisted_sums_are_computed_once():
     dx_line = next(line for line in text.splitlines() if line.strip().startswith("dx ="))
     assert "einsum('mj,mj->j'" in dx_line
     assert "->nj" not in dx_line
+
+
+def test_fused_torch_code_equals_eager():
+    """compile_derivation(..., fused=True) offers the PyTorch code under torch.compile: same numbers."""
+    torch = pytest.importorskip("torch")
+    d, sample = exact_sample(CATALOGUE[0].parent / "batchnorm.deriv", "distinct")
+    values = {k: to_backend(v, "torch", "float64") for k, v in sample.values.items()}
+    eager = codegen.compile_derivation(d, "torch")
+    fused = codegen.compile_derivation(d, "torch", fused=True)
+    fwd = eager.forward(**values)
+    want, got = eager.backward(**values, **fwd), fused.backward(**values, **fwd)
+    for name in want:
+        assert torch.allclose(got[name], want[name], rtol=1e-12, atol=1e-12), name

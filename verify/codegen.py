@@ -127,8 +127,14 @@ class Generated:
         return self._backward(**_select(self._backward, values))
 
 
+def _names(fn) -> tuple[str, ...]:
+    """A generated function's parameter names (through torch.compile's wrapper too)."""
+    fn = getattr(fn, "_torchdynamo_orig_callable", fn)
+    return fn.__code__.co_varnames[: fn.__code__.co_argcount]
+
+
 def _select(fn, values):
-    names = fn.__code__.co_varnames[: fn.__code__.co_argcount]
+    names = _names(fn)
     return {k: v for k, v in values.items() if k in names}
 
 
@@ -153,10 +159,23 @@ def _compile(text: str, backend: str, label: str) -> dict:
     return namespace
 
 
-def compile_derivation(derivation: Derivation | str | Path, backend: str = "numpy") -> Generated:
-    """Generate and compile a derivation's code. `derivation` is a Derivation, a catalogue name or a path."""
+def compile_derivation(
+    derivation: Derivation | str | Path, backend: str = "numpy", fused: bool = False
+) -> Generated:
+    """Generate and compile a derivation's code. `derivation` is a Derivation, a catalogue name or a path.
+
+    With `fused=True` (torch only) forward and backward are wrapped in `torch.compile`, which fuses the
+    elementwise work into a few loops (needed to match ATen's fused normalisation kernels; see
+    BENCHMARKS.md). The first call of each then compiles, which takes seconds."""
     d = derivation if isinstance(derivation, Derivation) else load(derivation)
-    return _compiled(d, backend)
+    gen = _compiled(d, backend)
+    if not fused:
+        return gen
+    if backend != "torch":
+        raise ValueError("fused=True is for the torch backend (JAX code fuses under jax.jit)")
+    import torch
+
+    return Generated(d, backend, gen.source, torch.compile(gen._forward), torch.compile(gen._backward))
 
 
 _CACHE: dict[tuple, Any] = {}
