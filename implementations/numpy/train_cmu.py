@@ -25,6 +25,7 @@ from tqdm import tqdm
 from implementations import data as datasets
 from implementations import report
 from implementations.numpy import hw1
+from implementations.numpy.train_mlp import add_run_arguments
 
 ACTIVATIONS = {"identity": hw1.Identity, "sigmoid": hw1.Sigmoid, "tanh": hw1.Tanh, "relu": hw1.ReLU}
 VALIDATION_FRACTION = 6  # hold out 1/6 of the training set when a data set has no validation split
@@ -53,15 +54,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", "--data-dir", default=None, help="folder of the data set's files")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default="runs/numpy_cmu", help="folder for metrics.json and the PNGs")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="BLAS threads (default 1: at these matrix sizes more threads gain little, and OpenBLAS threads "
-        "competing with other processes for the cores can make each product many times slower); 0 keeps "
-        "the library's default",
-    )
-    parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    add_run_arguments(parser)
     return parser
 
 

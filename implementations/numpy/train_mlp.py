@@ -50,6 +50,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default="runs/numpy_mlp", help="folder for metrics.json and curves.png")
     parser.add_argument("--backward", choices=("hand", "generated"), default="hand")
+    add_run_arguments(parser)
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that say how a NumPy program runs rather than what it trains (shared with train_cmu)."""
     parser.add_argument(
         "--threads",
         type=int,
@@ -59,7 +65,6 @@ def make_parser() -> argparse.ArgumentParser:
         "the library's default",
     )
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
-    return parser
 
 
 def parse_hidden(text: str) -> list[int]:
