@@ -443,10 +443,24 @@ def keep_freed_memory() -> str:
         return "default (not glibc)"
 
 
-def verify_all_seconds() -> float:
+def verify_all_seconds(*oracles: str) -> float:
+    """Wall time of `python -m verify all` (with these oracles, or all), cold, as a subprocess."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "verify", "all"], cwd=ROOT, capture_output=True, check=False)
+    flags = [f for o in oracles for f in ("--oracle", o)]
+    subprocess.run([sys.executable, "-m", "verify", "all", *flags], cwd=ROOT, capture_output=True, check=False)
     return time.perf_counter() - start
+
+
+def exact_seconds_per_derivation() -> dict[str, float]:
+    """The exact oracle's time per catalogue derivation (sampling included), in this process."""
+    from .check import check
+
+    out = {}
+    for path in catalogue():
+        start = time.perf_counter()
+        check(str(path), oracles=("exact",))
+        out[path.stem] = time.perf_counter() - start
+    return out
 
 
 def machine() -> dict:
@@ -645,6 +659,8 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
     result = {
         "entries": entries,
         "verify_all_s": None if quick or names else verify_all_seconds(),
+        "verify_all_exact_fd_s": None if quick or names else verify_all_seconds("exact", "fd"),
+        "exact_s": None if quick or names else exact_seconds_per_derivation(),
         "quick": quick,
         "machine": {**machine(), "load_average_at_start": load_at_start, "allocator": allocator},
         "skipped": {k: v for k, v in skipped.items() if v},
@@ -698,10 +714,17 @@ def summary(result: dict) -> str:
     lines.append(f"allocator: {m['allocator']}")
     va = result["verify_all_s"]
     lines.append(
-        f"python -m verify all (cold subprocess): {va:.1f} s"
+        f"python -m verify all (cold subprocess): {va:.1f} s; with --oracle exact --oracle fd: "
+        f"{result['verify_all_exact_fd_s']:.1f} s"
         if va is not None
         else "python -m verify all: not run (--quick)"
     )
+    if result.get("exact_s"):
+        slowest = max(result["exact_s"], key=result["exact_s"].get)
+        lines.append(
+            f"exact oracle per derivation: at most {result['exact_s'][slowest]:.2f} s ({slowest}), "
+            f"{sum(result['exact_s'].values()):.1f} s for the catalogue"
+        )
     lines.append(
         "load average (1, 5, 15 min) at the start: "
         + " ".join(f"{x:.2f}" for x in result["machine"]["load_average_at_start"] or [])
