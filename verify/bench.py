@@ -447,7 +447,9 @@ def verify_all_seconds(*oracles: str) -> float:
     """Wall time of `python -m verify all` (with these oracles, or all), cold, as a subprocess."""
     start = time.perf_counter()
     flags = [f for o in oracles for f in ("--oracle", o)]
-    subprocess.run([sys.executable, "-m", "verify", "all", *flags], cwd=ROOT, capture_output=True, check=False)
+    subprocess.run(
+        [sys.executable, "-m", "verify", "all", *flags], cwd=ROOT, capture_output=True, check=False
+    )
     return time.perf_counter() - start
 
 
