@@ -171,9 +171,9 @@ def _dispatch(args) -> int:
             print(show_text(d))
         return 0
     if args.command == "codegen":
-        from .codegen import source
+        from .codegen import display_source
 
-        print(source(load(args.target), args.backend), end="")
+        print(display_source(load(args.target), args.backend), end="")
         return 0
     if args.command == "latex":
         from .latex import main as latex_main
