@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from verify import bench
-from verify.lang import catalogue, load
+from verify.catalogue import load
+from verify.catalogue import paths as catalogue
 
 ROOT = Path(__file__).parent.parent
 KEYS = {"name", "what", "backend", "generated_s", "reference", "reference_s", "ratio"}

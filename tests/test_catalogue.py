@@ -7,7 +7,8 @@ import functools
 import pytest
 
 import verify
-from verify.lang import catalogue, load
+from verify.catalogue import load
+from verify.catalogue import paths as catalogue
 from verify.oracles import ORACLES
 
 CATALOGUE = catalogue()

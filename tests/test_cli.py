@@ -109,9 +109,9 @@ def test_json_to_stdout():
 def test_skipped_framework_is_visible(monkeypatch):
     """An oracle that cannot run is a skip with its reason, never a pass."""
     import verify
-    from verify import oracles
+    from verify.oracles import base
 
-    monkeypatch.setattr(oracles.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(base.importlib.util, "find_spec", lambda name: None)
     rep = verify.check("derivations/tanh.deriv", oracles=("exact", "jax")).derivations[0]
     jax = rep.gradients[0].oracles["jax"]
     assert jax.status == "skip" and "not installed" in jax.reason

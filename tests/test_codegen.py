@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from verify import codegen, sampling
-from verify.lang import catalogue, load
+from verify.catalogue import load
+from verify.catalogue import paths as catalogue
 
 CATALOGUE = catalogue()
 BACKENDS = ["numpy", "jax", "torch"]

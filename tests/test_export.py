@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from verify import export, sampling
-from verify.lang import catalogue, load
+from verify.catalogue import load
+from verify.catalogue import paths as catalogue
 
 CATALOGUE = catalogue()
 

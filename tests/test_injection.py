@@ -26,7 +26,7 @@ def payloads(marker: Path) -> list[str]:
         f'"""; {call}; """',
         f"'''; {call}; '''",
         f'\\"""; {call}',
-        f"\"; {call}; \"",
+        f'"; {call}; "',
         f"{{{call}}}",
         f"\n{call}",
     ]

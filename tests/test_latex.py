@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from verify import check, load
+from verify.catalogue import paths as catalogue
 from verify.cli import main as cli_main
-from verify.lang import catalogue
 from verify.latex import compile_pdf, derivation_latex, document, escape, expression_latex, symbol_name
 
 GOLDEN = Path(__file__).parent / "golden"

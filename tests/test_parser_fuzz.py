@@ -5,7 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import verify
-from verify.lang import DerivationError, parse
+from verify.model import DerivationError
+from verify.parse import parse
 
 TOKENS = [
     "[forward]\n", "[gradients]\n", "[inputs]\n", "[sizes]\n", "title: t\n", "\n", "    ",

@@ -1,7 +1,8 @@
 """gradverify: checks hand-written gradient formulas in index notation against independent oracles."""
 
+from .catalogue import load
 from .check import check
-from .lang import Derivation, DerivationError, load
+from .model import Derivation, DerivationError
 
 __all__ = ["Derivation", "DerivationError", "check", "evaluate", "load"]
 

@@ -44,8 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import catalogue as cat
 from . import codegen
-from .lang import Derivation, catalogue, load
+from .catalogue import load
+from .catalogue import paths as catalogue
+from .model import Derivation
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 1.2  # issue 4: each generated backward at most 1.2x its reference
@@ -267,8 +270,6 @@ def timings_for(
 def add_torch(d, values, everything, compiled, add, pairs, skipped, log):
     import torch
 
-    from .library import torch_ops
-
     def tensor(x):
         return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
 
@@ -280,7 +281,12 @@ def add_torch(d, values, everything, compiled, add, pairs, skipped, log):
         kw_only = _kwargs(only, tv)
         add("torch inputs only", lambda: only(**kw_only))
     # the library op under autograd, the graph built once
-    op = torch_ops()[d.name][1]
+    record = cat.entry(d.name).torch
+    ns = cat.torch_namespace()
+
+    def op(v):
+        return record.fn(ns, v)
+
     leaves = {n: tensor(values[n]).clone().requires_grad_(True) for n in _wrt(d)}
     inputs = {k: tensor(x) for k, x in values.items()}
     out = op({**inputs, **leaves})
@@ -328,8 +334,6 @@ def add_jax(d, values, everything, add, pairs, log):
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
-    from .library import jax_ops
-
     def array(x):
         return jnp.asarray(x) if isinstance(x, np.ndarray) else x
 
@@ -349,7 +353,12 @@ def add_jax(d, values, everything, add, pairs, log):
             "jax inputs only", lambda: jax.block_until_ready(bwd_only(**kw_only)), time.perf_counter() - start
         )
 
-    op = jax_ops()[d.name][1]
+    record = cat.entry(d.name).jax
+    ns = cat.jax_namespace()
+
+    def op(v):
+        return record.fn(ns, v)
+
     inputs = {k: array(x) for k, x in values.items()}
     leaves = {n: inputs[n] for n in _wrt(d)}
     out, pullback = jax.vjp(lambda p: op({**inputs, **p}), leaves)
@@ -635,9 +644,9 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
     load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     allocator = keep_freed_memory()
     if quick:
-        from .oracles import _fast_xla_compiles
+        from .oracles.jax_vjp import fast_compiles
 
-        _fast_xla_compiles()  # quick timings are a smoke test: XLA's compile time is what counts there
+        fast_compiles(os.environ)  # quick timings are a smoke test: XLA's compile time is what counts there
     budget, rounds, warmup = (0.02, 3, 1) if quick else (1.5, 10, 3)
     dtypes = [t.strip() for t in os.environ.get("GRADVERIFY_BENCH_DTYPES", "float64").split(",") if t.strip()]
     if not dtypes or set(dtypes) - {"float64", "float32"}:

@@ -8,13 +8,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import mpmath
-import numpy as np
-import sympy as sp
-
 from . import sampling
-from .lang import Derivation, DerivationError, load
-from .oracles import ORACLE_CLASSES, ORACLES, TOLERANCES, Comparison, Exact, Result, Skip
+from .catalogue import load
+from .comparison import TOLERANCES, Comparison, Result, Status
+from .diagnose import diagnose
+from .model import Derivation, DerivationError
+from .oracles import ORACLE_CLASSES, ORACLES, Skip
+from .oracles.jax_vjp import fast_compiles
 from .report import DerivationReport, ForwardReport, GradientReport, Report
 
 
@@ -91,6 +91,7 @@ def _collect(elsewhere, name: str, k: int):
 
 def _run_everywhere(name: str, items: list[str], seed: int) -> list[OracleRun | None]:
     """One oracle over every derivation, in a worker process: the same samples, drawn from the seed."""
+    fast_compiles(os.environ)  # this process is the tool's own and has not imported jax yet
     out = []
     for item in items:
         prepared = _prepare(item, seed)
@@ -121,7 +122,7 @@ def run_oracle(name: str, d: Derivation, draws) -> OracleRun:
 
     reason = oracle.unavailable()
     if reason is not None:
-        return every(Result("skip", reason=reason))
+        return every(Result(Status.SKIP, reason=reason))
     comps = {g.target: Comparison(TOLERANCES[name]) for g in d.checked}
     fwd_comps: dict[str, Comparison] = {}
     try:
@@ -131,11 +132,16 @@ def run_oracle(name: str, d: Derivation, draws) -> OracleRun:
             for g, written, reference in oracle.gradients(sample):
                 comps[g].add(written, reference, sample)
     except Skip as e:
-        return every(Result("skip", reason=str(e)))
+        return every(Result(Status.SKIP, reason=str(e)))
     except Exception as e:  # an oracle that breaks never lets a gradient pass
-        return every(Result("fail", reason=f"{name} oracle failed: {type(e).__name__}: {e}"))
+        return every(Result(Status.FAIL, reason=f"{name} oracle failed: {type(e).__name__}: {e}"))
+    results = {}
+    for g, c in comps.items():
+        results[g] = c.result
+        if c.result.status == Status.UNCHECKED:
+            results[g] = Result(Status.SKIP, reason=oracle.not_compared(g))
     return OracleRun(
-        {g: c.result for g, c in comps.items()},
+        results,
         {g: c.arrays for g, c in comps.items() if c.arrays is not None},
         [ForwardReport(name, label, c.result) for label, c in fwd_comps.items()],
         oracle,
@@ -174,98 +180,4 @@ def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> De
 
 
 def _uses(d: Derivation, target: str) -> set[str]:
-    st = d.statement(target)
-    return {a.base.label.name for a in st.rhs.atoms(sp.Indexed)} | {s.name for s in st.rhs.free_symbols}
-
-
-# -----------------------------------------------------------------------------------------------------
-# Diagnosis: where the written gradient is worst, and the shape of the error when it has a simple one.
-
-
-def diagnose(d: Derivation, name: str, arrays, exact: Exact | None, results: dict[str, Result]) -> str:
-    failing = [(k, r) for k, r in results.items() if r.status == "fail"]
-    if arrays is None:
-        return "; ".join(f"{k}: {r.reason}" for k, r in failing if r.reason) or "wrong"
-    written, reference, sample = arrays
-    w = np.array([float(x) for x in np.ravel(written)]).reshape(np.shape(written))
-    r = np.array([float(x) for x in np.ravel(reference)]).reshape(np.shape(reference))
-    parts = []
-    shape = _error_shape(d, name, w, r, sample, exact)
-    if shape:
-        parts.append(shape)
-    k, res = failing[0]
-    if res.worst_index is not None:
-        idx = ", ".join(map(str, res.worst_index))
-        where = f"{name}[{idx}]" if res.worst_index else name
-        parts.append(f"worst at {where}: written {res.written:.6g}, true {res.reference:.6g} ({k})")
-    elif res.reason:
-        parts.append(res.reason)
-    return "; ".join(parts)
-
-
-def _close(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-6 * max(1.0, abs(b))
-
-
-def _error_shape(d, name, w, r, sample, exact) -> str:
-    if not np.any(r) and np.any(w):
-        return "the true gradient is zero here and the written one is not"
-    if np.any(r):
-        c = float(np.vdot(w, r) / np.vdot(r, r))
-        if np.linalg.norm(w - c * r) <= 1e-7 * max(np.linalg.norm(w), 1e-300):
-            return _multiple(c, sample.sizes)
-    if w.ndim >= 2:
-        for perm in _permutations(w.ndim):
-            if w.shape == tuple(r.shape[p] for p in perm) and np.allclose(
-                w, r.transpose(perm), rtol=1e-9, atol=1e-12
-            ):
-                return "is the transpose of the true gradient"
-    mixing = _mixes_samples(d, name, sample, exact)
-    return mixing or ""
-
-
-def _multiple(c: float, sizes: dict[str, int]) -> str:
-    if _close(c, 0.0):
-        return "is zero where the true gradient is not"
-    if _close(c, -1.0):
-        return "has the wrong sign"
-    for s, v in sizes.items():
-        if _close(c, v):
-            return f"is {s} times the true gradient (a missing 1/{s}?)"
-        if _close(c, 1 / v):
-            return f"is 1/{s} of the true gradient (an extra 1/{s}?)"
-        if _close(c, -v):
-            return f"is -{s} times the true gradient (wrong sign and a missing 1/{s}?)"
-        if _close(c, -1 / v):
-            return f"is -1/{s} of the true gradient (wrong sign and an extra 1/{s}?)"
-    return f"is {c:.6g} times the true gradient"
-
-
-def _permutations(n):
-    from itertools import permutations
-
-    return [p for p in permutations(range(n)) if p != tuple(range(n))]
-
-
-def _mixes_samples(d: Derivation, name: str, sample, exact: Exact | None) -> str:
-    """Whether the error lives only on entries that couple different samples: with the upstream
-    gradient kept for one sample alone, the written gradient is right on that sample's own slice and
-    wrong on the others'. That is a missing delta over the batch index."""
-    if exact is None or d.upstream not in sample.exact:
-        return ""
-    up_shape = d.shape(d.upstream)
-    batch = up_shape[0]
-    axis = next((k for k, s in enumerate(d.shape(name)) if s == batch), None)
-    if axis is None or sample.sizes[batch.name] < 2:
-        return ""
-    upstream = np.array(sample.exact[d.upstream], dtype=object)
-    upstream[1:] = mpmath.mpf(0)
-    values, adj = exact.adjoints_with(sample, upstream)
-    of = d.statement(name).of
-    err = np.abs(np.array([float(x) for x in np.ravel(values[name] - adj[of])]).reshape(np.shape(adj[of])))
-    own = np.take(err, [0], axis=axis)
-    rest = np.delete(err, 0, axis=axis)
-    scale = max(1.0, float(np.max(np.abs(np.array([float(x) for x in np.ravel(adj[of])])))))
-    if own.max() <= 1e-12 * scale and rest.max() > 1e-9 * scale:
-        return f"differs only on entries that mix different samples (a missing delta over {batch.name.lower()}, the batch index?)"
-    return ""
+    return d.statement(target).reads

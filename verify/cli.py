@@ -11,7 +11,9 @@ from pathlib import Path
 
 from sympy.printing.str import StrPrinter
 
-from .lang import Derivation, DerivationError, catalogue, load
+from . import primitives
+from .catalogue import load, paths
+from .model import Derivation, DerivationError
 from .oracles import ORACLES
 
 
@@ -40,14 +42,12 @@ class DerivPrinter(StrPrinter):
         (a, cond), (b, _) = e.args[0], e.args[-1]
         return f"where({self._print(cond)}, {self._print(a)}, {self._print(b)})"
 
-    def _print_Max(self, e):
-        return f"max({', '.join(self._print(a) for a in e.args)})"
 
-    def _print_Min(self, e):
-        return f"min({', '.join(self._print(a) for a in e.args)})"
+def _print_call(printer: DerivPrinter, e, prim: primitives.Primitive) -> str:
+    return f"{prim.name}({', '.join(printer._print(a) for a in e.args)})"
 
-    def _print_Abs(self, e):
-        return f"abs({self._print(e.args[0])})"
+
+primitives.install(DerivPrinter, _print_call)
 
 
 def show_text(d: Derivation) -> str:
@@ -61,14 +61,7 @@ def show_text(d: Derivation) -> str:
     out.append("inputs:")
     for name in d.inputs:
         shape = " x ".join(s.name for s in d.shape(name)) or "scalar"
-        if name in d.fixed_values:
-            what = f"= {d.fixed_values[name]}"
-        elif name in d.domains:
-            dom = d.domains[name]
-            what = dom.kind + (f"({dom.low}, {dom.high})" if dom.kind == "uniform" else "")
-            what += f" along axis {dom.axis + 1}" if dom.axis is not None else ""
-        else:
-            what = "normal" if d.shape(name) else "uniform(1/2, 2)"
+        what = f"= {d.fixed_values[name]}" if name in d.fixed_values else d.domain(name).describe()
         out.append(f"  {name}: {shape}, {what}")
     out.append(f"output: {d.output}; upstream gradient: {d.upstream if d.upstream in d.tensors else '1'}")
     out.append("forward:")
@@ -153,11 +146,11 @@ def main(argv=None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "all":
-        return _run_checks([str(p) for p in catalogue()], args)
+        return _run_checks([str(p) for p in paths()], args)
     if args.command == "check":
         return _run_checks(list(args.files), args)
     if args.command == "list":
-        for path in catalogue():
+        for path in paths():
             d = load(path)
             print(f"{d.name:28} {d.title}")
         return 0

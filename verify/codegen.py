@@ -13,8 +13,9 @@ from typing import Any
 
 import sympy as sp
 
-from .lang import Derivation, DerivationError, load
-from .lower import Eye, Program, backward_program, forward_program, shift_name
+from .catalogue import load
+from .lower import Eye, Program, Zeros, backward_program, forward_program, shift_name
+from .model import Derivation, DerivationError
 from .printers import printer
 
 BACKENDS = ("numpy", "jax", "torch")
@@ -45,14 +46,14 @@ def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str) 
     lines += [("    " + x) if x else "" for x in doc_lines[1:]]
     lines.append('    """')
     used_sizes = set()
-    uses_eye = False
+    uses_dtype = False
     for a in prog.body:
         used_sizes |= {s.name for s in a.expr.free_symbols if s.name in d.sizes}
-        uses_eye |= a.expr.has(Eye)
+        uses_dtype |= a.expr.has(Zeros) or (backend == "torch" and a.expr.has(Eye))
     for size_name in sorted(used_sizes):
         array, axis = prog.sizes[size_name]
         lines.append(f"    {size_name} = {array}.shape[{axis}]")
-    if uses_eye and backend == "torch":
+    if uses_dtype:
         first = next(p for p in prog.params if d.shape(p))
         lines.append(f"    dtype = {first}.dtype")
     refs = _reference_counts(prog)

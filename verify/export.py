@@ -11,9 +11,10 @@ upstream gradient of 1, so they are scaled by the upstream gradient that arrives
 
 from __future__ import annotations
 
+from .catalogue import load
 from .check import check
 from .codegen import compile_derivation
-from .lang import Derivation, load
+from .model import Derivation
 
 
 class NotVerifiedError(ValueError):

@@ -23,8 +23,10 @@ from pathlib import Path
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from .lang import Derivation, DerivationError, Statement, catalogue, load
-from .oracles import Result
+from . import primitives
+from .catalogue import load, paths
+from .comparison import Result
+from .model import Derivation, DerivationError, Statement
 from .report import DerivationReport, Report
 
 GREEK = frozenset(
@@ -349,32 +351,6 @@ class DerivationPrinter(LatexPrinter):
         texts = [self._print(a) for a in args]
         return function + _parens(", ".join(texts))
 
-    def _print_exp(self, e):
-        if self.exp_as_power:
-            return f"e^{{{self._print(e.args[0])}}}"
-        return self._call(r"\exp", e.args[0])
-
-    def _print_log(self, e):
-        arg = e.args[0]
-        if isinstance(arg, sp.Symbol | sp.Indexed) and not self._tall(arg):
-            return rf"\log {self._print(arg)}"
-        return self._call(r"\log", arg)
-
-    def _print_tanh(self, e):
-        return self._call(r"\tanh", e.args[0])
-
-    def _print_sigmoid(self, e):
-        return self._call(r"\sigma", e.args[0])
-
-    def _print_Max(self, e):
-        return self._call(r"\max", *sorted(e.args, key=lambda a: a.is_Number))
-
-    def _print_Min(self, e):
-        return self._call(r"\min", *sorted(e.args, key=lambda a: a.is_Number))
-
-    def _print_Abs(self, e):
-        return rf"\left|{self._print(e.args[0])}\right|"
-
     def _print_Piecewise(self, e):
         rows, tall = [], []
         for value, cond in e.args:
@@ -388,6 +364,16 @@ class DerivationPrinter(LatexPrinter):
         for k, row in enumerate(rows[1:], start=1):
             tex += [r" \\ ", r" \\[1ex] ", r" \\[2ex] "][tall[k - 1] + tall[k]] + row
         return r"\begin{cases} " + tex + r" \end{cases}"
+
+
+def _print_primitive(printer: DerivationPrinter, e: sp.Expr, prim: primitives.Primitive) -> str:
+    """A function of `verify.primitives`: its LaTeX operator with the arguments bracketed, or its own code."""
+    if callable(prim.latex):
+        return prim.latex(printer, e)
+    return printer._call(prim.latex, *e.args)
+
+
+primitives.install(DerivationPrinter, _print_primitive)
 
 
 def _free_indices(e: sp.Expr) -> set[sp.Symbol]:
@@ -610,7 +596,7 @@ def main(args) -> int:
     nothing is written) or a document TeX fails on. Without TeX, --pdf only prints what to install."""
     from .check import check  # the oracles load only here: show --latex does not need them
 
-    targets = list(args.targets) or [str(path) for path in catalogue()]
+    targets = list(args.targets) or [str(path) for path in paths()]
     derivations, errors = [], []
     for target in targets:
         try:

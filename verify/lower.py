@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy.core.relational import Relational
 
-from .lang import Derivation, Statement
+from .model import Derivation, Statement
 
 
 class Einsum(sp.Function):
@@ -39,6 +39,14 @@ class Align(sp.Function):
     is_commutative = True
     is_real = True
     """Align(operand, Tuple(source axes), Tuple(target axes)): transpose and insert broadcast axes."""
+
+
+class Zeros(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Zeros(*sizes): an array of zeros of that shape, in the inputs' dtype. Added to a statement whose
+    expression does not use every index of its target (a constant, or `0 * a[n, j]` that SymPy already
+    simplified away), so that the result has the target's full shape rather than a broadcastable one."""
 
 
 class Eye(sp.Function):
@@ -80,6 +88,7 @@ class _Lowering:
         self.size_names = {s.name for s in d.sizes.values()}
         self.scalars = self.size_names | {n for n, t in d.tensors.items() if not t.shape}
         self.counter = 0
+        self.ranges: dict[sp.Symbol, sp.Expr] = {}  # index -> size, for the statement being lowered
 
     def is_index(self, s) -> bool:
         return isinstance(s, sp.Symbol) and s.is_integer and s.name not in self.size_names
@@ -171,11 +180,14 @@ class _Lowering:
         return e.func(*args), axes
 
     def range_of(self, i):
-        for st in self.d.forward + self.d.gradients:
-            for ix in st.rhs.atoms(sp.Indexed):
-                if i in ix.indices:
-                    return self.d.shape(ix.base.label.name)[ix.indices.index(i)]
-        raise ValueError(f"no range for {i}")
+        """The size index `i` ranges over in the statement being lowered: the parser's range of a free
+        index, or the limits of the sum that binds it."""
+        return self.ranges[i]
+
+    def know_ranges(self, expr):
+        for s in expr.atoms(sp.Sum):
+            for i, _, hi in s.limits:
+                self.ranges[i] = hi + 1
 
     def indexed(self, e: sp.Indexed, pref):
         name = e.base.label.name
@@ -194,6 +206,7 @@ class _Lowering:
         rhs = h.rhs
         bound = {lim[0] for s in rhs.atoms(sp.Sum) for lim in s.limits}
         rhs = rhs.xreplace({b: sp.Dummy(b.name, integer=True) for b in bound})
+        self.know_ranges(rhs)
         return rhs.xreplace(dict(zip(h.indices, indices, strict=True)))
 
     def summation(self, e: sp.Sum, pref):
@@ -276,10 +289,15 @@ class _Lowering:
     # -- statements -----------------------------------------------------------------------------------
 
     def statement(self, st: Statement):
+        self.ranges = dict(st.ranges)
+        self.know_ranges(st.rhs)
         expr, axes = self.lower(st.rhs, st.indices)
         # A factor common to every term is multiplied once: dy*y - y*s becomes y*(dy - s), one
         # whole-array product fewer.
         expr = sp.factor_terms(expr, sign=False)
+        if set(axes) != set(st.indices):
+            expr = Zeros(*(st.ranges[i] for i in st.indices)) + self.align(expr, axes, st.indices)
+            axes = st.indices
         if tuple(axes) != tuple(st.indices):
             expr = Align(expr, sp.Tuple(*axes), sp.Tuple(*st.indices))
         self.body.append(Assign(st.target, expr, st.indices, True))
@@ -321,8 +339,26 @@ def forward_program(d: Derivation, given: tuple[str, ...] = (), shifted: tuple[s
             if st.target in shifted:
                 low.body[-1].expr = low.body[-1].expr + array(shift_name(st.target))
     params = [n for n in d.inputs if n in needed] + [n for n in given] + [shift_name(n) for n in shifted]
+    params = _complete(d, params, low.body, d.inputs)
     results = [st.target for st in d.forward if st.target not in given and st.target in needed]
     return Program(params, low.body, results, _size_sources(d, params))
+
+
+def _complete(d: Derivation, params: list[str], body: list[Assign], candidates: list[str]) -> list[str]:
+    """`params`, and the first of `candidates` that gives a size the body uses but no parameter has, or
+    the dtype of a `Zeros` or `Eye` when no parameter is a tensor."""
+    sizes = {s.name for a in body for s in a.expr.free_symbols if s.name in d.sizes}
+    known = set(_size_sources(d, params))
+    out = list(params)
+    for name in candidates:
+        shape = {s.name for s in d.shape(name)}
+        tensor_needed = any(a.expr.has(Zeros, Eye) for a in body) and not any(
+            d.shape(p) for p in out if p in d.tensors
+        )
+        if name not in out and ((shape & sizes) - known or (shape and tensor_needed)):
+            out.append(name)
+            known |= shape
+    return out
 
 
 def _needed(d: Derivation, given) -> set[str]:
@@ -330,10 +366,7 @@ def _needed(d: Derivation, given) -> set[str]:
     needed = {d.output}
     for st in reversed(d.forward):
         if st.target in needed and st.target not in given:
-            needed |= {a.base.label.name for a in st.rhs.atoms(sp.Indexed)}
-            needed |= {
-                s.name for s in st.rhs.free_symbols if isinstance(s, sp.Symbol) and s.name in d.tensors
-            }
+            needed |= st.reads
     return needed | set(given)
 
 
@@ -358,8 +391,8 @@ def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None) -> Pr
         for s in sorted(a.expr.free_symbols, key=lambda s: s.name):
             if s.name in d.tensors and s.name not in produced and s.name not in used:
                 used.append(s.name)
-    order = d.inputs + [st.target for st in d.forward] + [d.upstream]
-    params = [n for n in order if n in used]
+    order = d.inputs + [st.target for st in d.forward] + [d.upstream] * (d.upstream in d.tensors)
+    params = _complete(d, [n for n in order if n in used], low.body, order)
     results = [st.target for st in d.gradients if st.of is not None and st.target in (wanted or keep)]
     return Program(params, low.body, results, _size_sources(d, params))
 

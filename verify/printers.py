@@ -11,10 +11,13 @@ import sympy as sp
 from sympy.printing.numpy import JaxPrinter, NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
+from . import primitives
+
 
 class _ArrayMixin:
     """What all three backends share; `ns` is the module prefix as the generated code imports it."""
 
+    backend = "numpy"
     ns = "np"
     axis_kw = "axis"
 
@@ -51,28 +54,6 @@ class _ArrayMixin:
         if exp.is_Rational and not exp.is_Integer:
             return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**({float(exp)!r})"
         return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**{self.parenthesize(exp, PRECEDENCE['Pow'])}"
-
-    def _print_exp(self, e):
-        return self._call("exp", self._print(e.args[0]))
-
-    def _print_log(self, e):
-        return self._call("log", self._print(e.args[0]))
-
-    def _print_tanh(self, e):
-        return self._call("tanh", self._print(e.args[0]))
-
-    def _print_Abs(self, e):
-        return self._call("abs", self._print(e.args[0]))
-
-    def _print_sigmoid(self, e):
-        # tanh form: no overflow warning for large negative inputs, unlike 1 / (1 + exp(-x))
-        return f"(0.5*{self._call('tanh', '0.5*' + self._operand(e.args[0]))} + 0.5)"
-
-    def _print_Max(self, e):
-        return self._call("maximum", *(self._print(a) for a in e.args))
-
-    def _print_Min(self, e):
-        return self._call("minimum", *(self._print(a) for a in e.args))
 
     def _print_Relational(self, e):
         return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"
@@ -170,6 +151,23 @@ class _ArrayMixin:
     def _print_Eye(self, e):
         return self._call("eye", self._print(e.args[0]))
 
+    def _print_Zeros(self, e):
+        shape = "(" + ", ".join(self._print(a) for a in e.args) + ("," if len(e.args) == 1 else "") + ")"
+        return self._call("zeros", shape, "dtype=dtype")
+
+
+def _print_primitive(printer: _ArrayMixin, e: sp.Expr, prim: primitives.Primitive) -> str:
+    """A function of `verify.primitives`, from its record's array code for this backend."""
+    code = prim.code(printer.backend)
+    if callable(code):
+        return code(printer, e)
+    args = [printer._print(a) for a in e.args]
+    operands = {f"p{k}": printer._operand(a) for k, a in enumerate(e.args)}
+    return code.format(*args, ns=printer.ns, **operands)
+
+
+primitives.install(_ArrayMixin, _print_primitive)
+
 
 class NumpyArrayPrinter(_ArrayMixin, NumPyPrinter):
     ns = "np"
@@ -177,14 +175,12 @@ class NumpyArrayPrinter(_ArrayMixin, NumPyPrinter):
 
 
 class JaxArrayPrinter(_ArrayMixin, JaxPrinter):
+    backend = "jax"
     ns = "jnp"
     imports = "import jax\nimport jax.numpy as jnp"
 
     def _einsum(self, spec, operands):
         return self._call("einsum", repr(spec), *operands)
-
-    def _print_sigmoid(self, e):
-        return f"jax.nn.sigmoid({self._print(e.args[0])})"
 
 
 def _torch_printer():
@@ -192,6 +188,7 @@ def _torch_printer():
     from sympy.printing.pytorch import TorchPrinter
 
     class TorchArrayPrinter(_ArrayMixin, TorchPrinter):
+        backend = "torch"
         ns = "torch"
         axis_kw = "dim"
         imports = "import torch"
@@ -202,22 +199,6 @@ def _torch_printer():
         def _product_sum(self, spec, axes, x, y):
             # torch.einsum makes a batched matmul of it: hundreds of times slower on the CPU
             return self._reduce_product(axes, x, y)
-
-        def _print_sigmoid(self, e):
-            return self._call("sigmoid", self._print(e.args[0]))
-
-        def _clamp(self, e, bound):
-            a, b = e.args
-            if b.is_Number or a.is_Number:
-                x, c = (a, b) if b.is_Number else (b, a)
-                return self._call("clamp", self._print(x), f"{bound}={float(c)!r}")
-            return self._call("maximum" if bound == "min" else "minimum", self._print(a), self._print(b))
-
-        def _print_Max(self, e):
-            return self._clamp(e, "min")
-
-        def _print_Min(self, e):
-            return self._clamp(e, "max")
 
         def _print_Piecewise(self, e):
             (a, cond), (b, _) = e.args[0], e.args[-1]

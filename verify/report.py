@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .lang import DerivationError
-from .oracles import Result
+from .comparison import Result
+from .model import DerivationError
 
 
 @dataclass

@@ -15,8 +15,8 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
-from .evaluate import DIGITS, concrete_shape, elements, run_all
-from .lang import Derivation, Domain
+from .exacteval import DIGITS, concrete_shape, elements, run_all
+from .model import NORMAL, Derivation, Domain
 
 DRAWS = 2
 MARGIN = Fraction(1, 32)
@@ -46,47 +46,43 @@ def _sizes(d: Derivation, rng: np.random.Generator, avoid: dict[str, int] | None
     return sizes
 
 
-def _values(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """Exact rational values (as an object array of Fractions) from a domain."""
+def rationals(
+    domain: Domain, shape: tuple[int, ...], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Values from a domain as integer numerators over denominators (broadcastable to `shape`): multiples
+    of 1/DENOMINATOR for `normal`, `positive` and `uniform`; weights over their slice's total for
+    `simplex`; zeros and ones for `onehot`. The one description of every domain: the checks take the
+    exact fractions, the benchmark the same draws as float64."""
     if domain.kind == "normal":
-        ints = np.round(rng.normal(size=shape) * DENOMINATOR).astype(int)
-        return _fractions(ints, DENOMINATOR)
+        return np.round(rng.normal(size=shape) * DENOMINATOR).astype(np.int64), np.array(DENOMINATOR)
     if domain.kind == "positive":
-        ints = rng.integers(DENOMINATOR // 2, 2 * DENOMINATOR + 1, size=shape)
-        return _fractions(ints, DENOMINATOR)
+        return rng.integers(DENOMINATOR // 2, 2 * DENOMINATOR + 1, size=shape), np.array(DENOMINATOR)
     if domain.kind == "uniform":
         lo, hi = int(np.ceil(domain.low * DENOMINATOR)), int(np.floor(domain.high * DENOMINATOR))
-        return _fractions(rng.integers(lo, hi + 1, size=shape), DENOMINATOR)
+        return rng.integers(lo, hi + 1, size=shape), np.array(DENOMINATOR)
     axis = domain.axis
     if domain.kind == "simplex":
         weights = rng.integers(1, 17, size=shape)
-        totals = weights.sum(axis=axis, keepdims=True)
-        out = np.empty(shape, dtype=object)
-        for e in elements(shape):
-            t = list(e)
-            t[axis] = 0
-            out[e] = Fraction(int(weights[e]), int(totals[tuple(t)]))
-        return out
+        return weights, weights.sum(axis=axis, keepdims=True)
     # onehot: one 1 per slice along the axis
-    out = np.full(shape, Fraction(0), dtype=object)
-    rest = shape[:axis] + shape[axis + 1 :]
-    for e in elements(rest):
-        hot = int(rng.integers(shape[axis]))
-        out[e[:axis] + (hot,) + e[axis:]] = Fraction(1)
+    hot = rng.integers(shape[axis], size=shape[:axis] + (1,) + shape[axis + 1 :])
+    return (np.indices(shape)[axis] == hot).astype(np.int64), np.array(1)
+
+
+def float_values(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A float64 draw from a domain (the same values `exact_values` would give as fractions)."""
+    numerators, denominators = rationals(domain, shape, rng)
+    return numerators / denominators
+
+
+def exact_values(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """An exact draw from a domain, as an object array of Fractions."""
+    numerators, denominators = rationals(domain, shape, rng)
+    denominators = np.broadcast_to(denominators, shape)
+    out = np.empty(shape, dtype=object)
+    for e in elements(shape):
+        out[e] = Fraction(int(numerators[e]), int(denominators[e]))
     return out
-
-
-def _fractions(ints: np.ndarray, denominator: int) -> np.ndarray:
-    out = np.empty(ints.shape, dtype=object)
-    for e in elements(ints.shape):
-        out[e] = Fraction(int(ints[e]), denominator)
-    return out
-
-
-def _default_domain(d: Derivation, name: str) -> Domain:
-    if name in d.domains:
-        return d.domains[name]
-    return Domain("normal") if d.shape(name) else Domain("uniform", Fraction(1, 2), Fraction(2))
 
 
 class _Kinks:
@@ -119,11 +115,11 @@ def draw(d: Derivation, seed: int, avoid: dict[str, int] | None = None) -> Sampl
                 v = d.fixed_values[name]
                 exact[name] = Fraction(int(v.p), int(v.q))
             elif shape:
-                exact[name] = _values(_default_domain(d, name), shape, rng)
+                exact[name] = exact_values(d.domain(name), shape, rng)
             else:
-                exact[name] = _values(_default_domain(d, name), (1,), rng)[0]
+                exact[name] = exact_values(d.domain(name), (1,), rng)[0]
         if d.upstream in d.tensors:
-            exact[d.upstream] = _values(Domain("normal"), concrete_shape(d, d.upstream, sizes), rng)
+            exact[d.upstream] = exact_values(NORMAL, concrete_shape(d, d.upstream, sizes), rng)
         mp_values = {k: _to_mp(v) for k, v in exact.items()}
         kinks = _Kinks()
         values = run_all(d, mp_values, sizes, observe=kinks)

@@ -1,13 +1,14 @@
-"""The `numpy` oracle's table: which hand-written NumPy layer implements each catalogue derivation.
+"""The numpy oracle's adapters: how each catalogue derivation is run through the hand-written NumPy layer that
+implements it.
 
-`MODULES[name]` is an `Adapter` when a layer in `modules`, `mlp` or `hw1` computes that derivation's
-output and gradients, and a `NoModule` (with the reason) when none does. `Adapter.run(values)` receives
-every input of the derivation by name (float64 arrays; scalar inputs such as the leaky slope `a` and
-`eps` as floats) and the upstream gradient under its name (`dy`, `dl`; absent when the output is a
-scalar loss, whose upstream gradient is 1). It builds the layer in float64 with its parameters set from
-the values, runs forward then backward, and returns (forward output, {gradient name as written in the
-.deriv file: array}) for the gradients the layer itself produces, converted to the derivation's
-convention where the course's differs (`conversion` says how).
+There is one `Adapter` per catalogue entry, named like it; verify's catalogue records refer to them by
+import path ("implementations.numpy.catalogue:linear"), so the verifier never imports this package.
+`Adapter.run(values)` receives every input of the derivation by name (float64 arrays; scalar inputs such
+as the leaky slope `a` and `eps` as floats) and the upstream gradient under its name (`dy`, `dl`; absent
+when the output is a scalar loss, whose upstream gradient is 1). It builds the layer in float64 with its
+parameters set from the values, runs forward then backward, and returns (forward output, {gradient name
+as written in the .deriv file: array}) for the gradients the layer itself produces, converted to the
+derivation's convention where the course's differs (`conversion` says how).
 """
 
 from __future__ import annotations
@@ -30,11 +31,6 @@ class Adapter:
     module: str  # what is checked, for the report, e.g. "modules.LinearModule(I, J)"
     run: Callable[[Values], Result]
     conversion: str = ""  # any convention conversion applied, in words
-
-
-@dataclass(frozen=True)
-class NoModule:
-    reason: str
 
 
 def _run_module(module: M.Module, x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,49 +147,47 @@ def _mlp(values: Values) -> Result:
     return np.asarray(value), grads
 
 
-MODULES: dict[str, Adapter | NoModule] = {
-    "linear": Adapter("modules.LinearModule(I, J)", _linear),
-    "linear_column": Adapter(
-        "modules.LinearModule(I, J) on a batch of one",
-        _linear_column,
-        "x and dy reshaped from (I,) and (J,) to 1 x I and 1 x J rows; dx read back as (I,)",
-    ),
-    "linear_cmu": Adapter(
-        "hw1.MLP(I, J, hiddens=[], activations=[Identity()]) with the upstream gradient as its criterion",
-        _linear_cmu,
-        "hw1.MLP stores dW and db as batch means: multiplied by N; db flattened from 1 x J; dx is the "
-        "gradient of the summed loss, as written",
-    ),
-    "identity": Adapter("hw1.Identity() (dx = dy * derivative())", _identity),
-    "relu": Adapter("modules.ReLUModule()", _activation(lambda values: M.ReLUModule())),
-    "leaky_relu": Adapter(
-        "modules.LeakyReLUModule(a)", _activation(lambda values: M.LeakyReLUModule(float(values["a"])))
-    ),
-    "elu": Adapter("modules.ELUModule()", _activation(lambda values: M.ELUModule())),
-    "sigmoid": Adapter("modules.SigmoidModule()", _activation(lambda values: M.SigmoidModule())),
-    "tanh": Adapter("modules.TanhModule()", _activation(lambda values: M.TanhModule())),
-    "softmax": Adapter("modules.SoftMaxModule()", _activation(lambda values: M.SoftMaxModule())),
-    "cross_entropy": Adapter("modules.CrossEntropyModule()", _cross_entropy),
-    "softmax_cross_entropy": Adapter(
-        "hw1.SoftmaxCrossEntropy()",
-        _softmax_cross_entropy,
-        "derivative() is the gradient of the summed losses (dl = 1): dx = dl[:, None] * derivative()",
-    ),
-    "softmax_cross_entropy_mean": Adapter(
-        "modules.SoftMaxModule() -> modules.CrossEntropyModule() (the UvA MLP's output chain)",
-        _softmax_then_cross_entropy,
-        "the two hand-written backward passes composed, not the fused shortcut",
-    ),
-    "batchnorm": Adapter(
-        "modules.BatchNormModule(J, eps) in training mode",
-        _normalization(M.BatchNormModule),
-        "hw1.BatchNorm is not used: its eps is fixed at 1e-8; dxhat, dvar and dmu are not module outputs",
-    ),
-    "layernorm": Adapter("modules.LayerNormModule(J, eps)", _normalization(M.LayerNormModule)),
-    "mlp": Adapter(
-        "mlp.MLP(I, [J, K], C, activation='relu') + modules.CrossEntropyModule()",
-        _mlp,
-        "weights and biases set from W1 b1 W2 b2 W3 b3; the per-layer deltas (dz, dh2, ...) are not module "
-        "outputs, only the parameter gradients",
-    ),
-}
+linear = Adapter("modules.LinearModule(I, J)", _linear)
+linear_column = Adapter(
+    "modules.LinearModule(I, J) on a batch of one",
+    _linear_column,
+    "x and dy reshaped from (I,) and (J,) to 1 x I and 1 x J rows; dx read back as (I,)",
+)
+linear_cmu = Adapter(
+    "hw1.MLP(I, J, hiddens=[], activations=[Identity()]) with the upstream gradient as its criterion",
+    _linear_cmu,
+    "hw1.MLP stores dW and db as batch means: multiplied by N; db flattened from 1 x J; dx is the "
+    "gradient of the summed loss, as written",
+)
+identity = Adapter("hw1.Identity() (dx = dy * derivative())", _identity)
+relu = Adapter("modules.ReLUModule()", _activation(lambda values: M.ReLUModule()))
+leaky_relu = Adapter(
+    "modules.LeakyReLUModule(a)", _activation(lambda values: M.LeakyReLUModule(float(values["a"])))
+)
+elu = Adapter("modules.ELUModule()", _activation(lambda values: M.ELUModule()))
+sigmoid = Adapter("modules.SigmoidModule()", _activation(lambda values: M.SigmoidModule()))
+tanh = Adapter("modules.TanhModule()", _activation(lambda values: M.TanhModule()))
+softmax = Adapter("modules.SoftMaxModule()", _activation(lambda values: M.SoftMaxModule()))
+cross_entropy = Adapter("modules.CrossEntropyModule()", _cross_entropy)
+softmax_cross_entropy = Adapter(
+    "hw1.SoftmaxCrossEntropy()",
+    _softmax_cross_entropy,
+    "derivative() is the gradient of the summed losses (dl = 1): dx = dl[:, None] * derivative()",
+)
+softmax_cross_entropy_mean = Adapter(
+    "modules.SoftMaxModule() -> modules.CrossEntropyModule() (the UvA MLP's output chain)",
+    _softmax_then_cross_entropy,
+    "the two hand-written backward passes composed, not the fused shortcut",
+)
+batchnorm = Adapter(
+    "modules.BatchNormModule(J, eps) in training mode",
+    _normalization(M.BatchNormModule),
+    "hw1.BatchNorm is not used: its eps is fixed at 1e-8; dxhat, dvar and dmu are not module outputs",
+)
+layernorm = Adapter("modules.LayerNormModule(J, eps)", _normalization(M.LayerNormModule))
+mlp = Adapter(
+    "mlp.MLP(I, [J, K], C, activation='relu') + modules.CrossEntropyModule()",
+    _mlp,
+    "weights and biases set from W1 b1 W2 b2 W3 b3; the per-layer deltas (dz, dh2, ...) are not module "
+    "outputs, only the parameter gradients",
+)

@@ -2,7 +2,8 @@
 
 Formula text is untrusted. It is parsed with Python's `ast` module and walked with a whitelist of node
 types; nothing in it is ever evaluated, executed or handed to `sympify`. Every problem is reported as a
-`DerivationError` carrying the line and column it was found at.
+`DerivationError` carrying the line and column it was found at. `verify.text` splits the file into
+statements; this module turns each statement into SymPy and infers every size.
 """
 
 from __future__ import annotations
@@ -11,14 +12,22 @@ import ast
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 
 import sympy as sp
 
-FUNCTIONS = frozenset({"sum", "exp", "log", "sqrt", "tanh", "sigmoid", "abs", "max", "min", "delta", "where"})
-SECTIONS = ("forward", "gradients", "inputs", "sizes")
-HEADER_KEYS = ("title", "source", "notes")
-DOMAINS = ("normal", "positive", "uniform", "simplex", "onehot")
+from .model import DOMAINS, Derivation, DerivationError, Domain, Statement, Tensor, base, index, size
+from .primitives import BY_NAME, FUNCTIONS
+from .text import (
+    Line,
+    Source,
+    logical_lines,
+    number,
+    parse_fragment,
+    parse_tail,
+    split_assignment,
+    split_sections,
+)
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Names the generated code uses for its modules and temporaries: a tensor named `np` would shadow NumPy.
 _RESERVED = frozenset({"np", "jnp", "jax", "torch", "dtype"})
@@ -37,275 +46,6 @@ def reserved(name: str) -> str | None:
 _OPERATORS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 _OPERATOR_HINTS = {ast.BitXor: "'^' is not a power: use **", ast.MatMult: "'@' is not allowed: write the sum"}
 _COMPARISONS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
-
-
-class sigmoid(sp.Function):
-    """The logistic function 1 / (1 + exp(-x)), kept whole so that it prints and differentiates as one."""
-
-    def fdiff(self, argindex=1):
-        s = sigmoid(self.args[0])
-        return s * (1 - s)
-
-    def _eval_rewrite_as_exp(self, x, **kwargs):
-        return 1 / (1 + sp.exp(-x))
-
-
-class DerivationError(Exception):
-    """A parse or semantic error at a place in a derivation file: printed as `file:line:col: message`."""
-
-    def __init__(self, message: str, line: int = 0, column: int = 0, file: str | None = None):
-        super().__init__(message)
-        self.message, self.line, self.column, self.file = message, line, column, file
-
-    def __str__(self) -> str:
-        where = self.file or "<text>"
-        return f"{where}:{self.line}:{self.column}: {self.message}"
-
-
-@dataclass(frozen=True)
-class Domain:
-    """How an input is sampled: `kind` is one of DOMAINS; `axis` is the simplex / one-hot axis."""
-
-    kind: str
-    low: Fraction | None = None
-    high: Fraction | None = None
-    axis: int | None = None
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """A named value: an input, a forward definition, the upstream gradient, a gradient or a helper.
-
-    `shape` holds one size symbol per axis (empty for a scalar)."""
-
-    name: str
-    shape: tuple[sp.Symbol, ...]
-    role: str  # input | forward | upstream | gradient | helper
-
-
-@dataclass(frozen=True)
-class Statement:
-    """`target[indices] = rhs`, with `rhs` a SymPy expression over Indexed tensors, scalars and sizes."""
-
-    target: str
-    indices: tuple[sp.Symbol, ...]
-    rhs: sp.Expr
-    line: int
-    column: int
-    text: str
-    of: str | None = None  # for a checked gradient dv: the name v; None for forward lines and helpers
-
-
-@dataclass
-class Derivation:
-    """A parsed, checked derivation. Sizes are SymPy symbols named by the forward's indices."""
-
-    name: str
-    file: str | None
-    header: dict[str, str]
-    forward: list[Statement]
-    gradients: list[Statement]
-    tensors: dict[str, Tensor]
-    inputs: list[str]
-    output: str
-    upstream: str
-    sizes: dict[str, sp.Symbol]
-    fixed_sizes: dict[str, int] = field(default_factory=dict)
-    fixed_values: dict[str, sp.Rational] = field(default_factory=dict)
-    domains: dict[str, Domain] = field(default_factory=dict)
-
-    @property
-    def title(self) -> str:
-        return self.header.get("title", self.name)
-
-    @property
-    def checked(self) -> list[Statement]:
-        """The gradient statements that are checked: those whose target is d + an input or intermediate."""
-        return [s for s in self.gradients if s.of is not None]
-
-    def statement(self, name: str) -> Statement:
-        return next(s for s in self.forward + self.gradients if s.target == name)
-
-    def shape(self, name: str) -> tuple[sp.Symbol, ...]:
-        return self.tensors[name].shape
-
-
-def base(name: str) -> sp.IndexedBase:
-    return sp.IndexedBase(name, real=True)
-
-
-def scalar(name: str) -> sp.Symbol:
-    return sp.Symbol(name, real=True)
-
-
-def index(name: str) -> sp.Symbol:
-    return sp.Symbol(name, integer=True)
-
-
-def size(name: str) -> sp.Symbol:
-    return sp.Symbol(name, integer=True, positive=True)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Lines: comments, headers, sections, continuation.
-
-
-@dataclass(frozen=True)
-class _Line:
-    number: int  # 1-based line of the statement's first line
-    text: str  # the logical statement, physical lines joined by newlines, comments removed
-
-
-def _logical_lines(lines: list[tuple[int, str]], file: str | None) -> list[_Line]:
-    """Join physical lines into statements: a statement goes on while a bracket is open or the next line
-    is indented."""
-    out: list[_Line] = []
-    start, parts, depth = 0, [], 0
-    for number, text in lines:
-        if not text.strip():
-            continue
-        if parts and (depth > 0 or text[:1] in " \t"):
-            parts.append(text)
-        else:
-            if parts:
-                out.append(_Line(start, "\n".join(parts)))
-            if text[:1] in " \t":
-                raise DerivationError("unexpected indentation", number, 1, file)
-            start, parts, depth = number, [text], 0
-        for ch in text:
-            depth += ch in "([{"
-            depth -= ch in ")]}"
-            if depth < 0:
-                raise DerivationError(f"unmatched '{ch}'", number, text.index(ch) + 1, file)
-    if parts:
-        out.append(_Line(start, "\n".join(parts)))
-    return out
-
-
-def _split_sections(text: str, file: str | None):
-    header: dict[str, str] = {}
-    sections: dict[str, tuple[int, list[tuple[int, str]]]] = {}
-    current: str | None = None
-    last_key: str | None = None
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].rstrip()
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if stripped.startswith("[") and stripped.endswith("]") and line[:1] == "[":
-            name = stripped[1:-1].strip()
-            if name not in SECTIONS:
-                raise DerivationError(
-                    f"unknown section [{name}]: sections are " + ", ".join(f"[{s}]" for s in SECTIONS),
-                    number,
-                    1,
-                    file,
-                )
-            if name in sections:
-                raise DerivationError(
-                    f"section [{name}] appears twice (first on line {sections[name][0]})", number, 1, file
-                )
-            sections[name] = (number, [])
-            current = name
-            continue
-        if current is None:
-            if line[:1] in " \t" and last_key is not None:
-                header[last_key] += " " + stripped
-                continue
-            key, colon, value = line.partition(":")
-            if not colon or key.strip() not in HEADER_KEYS:
-                raise DerivationError(
-                    "expected a header line 'title: ...', 'source: ...' or 'notes: ...' or a section such as [forward]",
-                    number,
-                    1,
-                    file,
-                )
-            last_key = key.strip()
-            header[last_key] = value.strip()
-            continue
-        sections[current][1].append((number, line))
-    return header, sections
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Expressions.
-
-
-def _char_col(line_text: str, byte_col: int) -> int:
-    return len(line_text.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
-
-
-class _Source:
-    """Maps ast positions inside one parsed fragment back to the file's line and column (1-based)."""
-
-    def __init__(self, text: str, line: int, column: int, file: str | None, prefix: int = 0):
-        self.lines = text.split("\n")
-        self.line, self.column, self.file, self.prefix = line, column, file, prefix
-
-    def at(self, node: ast.AST) -> tuple[int, int]:
-        lineno = getattr(node, "lineno", 1)
-        col = _char_col(self.lines[lineno - 1], getattr(node, "col_offset", 0))
-        if lineno == 1:
-            return self.line, self.column + col - self.prefix
-        return self.line + lineno - 1, col + 1
-
-    def error(self, node: ast.AST, message: str) -> DerivationError:
-        line, col = self.at(node)
-        return DerivationError(message, line, col, self.file)
-
-
-def _parse_fragment(text: str, src: _Source) -> ast.expr:
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError as e:
-        line, col = src.at(
-            ast.Constant(value=0, lineno=e.lineno or 1, col_offset=max((e.offset or 1) - 1, 0))
-        )
-        msg = (e.msg or "invalid syntax").split(" (", 1)[0]
-        raise DerivationError(f"syntax error: {msg}", line, col, src.file) from None
-    return tree.body
-
-
-def _number(node: ast.Constant, src: _Source) -> sp.Rational:
-    value = node.value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        kind = "a string" if isinstance(value, str) else repr(type(value).__name__)
-        raise src.error(node, f"{kind} is not allowed here: only numbers, names and the listed functions")
-    if isinstance(value, int):
-        return sp.Integer(value)
-    literal = ast.get_source_segment("\n".join(src.lines), node) or repr(value)
-    try:
-        exact = Fraction(literal.replace("_", ""))
-    except ValueError:
-        exact = Fraction(value)
-    return sp.Rational(exact.numerator, exact.denominator)
-
-
-def _parse_tail(text: str, offset: int, line: int, file: str | None) -> tuple[ast.expr, _Source]:
-    """Parse text[offset:] (which may run over several lines) as one expression.
-
-    It is parsed inside parentheses so that indented continuation lines are legal; the source map puts
-    the node columns of the first line back at their place after `offset`."""
-    before = text[:offset]
-    first_line = line + before.count("\n")
-    column = len(before.split("\n")[-1]) + 1
-    wrapped = "(" + text[offset:] + ")"
-    src = _Source(wrapped, first_line, column, file, prefix=1)
-    return _parse_fragment(wrapped, src), src
-
-
-def _split_assignment(text: str) -> int:
-    """The offset of the statement's '=' (not part of == <= >= !=), or -1."""
-    depth = 0
-    for k, ch in enumerate(text):
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if ch == "=" and depth == 0:
-            before = text[k - 1] if k else ""
-            after = text[k + 1] if k + 1 < len(text) else ""
-            if before not in "=<>!" and after != "=":
-                return k
-    return -1
 
 
 @dataclass
@@ -337,7 +77,7 @@ class _Walk:
 class _Converter:
     """Walks a whitelisted Python ast into SymPy, recording every index occurrence for size inference."""
 
-    def __init__(self, src: _Source, resolve_name, resolve_tensor):
+    def __init__(self, src: Source, resolve_name, resolve_tensor):
         self.src = src
         self.resolve_name = resolve_name  # (name, node) -> sympy expression for a bare name
         self.resolve_tensor = resolve_tensor  # (name, arity, node) -> None; records tensor use
@@ -365,7 +105,7 @@ class _Converter:
         return method(node)
 
     def _walk_Constant(self, node):
-        return _Walk(_number(node, self.src), {})
+        return _Walk(number(node, self.src), {})
 
     def _walk_Name(self, node):
         self.check_name(node.id, node)
@@ -432,45 +172,22 @@ class _Converter:
         args = node.args
         if any(isinstance(a, ast.Starred) for a in args):
             raise self.err(node, f"{fname}() takes no starred arguments")
+        if fname in BY_NAME:
+            return self._primitive(node, args, fname)
         return getattr(self, "_call_" + fname)(node, args)
+
+    def _primitive(self, node, args, fname):
+        prim = BY_NAME[fname]
+        if len(args) != prim.arity:
+            n = prim.arity
+            raise self.err(node, f"{fname}() takes {n} argument{'s' * (n != 1)}: {prim.form}")
+        walks = [self.walk(a) for a in args]
+        free = {k: v for w in walks for k, v in w.free.items()}
+        return _Walk(prim.make(*(w.expr for w in walks)), free)
 
     def _arity(self, node, args, n, fname, form):
         if len(args) != n:
             raise self.err(node, f"{fname}() takes {n} argument{'s' * (n != 1)}: {form}")
-
-    def _unary(self, node, args, fname, fn):
-        self._arity(node, args, 1, fname, f"{fname}(x)")
-        inner = self.walk(args[0])
-        return _Walk(fn(inner.expr), inner.free)
-
-    def _call_exp(self, node, args):
-        return self._unary(node, args, "exp", sp.exp)
-
-    def _call_log(self, node, args):
-        return self._unary(node, args, "log", sp.log)
-
-    def _call_sqrt(self, node, args):
-        return self._unary(node, args, "sqrt", sp.sqrt)
-
-    def _call_tanh(self, node, args):
-        return self._unary(node, args, "tanh", sp.tanh)
-
-    def _call_sigmoid(self, node, args):
-        return self._unary(node, args, "sigmoid", sigmoid)
-
-    def _call_abs(self, node, args):
-        return self._unary(node, args, "abs", sp.Abs)
-
-    def _binary(self, node, args, fname, fn):
-        self._arity(node, args, 2, fname, f"{fname}(a, b)")
-        a, b = self.walk(args[0]), self.walk(args[1])
-        return _Walk(fn(a.expr, b.expr, evaluate=False), {**a.free, **b.free})
-
-    def _call_max(self, node, args):
-        return self._binary(node, args, "max", sp.Max)
-
-    def _call_min(self, node, args):
-        return self._binary(node, args, "min", sp.Min)
 
     def _call_delta(self, node, args):
         self._arity(node, args, 2, "delta", "delta(i, j) with two index names")
@@ -607,18 +324,18 @@ class _Parsed:
     column: int
     text: str
     rhs: ast.expr
-    src: _Source
+    src: Source
 
 
-def _parse_statement(line: _Line, file: str | None) -> _Parsed:
+def _parse_statement(line: Line, file: str | None) -> _Parsed:
     text = line.text
-    eq = _split_assignment(text)
+    eq = split_assignment(text)
     if eq < 0:
         raise DerivationError("expected a definition 'name[indices] = expression'", line.number, 1, file)
     if "\n" in text[:eq]:
         raise DerivationError("the target of a definition must be on one line", line.number, 1, file)
-    lhs_src = _Source(text[:eq], line.number, 1, file)
-    lhs = _parse_fragment(text[:eq].rstrip(), lhs_src)
+    lhs_src = Source(text[:eq], line.number, 1, file)
+    lhs = parse_fragment(text[:eq].rstrip(), lhs_src)
     if isinstance(lhs, ast.Name):
         target, idx = lhs.id, []
     elif isinstance(lhs, ast.Subscript) and isinstance(lhs.value, ast.Name):
@@ -638,14 +355,14 @@ def _parse_statement(line: _Line, file: str | None) -> _Parsed:
         raise lhs_src.error(lhs, "the target of a definition must be a name or name[indices]")
     if reserved(target):
         raise DerivationError(f"{reserved(target)} and cannot be defined", line.number, 1, file)
-    rhs, rhs_src = _parse_tail(text, eq + 1, line.number, file)
+    rhs, rhs_src = parse_tail(text, eq + 1, line.number, file)
     return _Parsed(target, idx, line.number, 1, text, rhs, rhs_src)
 
 
 class _Loader:
     def __init__(self, text: str, file: str | None, name: str):
         self.file, self.name = file, name
-        self.header, self.sections = _split_sections(text, file)
+        self.header, self.sections = split_sections(text, file)
         self.tensors: dict[str, Tensor] = {}
         self.arity: dict[str, tuple[int, int, int]] = {}  # name -> (arity, line, col) of first use
         self.inputs: list[str] = []
@@ -662,7 +379,7 @@ class _Loader:
             raise self.err("missing section [forward]", max(1, len(self.sections) and 1))
         if "gradients" not in self.sections:
             raise self.err("missing section [gradients]", self.sections["forward"][0])
-        forward_lines = _logical_lines(self.sections["forward"][1], self.file)
+        forward_lines = logical_lines(self.sections["forward"][1], self.file)
         if not forward_lines:
             raise self.err("section [forward] defines nothing", self.sections["forward"][0])
         parsed = [_parse_statement(ln, self.file) for ln in forward_lines]
@@ -815,7 +532,11 @@ class _Loader:
         walk, conv = wc
         expr = self._close(walk.expr, conv)
         indices = tuple(index(n) for n, _, _ in p.target_indices)
-        return Statement(p.target, indices, expr, p.line, 1, p.text, of)
+        ranges = {}
+        for name, _, _ in p.target_indices:
+            first = walk.free[name].occurrences[0]
+            ranges[index(name)] = self.tensors[first.name].shape[first.axis]
+        return Statement(p.target, indices, expr, p.line, 1, p.text, of, ranges)
 
     def _close(self, expr: sp.Expr, conv: _Converter) -> sp.Expr:
         """Replace bare size names by size symbols and fill each sum's upper limit with its size."""
@@ -839,9 +560,9 @@ class _Loader:
         fixed, domains = {}, {}
         if "inputs" not in self.sections:
             return fixed, domains
-        for line in _logical_lines(self.sections["inputs"][1], self.file):
+        for line in logical_lines(self.sections["inputs"][1], self.file):
             text = line.text
-            eq = _split_assignment(text)
+            eq = split_assignment(text)
             colon = text.find(":")
             if eq >= 0 and (colon < 0 or eq < colon):
                 name = text[:eq].strip()
@@ -851,12 +572,12 @@ class _Loader:
                         f"{name} is a tensor: '= number' fixes scalars only; give a domain with ':'",
                         line.number,
                     )
-                node, src = _parse_tail(text, eq + 1, line.number, self.file)
+                node, src = parse_tail(text, eq + 1, line.number, self.file)
                 fixed[name] = self._constant(node, src)
             elif colon >= 0:
                 name = text[:colon].strip()
                 self._known_input(name, line)
-                node, src = _parse_tail(text, colon + 1, line.number, self.file)
+                node, src = parse_tail(text, colon + 1, line.number, self.file)
                 domains[name] = self._domain(name, node, src)
             else:
                 raise self.err("expected 'name = number' or 'name: domain'", line.number)
@@ -872,7 +593,7 @@ class _Loader:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -self._constant(node.operand, src)
         if isinstance(node, ast.Constant):
-            return _number(node, src)
+            return number(node, src)
         raise src.error(node, "expected a number")
 
     def _domain(self, name, node, src) -> Domain:
@@ -924,15 +645,15 @@ class _Loader:
         fixed = {}
         if "sizes" not in self.sections:
             return fixed
-        for line in _logical_lines(self.sections["sizes"][1], self.file):
-            eq = _split_assignment(line.text)
+        for line in logical_lines(self.sections["sizes"][1], self.file):
+            eq = split_assignment(line.text)
             if eq < 0:
                 raise self.err("expected 'N = number' in [sizes]", line.number)
             name = line.text[:eq].strip()
             if name not in self.sizes:
                 known = ", ".join(sorted(self.sizes)) or "none"
                 raise self.err(f"{name} is not a size of this derivation (sizes: {known})", line.number)
-            node, src = _parse_tail(line.text, eq + 1, line.number, self.file)
+            node, src = parse_tail(line.text, eq + 1, line.number, self.file)
             value = self._constant(node, src)
             if not (value.is_Integer and value >= 1):
                 raise self.err(f"size {name} must be a whole number >= 1", line.number, eq + 2)
@@ -943,7 +664,7 @@ class _Loader:
 
     def _gradients(self, output: str, upstream: str) -> list[Statement]:
         out: list[Statement] = []
-        lines = _logical_lines(self.sections["gradients"][1], self.file)
+        lines = logical_lines(self.sections["gradients"][1], self.file)
         if not lines:
             raise self.err("section [gradients] has no statements", self.sections["gradients"][0])
         for ln in lines:
@@ -1042,54 +763,11 @@ class _Loader:
         self.tensors[p.target] = Tensor(p.target, shape, "gradient" if of else "helper")
         expr = self._close(walk.expr, conv)
         indices = tuple(index(n) for n, _, _ in p.target_indices)
-        return Statement(p.target, indices, expr, p.line, 1, p.text, of)
-
-
-def load(path_or_text: str | Path, name: str | None = None) -> Derivation:
-    """Parse a derivation from a file path, a catalogue name, or the text itself (any string with a
-    line break or a '[' is taken as text)."""
-    text, file, derived_name = _read(path_or_text)
-    return parse(text, file, name or derived_name)
+        return Statement(
+            p.target, indices, expr, p.line, 1, p.text, of, dict(zip(indices, shape, strict=True))
+        )
 
 
 def parse(text: str, file: str | None = None, name: str = "derivation") -> Derivation:
     """Parse derivation text; `file` is only used in error messages."""
     return _Loader(text, file, name).load()
-
-
-CATALOGUE = Path(__file__).resolve().parent.parent / "derivations"
-
-
-def _read(path_or_text: str | Path) -> tuple[str, str | None, str]:
-    if isinstance(path_or_text, Path) or ("\n" not in str(path_or_text) and "[" not in str(path_or_text)):
-        path = Path(path_or_text)
-        if (
-            not path.exists()
-            and _NAME.match(str(path_or_text))
-            and (CATALOGUE / f"{path_or_text}.deriv").exists()
-        ):
-            path = CATALOGUE / f"{path_or_text}.deriv"
-            path_or_text = _display(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, ValueError) as e:
-            reason = (
-                "not UTF-8 text"
-                if isinstance(e, UnicodeDecodeError)
-                else (getattr(e, "strerror", None) or str(e)).lower()
-            )
-            raise DerivationError(f"cannot read file: {reason}", 0, 0, str(path_or_text)) from None
-        return text, str(path_or_text), path.stem
-    return str(path_or_text), None, "derivation"
-
-
-def _display(path: Path) -> str:
-    """A path as a user would type it: relative to the working directory when it lies below it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def catalogue() -> list[Path]:
-    return [Path(_display(p)) for p in sorted(CATALOGUE.glob("*.deriv"))]

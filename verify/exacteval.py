@@ -13,7 +13,8 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .lang import Derivation, Statement
+from .model import Derivation, Statement
+from .primitives import BY_NODE, Primitive, kink_value
 
 DIGITS = 50
 
@@ -25,7 +26,8 @@ def elements(shape: tuple[int, ...]):
 class Evaluator:
     """Evaluates an expression with tensors bound to object arrays of mpf, indices bound to integers.
 
-    One `_ev_<Node>` method per SymPy node type, as SymPy's printers do it."""
+    One `_ev_<Node>` method per SymPy node type, as SymPy's printers do it, and the functions of
+    `verify.primitives` through their records."""
 
     def __init__(self, tensors: Mapping[str, object], sizes: Mapping[sp.Symbol, int], observe=None):
         self.tensors = tensors
@@ -37,6 +39,9 @@ class Evaluator:
         return self.ev(expr, env)
 
     def ev(self, expr, env):
+        prim = BY_NODE.get(type(expr))
+        if prim is not None:
+            return self._ev_primitive(expr, env, prim)
         for cls in type(expr).__mro__:
             method = getattr(self, "_ev_" + cls.__name__, None)
             if method is not None:
@@ -89,23 +94,6 @@ class Evaluator:
             return mpmath.sqrt(base)
         return mpmath.power(base, self.ev(exp, env))
 
-    def _ev_exp(self, e, env):
-        return mpmath.exp(self.ev(e.args[0], env))
-
-    def _ev_log(self, e, env):
-        return mpmath.log(self.ev(e.args[0], env))
-
-    def _ev_tanh(self, e, env):
-        return mpmath.tanh(self.ev(e.args[0], env))
-
-    def _ev_sigmoid(self, e, env):
-        return 1 / (1 + mpmath.exp(-self.ev(e.args[0], env)))
-
-    def _ev_Abs(self, e, env):
-        v = self.ev(e.args[0], env)
-        self._kink("abs", e, v)
-        return abs(v)
-
     def _ev_sign(self, e, env):
         return mpmath.sign(self.ev(e.args[0], env))
 
@@ -113,15 +101,11 @@ class Evaluator:
         v = self.ev(e.args[0], env)
         return mpmath.mpf(1) if v > 0 else mpmath.mpf(0)
 
-    def _ev_Max(self, e, env):
-        a, b = (self.ev(x, env) for x in e.args)
-        self._kink("max", e, a - b)
-        return max(a, b)
-
-    def _ev_Min(self, e, env):
-        a, b = (self.ev(x, env) for x in e.args)
-        self._kink("min", e, a - b)
-        return min(a, b)
+    def _ev_primitive(self, e, env, prim: Primitive):
+        args = [self.ev(a, env) for a in e.args]
+        if prim.kink is not None:
+            self._kink(prim.kink, e, kink_value(prim, args))
+        return prim.exact(*args)
 
     def _ev_KroneckerDelta(self, e, env):
         i, j = (self.ev(x, env) for x in e.args)

@@ -1,0 +1,59 @@
+"""What the jax and torch oracles share: differentiate the generated forward with the framework's
+autodiff, and compare the generated forward with the catalogue's library op first.
+
+The adjoints of inputs and of intermediates all come from one vector-Jacobian product of a forward with
+a zero shift added to each intermediate checked (see lower.forward_program)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import catalogue, codegen
+from .base import Oracle
+
+
+@dataclass
+class Run:
+    """Everything a framework oracle computes for one sample, in one pass."""
+
+    output: object  # the generated forward's output
+    library: object  # the library op's output, or None
+    written: dict  # every written gradient, by gradient name
+    refs: dict  # the framework's adjoint of every input and intermediate checked, by its name
+
+
+class Framework(Oracle):
+    def __init__(self, d):
+        super().__init__(d)
+        self.runs: dict[int, Run] = {}
+        name = catalogue.name_of(d)
+        self.op = catalogue.entry(name).library(self.name) if name else None
+        order = [st.target for st in d.forward]
+        self.inputs = [g.of for g in d.checked if g.of in d.inputs]
+        self.intermediates = tuple(sorted({g.of for g in d.checked if g.of not in d.inputs}, key=order.index))
+        # where each size can be read off an input, to shape the zero shifts before the forward runs
+        self.size_source = {s.name: (n, k) for n in reversed(d.inputs) for k, s in enumerate(d.shape(n))}
+
+    def run(self, sample) -> Run:
+        if id(sample) not in self.runs:
+            self.runs[id(sample)] = self.compute(sample.values)
+        return self.runs[id(sample)]
+
+    def forward(self, sample):
+        if self.op is None:
+            return []
+        r = self.run(sample)
+        return [(self.op.label, r.output, r.library)]
+
+    def gradients(self, sample):
+        r = self.run(sample)
+        for g in self.d.checked:
+            yield g.target, r.written[g.target], r.refs[g.of]
+
+    def programs(self):
+        gen = codegen.compile_derivation(self.d, self.name)
+        shifted = codegen.forward_given(self.d, self.name, shifted=self.intermediates)
+        return gen, shifted
+
+    def compute(self, values) -> Run:
+        raise NotImplementedError

@@ -1,0 +1,52 @@
+"""The torch oracle: `torch.autograd` of the generated PyTorch forward, float64, on one thread (the
+arrays are tiny), the caller's thread count restored afterwards."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from .. import catalogue, codegen
+from .framework import Framework, Run
+
+
+@contextmanager
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class Torch(Framework):
+    name = module = "torch"
+
+    def compute(self, values) -> Run:
+        import torch
+
+        with one_thread():
+            values = {k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}
+            return self._compute(torch, values)
+
+    def _compute(self, torch, values) -> Run:
+        d = self.d
+        gen, shifted = self.programs()
+        fwd = gen.forward(**values)
+        written = gen.backward(**values, **fwd)
+        leaves = {v: values[v].detach().clone().requires_grad_(True) for v in self.inputs}
+        shifts = {v: torch.zeros_like(fwd[v], requires_grad=True) for v in self.intermediates}
+        named = {codegen.shift_name(k): v for k, v in shifts.items()}
+        out = shifted(**{**values, **leaves, **named})[d.output]
+        wrt = list(leaves.values()) + list(shifts.values())
+        grads = torch.autograd.grad(
+            out, wrt, grad_outputs=values.get(d.upstream, torch.ones_like(out)), allow_unused=True
+        )
+        refs = {
+            name: (g if g is not None else torch.zeros_like(t))
+            for name, t, g in zip([*leaves, *shifts], wrt, grads, strict=True)
+        }
+        library = self.op.fn(catalogue.torch_namespace(), values) if self.op else None
+        return Run(fwd[d.output], library, written, refs)
