@@ -122,6 +122,11 @@ ENTRIES: dict[str, Entry] = {
             _IMPL + "sigmoid",
         ),
         Entry(
+            "softplus",
+            LibraryOp("F.softplus", lambda t, v: t.F.softplus(v["x"])),
+            LibraryOp("jax.nn.softplus", lambda j, v: j.nn.softplus(v["x"])),
+        ),
+        Entry(
             "tanh",
             LibraryOp("torch.tanh", lambda t, v: t.torch.tanh(v["x"])),
             LibraryOp("jnp.tanh", lambda j, v: j.jnp.tanh(v["x"])),

@@ -30,6 +30,16 @@ class sigmoid(sp.Function):
         return 1 / (1 + sp.exp(-x))
 
 
+class softplus(sp.Function):
+    """log(1 + exp(x)), kept whole: its derivative is sigmoid(x)."""
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, x, **kwargs):
+        return sp.log(1 + sp.exp(x))
+
+
 # A template is array code with {0}, {1}... for the printed arguments, {p0}, {p1}... for the same
 # parenthesised where needed (`x + y` as an operand of `*`), and {ns} for the module prefix
 # (np, jnp, torch). A callable (printer, node) -> str prints what a template cannot.
@@ -107,6 +117,13 @@ PRIMITIVES: tuple[Primitive, ...] = (
         "(0.5*{ns}.tanh(0.5*{p0}) + 0.5)",
         {"jax": "jax.nn.sigmoid({0})", "torch": "torch.sigmoid({0})"},
         latex=r"\sigma",
+    ),
+    Primitive(
+        "softplus", 1, "softplus(x)", _unary(softplus), softplus,
+        lambda x: mpmath.log1p(mpmath.exp(x)),
+        "np.logaddexp(0.0, {0})",
+        {"jax": "jax.nn.softplus({0})", "torch": "torch.nn.functional.softplus({0}, beta=1.0, threshold=50.0)"},
+        latex=r"\mathrm{softplus}",
     ),
     Primitive(
         "abs", 1, "abs(x)", _unary(sp.Abs), sp.Abs, abs, "{ns}.abs({0})",
