@@ -12,7 +12,7 @@ from pathlib import Path
 from sympy.printing.str import StrPrinter
 
 from . import primitives
-from .catalogue import load, paths
+from .catalogue import folder, load, paths
 from .model import Derivation, DerivationError
 from .oracles import ORACLES
 
@@ -146,7 +146,11 @@ def main(argv=None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "all":
-        return _run_checks([str(p) for p in paths()], args)
+        found = paths()
+        if not found:  # a broken install: exiting 0 here would say the catalogue was checked
+            print(f"python -m verify: error: no catalogue derivations in {folder()}", file=sys.stderr)
+            return 4
+        return _run_checks([str(p) for p in found], args)
     if args.command == "check":
         return _run_checks(list(args.files), args)
     if args.command == "list":
