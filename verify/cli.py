@@ -1,4 +1,4 @@
-"""python -m verify: all | list | check | show | codegen | latex | bench.
+"""python -m verify (or gradverify): all | list | new | check | show | codegen | latex | bench.
 
 Exit status 0 when everything checked is verified, 1 when any gradient is wrong, 2 when any input is
 invalid; errors are one line on stderr, never a traceback."""
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import resources
 from pathlib import Path
 
 from sympy.printing.str import StrPrinter
@@ -15,6 +16,9 @@ from . import primitives
 from .catalogue import folder, load, paths
 from .model import Derivation, DerivationError
 from .oracles import ORACLES
+
+# the console script `gradverify` and `python -m verify` are one program; messages use the name typed
+PROG = "gradverify" if Path(sys.argv[0]).name == "gradverify" else "python -m verify"
 
 
 class UsageError(Exception):
@@ -79,7 +83,7 @@ def _target(st) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m verify", description="Check hand-written gradient formulas.")
+    parser = _Parser(prog=PROG, description="Check hand-written gradient formulas.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def checking(p):
@@ -91,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
 
     checking(sub.add_parser("all", help="check every catalogue derivation"))
     sub.add_parser("list", help="catalogue names and titles")
+    p = sub.add_parser("new", help="write a commented template NAME.deriv to start from")
+    p.add_argument("name", metavar="NAME")
     p = sub.add_parser("check", help="check derivation files")
     p.add_argument("files", nargs="+", metavar="FILE")
     checking(p)
@@ -134,7 +140,7 @@ def main(argv=None) -> int:
         args = _parser().parse_args(argv)
         return _dispatch(args)
     except UsageError as e:
-        print(f"python -m verify: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except DerivationError as e:
         print(str(e), file=sys.stderr)
@@ -144,11 +150,24 @@ def main(argv=None) -> int:
         return 130
 
 
+def new(name: str) -> int:
+    """Write NAME.deriv (NAME may end in .deriv) from the commented template; never overwrite a file."""
+    path = Path(name if name.endswith(".deriv") else f"{name}.deriv")
+    if not path.stem.isidentifier():
+        raise UsageError(f"{name}: a derivation's name is letters, digits and underscores")
+    if path.exists():
+        raise UsageError(f"{path} exists: choose another name")
+    template = resources.files("verify").joinpath("template.deriv").read_text(encoding="utf-8")
+    path.write_text(template.replace("NAME", path.stem, 1), encoding="utf-8")
+    print(f"wrote {path}; edit it, then: gradverify check {path}")
+    return 0
+
+
 def _dispatch(args) -> int:
     if args.command == "all":
         found = paths()
         if not found:  # a broken install: exiting 0 here would say the catalogue was checked
-            print(f"python -m verify: error: no catalogue derivations in {folder()}", file=sys.stderr)
+            print(f"{PROG}: error: no catalogue derivations in {folder()}", file=sys.stderr)
             return 4
         return _run_checks([str(p) for p in found], args)
     if args.command == "check":
@@ -158,6 +177,8 @@ def _dispatch(args) -> int:
             d = load(path)
             print(f"{d.name:28} {d.title}")
         return 0
+    if args.command == "new":
+        return new(args.name)
     if args.command == "show":
         d = load(args.target)
         if args.latex:
