@@ -37,8 +37,8 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def test_wheel_holds_every_module_and_the_catalogue(wheel):
-    """Every source module of both packages and every derivation file is in the wheel (a subpackage
-    missing from pyproject's package list would silently drop out)."""
+    """Every source module of both packages, every derivation file and the `new` template are in the
+    wheel (a subpackage missing from pyproject's package list would silently drop out)."""
     names = set(zipfile.ZipFile(wheel).namelist())
     for package in ("verify", "implementations"):
         for path in (ROOT / package).rglob("*.py"):
@@ -47,6 +47,7 @@ def test_wheel_holds_every_module_and_the_catalogue(wheel):
     assert derivations
     for path in derivations:
         assert f"verify/derivations/{path.name}" in names, path
+    assert "verify/template.deriv" in names  # what `new NAME` copies
 
 
 def test_installed_wheel_checks_the_catalogue_outside_the_checkout(wheel, tmp_path):
