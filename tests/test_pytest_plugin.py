@@ -1,6 +1,7 @@
 """The pytest plugin (entry point pytest11): .deriv files collect as one item per gradient and oracle."""
 
 import shutil
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,20 @@ from verify.catalogue import load, paths
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "cases"
+# Installed, gradverify registers the plugin itself (entry point pytest11); from a bare checkout, name it.
+LOAD = (
+    []
+    if any(e.name == "gradverify" for e in entry_points(group="pytest11"))
+    else ["-p", "verify.pytest_plugin"]
+)
+
+
+@pytest.fixture
+def pytester(pytester):
+    """pytester whose runs load the plugin however gradverify is installed."""
+    run = pytester.runpytest
+    pytester.runpytest = lambda *args: run(*LOAD, *args)
+    return pytester
 
 
 def test_catalogue_collects_an_item_per_gradient_and_oracle(pytester):
