@@ -4,7 +4,14 @@ from .catalogue import load
 from .check import check
 from .model import Derivation, DerivationError
 
-__all__ = ["Derivation", "DerivationError", "check", "evaluate", "load"]
+__all__ = ["Derivation", "DerivationError", "check", "evaluate", "load", "load_ipython_extension"]
+
+
+def load_ipython_extension(ipython):
+    """`%load_ext verify`: the %%deriv cell magic (see verify.notebook)."""
+    from .notebook import load_ipython_extension
+
+    load_ipython_extension(ipython)
 
 
 def evaluate(derivation, values):

@@ -140,6 +140,12 @@ class Derivation:
     def scalar_output(self) -> bool:
         return not self.shape(self.output)
 
+    def _repr_latex_(self) -> str:
+        """Jupyter shows a derivation as its formulas."""
+        from .notebook import formulas_latex
+
+        return formulas_latex(self)
+
 
 def base(name: str) -> sp.IndexedBase:
     return sp.IndexedBase(name, real=True)

@@ -83,6 +83,12 @@ class Report:
     def to_json(self) -> dict:
         return {"derivations": [d.to_json() for d in self.derivations]}
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows a report as its verification table, verdicts coloured."""
+        from .notebook import report_html
+
+        return report_html(self)
+
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
 
