@@ -4,6 +4,8 @@ or error it must get. Adding a file adds a test.
     # expect: wrong dx: is N times the true gradient      dx is wrong, and its diagnosis says so
     # expect: verified dgamma                             dgamma is verified
     # expect: invalid 3:10: unknown function relu()       the file is invalid, with this error
+    # expect: wrong dW step 2/3: the first wrong step      a step of a chain `dW = e1 = e2 = e3`
+    # expect: verified dy/dx                              a Jacobian statement
 """
 
 import re
@@ -14,7 +16,9 @@ import pytest
 import verify
 
 CASES = sorted((Path(__file__).parent / "cases").glob("*.deriv"))
-EXPECT = re.compile(r"#\s*expect:\s*(?:(invalid) (\d+:\d*): (.*)|(wrong|verified) (\w+)(?::\s*(.*))?)$")
+EXPECT = re.compile(
+    r"#\s*expect:\s*(?:(invalid) (\d+:\d*): (.*)|(wrong|verified) ([\w/]+(?: step \d+/\d+)?)(?::\s*(.*))?)$"
+)
 
 
 def expectations(path: Path):

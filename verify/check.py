@@ -12,7 +12,7 @@ from . import sampling
 from .catalogue import load
 from .comparison import TOLERANCES, Comparison, Result, Status
 from .diagnose import diagnose
-from .model import Derivation, DerivationError
+from .model import Derivation, DerivationError, Statement
 from .oracles import ORACLE_CLASSES, ORACLES, Skip
 from .oracles.jax_vjp import fast_compiles
 from .report import DerivationReport, ForwardReport, GradientReport, Report
@@ -118,12 +118,12 @@ def run_oracle(name: str, d: Derivation, draws) -> OracleRun:
     oracle = ORACLE_CLASSES[name](d)
 
     def every(result):
-        return OracleRun({g.target: result for g in d.checked}, {}, [], oracle)
+        return OracleRun({g.target: result for g in d.claims}, {}, [], oracle)
 
     reason = oracle.unavailable()
     if reason is not None:
         return every(Result(Status.SKIP, reason=reason))
-    comps = {g.target: Comparison(TOLERANCES[name]) for g in d.checked}
+    comps = {g.target: Comparison(TOLERANCES[name]) for g in d.claims}
     fwd_comps: dict[str, Comparison] = {}
     try:
         for sample in draws:
@@ -139,7 +139,7 @@ def run_oracle(name: str, d: Derivation, draws) -> OracleRun:
     for g, c in comps.items():
         results[g] = c.result
         if c.result.status == Status.UNCHECKED:
-            results[g] = Result(Status.SKIP, reason=oracle.not_compared(g))
+            results[g] = Result(Status.SKIP, reason=oracle.not_compared(d.statement(g).label))
     return OracleRun(
         results,
         {g: c.arrays for g, c in comps.items() if c.arrays is not None},
@@ -153,7 +153,8 @@ def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> De
     exact = runs["exact"].oracle if "exact" in runs else None
     gradients = []
     wrong_lines: dict[str, int] = {}
-    for g in d.checked:
+    first_wrong_step: dict[str, Statement] = {}  # by claim: the first wrong step of its chain
+    for g in d.claims:
         results = {name: run.results[g.target] for name, run in runs.items()}
         # the exact oracle's arrays diagnose best
         found = [run.arrays[g.target] for name, run in sorted(runs.items(), key=lambda kv: kv[0] != "exact")
@@ -168,8 +169,19 @@ def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> De
             if used:
                 first = min(used, key=wrong_lines.get)
                 diagnosis += f"; it uses {first} (line {wrong_lines[first]}), which is wrong"
-            wrong_lines[g.target] = g.line
-        gradients.append(GradientReport(g.target, g.line, status, results, diagnosis))
+            if g.chain is not None:
+                step = first_wrong_step.setdefault(g.claim, g)
+                if step is g:
+                    diagnosis = (
+                        f"the first wrong step of the chain (line {g.line}, column {g.column}): {diagnosis}"
+                    )
+                else:
+                    diagnosis += (
+                        f"; the chain goes wrong at {step.label} (line {step.line}, column {step.column})"
+                    )
+            if g.chain is None or g.chain[0] == g.chain[1]:
+                wrong_lines[g.target] = g.line
+        gradients.append(GradientReport(g.label, g.line, status, results, diagnosis, g))
     bad_forward = any(f.result.status == "fail" for f in forward)
     status = "verified"
     if bad_forward or any(g.status != "verified" for g in gradients):

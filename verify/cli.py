@@ -14,7 +14,7 @@ from sympy.printing.str import StrPrinter
 
 from . import primitives
 from .catalogue import folder, load, paths
-from .model import Derivation, DerivationError
+from .model import Derivation, DerivationError, step_of
 from .oracles import ORACLES
 
 # the console script `gradverify` and `python -m verify` are one program; messages use the name typed
@@ -73,13 +73,29 @@ def show_text(d: Derivation) -> str:
         out.append(f"  {_target(st)} = {p.doprint(st.rhs)}")
     out.append("gradients:")
     for st in d.gradients:
-        note = f"    (checked: dL/d{st.of})" if st.of else "    (helper)"
-        out.append(f"  {_target(st)} = {p.doprint(st.rhs)}{note}")
+        what = f"Jacobian {st.claim}" if st.jacobian is not None else f"dL/d{st.of}" if st.of else ""
+        if st.chain is not None:
+            what += f", step {st.chain[0]} of {st.chain[1]}"
+        note = f"    (checked: {what})" if what else "    (helper)"
+        if st.source:
+            out.append(f"  # {' '.join(st.source.split())}")
+        lhs = _target(st) if st.chain is None or st.chain[0] == 1 else " " * len(_target(st))
+        out.append(f"  {lhs} = {p.doprint(st.rhs)}{note}")
     return "\n".join(out)
 
 
+def _indexed(name: str, indices) -> str:
+    return f"{name}[{', '.join(i.name for i in indices)}]" if indices else name
+
+
 def _target(st) -> str:
-    return f"{st.target}[{', '.join(i.name for i in st.indices)}]" if st.indices else st.target
+    """A statement's target as written: name[i, j]; dy[n,k]/dx[n,m] for a Jacobian, after its name when
+    it has one; the conclusion's name for every step of a chain."""
+    jac = st.jacobian
+    if jac is None:
+        return _indexed(step_of(st.target), st.indices)
+    quotient = f"{_indexed('d' + jac.of, jac.of_indices)}/{_indexed('d' + jac.wrt, jac.wrt_indices)}"
+    return f"{_indexed(step_of(st.target), st.indices)} = {quotient}" if jac.named else quotient
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from itertools import permutations
 import mpmath
 import numpy as np
 
+from . import jacobians
 from .comparison import Result
 from .model import Derivation
 from .oracles import Exact
@@ -20,14 +21,16 @@ def diagnose(d: Derivation, name: str, arrays, exact: Exact | None, results: dic
     written, reference, sample = arrays
     w = np.array([float(x) for x in np.ravel(written)]).reshape(np.shape(written))
     r = np.array([float(x) for x in np.ravel(reference)]).reshape(np.shape(reference))
+    st = d.statement(name)
     parts = []
-    shape = _error_shape(d, name, w, r, sample, exact)
+    block = jacobians.block_mismatch(st, reference, 1e-9) if st.jacobian is not None else ""
+    shape = block or _error_shape(d, name, w, r, sample, exact)
     if shape:
         parts.append(shape)
     k, res = failing[0]
     if res.worst_index is not None:
         idx = ", ".join(map(str, res.worst_index))
-        where = f"{name}[{idx}]" if res.worst_index else name
+        where = f"{st.claim}[{idx}]" if res.worst_index else st.claim
         parts.append(f"worst at {where}: written {res.written:.6g}, true {res.reference:.6g} ({k})")
     elif res.reason:
         parts.append(res.reason)
@@ -80,7 +83,8 @@ def _mixes_samples(d: Derivation, name: str, sample, exact: Exact | None) -> str
     """Whether the error lives only on entries that couple different samples: with the upstream
     gradient kept for one sample alone, the written gradient is right on that sample's own slice and
     wrong on the others'. That is a missing delta over the batch index."""
-    if exact is None or d.upstream not in sample.exact:
+    of = d.statement(name).of
+    if exact is None or d.upstream not in sample.exact or of is None:
         return ""
     up_shape = d.shape(d.upstream)
     batch = up_shape[0]
@@ -90,7 +94,6 @@ def _mixes_samples(d: Derivation, name: str, sample, exact: Exact | None) -> str
     upstream = np.array(sample.exact[d.upstream], dtype=object)
     upstream[1:] = mpmath.mpf(0)
     values, adj = exact.adjoints_with(sample, upstream)
-    of = d.statement(name).of
     err = np.abs(np.array([float(x) for x in np.ravel(values[name] - adj[of])]).reshape(np.shape(adj[of])))
     own = np.take(err, [0], axis=axis)
     rest = np.delete(err, 0, axis=axis)

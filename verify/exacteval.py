@@ -213,8 +213,16 @@ def local_derivatives(d: Derivation) -> dict[str, list[tuple[str, tuple[sp.Symbo
     return out
 
 
-def adjoints(d: Derivation, values: Mapping[str, object], sizes: Mapping[str, int], upstream, derivatives):
-    """Reverse-mode accumulation of L = sum(upstream * output) through the forward, in high precision.
+def adjoints(
+    d: Derivation,
+    values: Mapping[str, object],
+    sizes: Mapping[str, int],
+    upstream,
+    derivatives,
+    seed: str | None = None,
+):
+    """Reverse-mode accumulation of L = sum(upstream * output) through the forward, in high precision;
+    with `seed`, of L = sum(upstream * seed) for that forward name instead of the output.
 
     Returns the adjoint of every input and forward name: the partial derivative of L with respect to it,
     that name treated as independent and everything downstream of it depending on it. For each target
@@ -226,7 +234,7 @@ def adjoints(d: Derivation, values: Mapping[str, object], sizes: Mapping[str, in
         for name in list(d.inputs) + [s.target for s in d.forward]:
             shape = concrete_shape(d, name, sizes)
             adj[name] = np.full(shape, mpmath.mpf(0), dtype=object) if shape else mpmath.mpf(0)
-        adj[d.output] = upstream
+        adj[seed or d.output] = upstream
         ev = Evaluator(values, sv)
         for st in reversed(d.forward):
             a_t = adj[st.target]
@@ -249,3 +257,20 @@ def adjoints(d: Derivation, values: Mapping[str, object], sizes: Mapping[str, in
                     else:
                         adj[name] += weight * v
     return adj
+
+
+def jacobian(
+    d: Derivation, values: Mapping[str, object], sizes: Mapping[str, int], derivatives, of: str, wrt: str
+):
+    """The full Jacobian of forward value `of` with respect to `wrt` (an input or intermediate, treated
+    as independent): an object array of shape of.shape + wrt.shape, one reverse accumulation per element
+    of `of` with a unit upstream vector on that element."""
+    y_shape, x_shape = concrete_shape(d, of, sizes), concrete_shape(d, wrt, sizes)
+    out = np.empty(y_shape + x_shape, dtype=object)
+    with mpmath.workdps(DIGITS):
+        for e in elements(y_shape):
+            unit = np.full(y_shape, mpmath.mpf(0), dtype=object) if y_shape else mpmath.mpf(1)
+            if y_shape:
+                unit[e] = mpmath.mpf(1)
+            out[e + (Ellipsis,)] = adjoints(d, values, sizes, unit, derivatives, seed=of)[wrt]
+    return out

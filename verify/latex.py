@@ -26,7 +26,7 @@ from sympy.printing.latex import LatexPrinter
 from . import primitives
 from .catalogue import load, paths
 from .comparison import Result
-from .model import Derivation, DerivationError, Statement
+from .model import Derivation, DerivationError, Statement, step_of
 from .report import DerivationReport, Report
 
 GREEK = frozenset(
@@ -206,8 +206,31 @@ class DerivationPrinter(LatexPrinter):
         return symbol_name(name).with_indices(indices)
 
     def target(self, st: Statement) -> str:
+        """The left-hand side: dL/dv for a gradient, the fraction of partials for a Jacobian (after its
+        name when it has one), the name for the rest; empty for a chain's later steps."""
+        if st.chain is not None and st.chain[0] > 1:
+            return ""
         indices = subscript(st.indices)
-        return self.partial(st.of, indices) if st.of else symbol_name(st.target).with_indices(indices)
+        if st.jacobian is not None:
+            jac = st.jacobian
+            y = symbol_name(jac.of).with_indices(subscript(jac.of_indices))
+            x = symbol_name(jac.wrt).with_indices(subscript(jac.wrt_indices))
+            quotient = rf"\frac{{\partial {y}}}{{\partial {x}}}"
+            return (
+                f"{symbol_name(step_of(st.target)).with_indices(indices)} = {quotient}"
+                if jac.named
+                else quotient
+            )
+        if st.of:
+            return self.partial(st.of, indices)
+        return symbol_name(st.target).with_indices(indices)
+
+    def claim_inline(self, st: Statement) -> str:
+        """What a statement claims, in running text: dL/dv or dy/dx with slashes."""
+        if st.jacobian is not None:
+            of, wrt = symbol_name(st.jacobian.of).with_indices(), symbol_name(st.jacobian.wrt).with_indices()
+            return rf"\partial {of} / \partial {wrt}"
+        return self.partial(st.of, inline=True)
 
     def _print_Indexed(self, e):
         return self.tensor(e.base.label.name, subscript(e.indices))
@@ -393,7 +416,7 @@ def derivation_latex(d: Derivation, report: DerivationReport | None = None) -> s
     """A section for one derivation: title, source, conventions, forward definitions and gradients. With
     a report, gradients that are not verified are marked in the formulas."""
     p = DerivationPrinter(d)
-    status = {g.name: g.status for g in report.gradients} if report else {}
+    status = {g.target: g.status for g in report.gradients} if report else {}
     verdict = "" if report is None or report.status == "verified" else rf" ({escape(report.status)})"
     out = [rf"\section{{{escape(d.title)}{verdict}}}"]
     if "source" in d.header:
@@ -407,7 +430,7 @@ def derivation_latex(d: Derivation, report: DerivationReport | None = None) -> s
     out += [r"\subsection*{Gradients}", _loss_sentence(d, p)]
     rows = []
     for st in d.gradients:
-        if st.of is None:
+        if not st.checked:
             note = r"\text{(helper)}"
         elif status.get(st.target, "verified") != "verified":
             note = rf"\text{{\textbf{{{status[st.target]}}}}}"
@@ -512,7 +535,7 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
     head = " & ".join(["", *(escape(o) for o in oracles), "verdict"])
     rows = []
     for g in r.gradients:
-        label = f"${p.partial(d.statement(g.name).of, inline=True)}$"
+        label = f"${p.claim_inline(d.statement(g.target))}$"
         cells = [_cell(g.oracles.get(o)) for o in oracles]
         verdict = "verified" if g.status == "verified" else rf"\textbf{{{escape(g.status)}}}"
         rows.append(" & ".join([label, *cells, verdict]))
@@ -555,7 +578,7 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
         for g in r.gradients:
             if g.status != "verified":
                 why = escape(g.diagnosis) if g.diagnosis else "no oracle ran"
-                of = p.partial(d.statement(g.name).of, inline=True)
+                of = p.claim_inline(d.statement(g.target))
                 out.append(
                     rf"\item ${of}$ (\texttt{{{escape(g.name)}}}, line {g.line}) is {escape(g.status)}: {why}."
                 )

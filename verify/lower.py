@@ -371,19 +371,20 @@ def _needed(d: Derivation, given) -> set[str]:
 
 
 def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None) -> Program:
-    """Every written gradient, from the inputs, the forward values and the upstream gradient; or only
+    """Every written gradient and Jacobian, from the inputs, the forward values and the upstream gradient
+    (a Jacobian given a name is also a helper: statements using it expand it); or only
     the gradients named in `wanted` and the statements they use (`python -m verify bench` times the
     input gradients alone beside a library backward that computes no others)."""
     helpers = {st.target: st for st in d.gradients if st.of is None}
     low = _Lowering(d, helpers)
-    keep = {st.target for st in d.gradients if st.of is not None}
+    keep = {st.target for st in d.gradients if st.checked}
     if wanted is not None:
         keep = set(wanted)
         for st in reversed(d.gradients):
             if st.target in keep:
                 keep |= {a.base.label.name for a in st.rhs.atoms(sp.Indexed)}
     for st in d.gradients:
-        if st.of is not None and st.target in keep:
+        if st.checked and st.target in keep:
             low.statement(st)
     produced = {a.name for a in low.body}
     used: list[str] = []
@@ -393,7 +394,7 @@ def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None) -> Pr
                 used.append(s.name)
     order = d.inputs + [st.target for st in d.forward] + [d.upstream] * (d.upstream in d.tensors)
     params = _complete(d, [n for n in order if n in used], low.body, order)
-    results = [st.target for st in d.gradients if st.of is not None and st.target in (wanted or keep)]
+    results = [st.target for st in d.gradients if st.checked and st.target in (wanted or keep)]
     return Program(params, low.body, results, _size_sources(d, params))
 
 

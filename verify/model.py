@@ -7,6 +7,7 @@ size minus one. Nothing here parses text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -63,6 +64,28 @@ class Tensor:
 
 
 @dataclass(frozen=True)
+class Jacobian:
+    """What a Jacobian statement `dy[n,k]/dx[p,m] = expr` claims: the partial derivative of forward value
+    `of` (y) at `of_indices` with respect to `wrt` (x, an input or intermediate) at `wrt_indices`. A
+    letter in both index lists states a block: entries where the two differ are claimed zero."""
+
+    of: str
+    of_indices: tuple[sp.Symbol, ...]
+    wrt: str
+    wrt_indices: tuple[sp.Symbol, ...]
+    named: bool = False  # given a name (`J[n,k,m] = dy[n,k]/dx[n,m] = ...`) that later statements may use
+
+    @property
+    def label(self) -> str:
+        return f"d{self.of}/d{self.wrt}"
+
+    @property
+    def shared(self) -> tuple[sp.Symbol, ...]:
+        """The letters of the block: those in both the numerator's and the denominator's indices."""
+        return tuple(i for i in self.of_indices if i in self.wrt_indices)
+
+
+@dataclass(frozen=True)
 class Statement:
     """`target[indices] = rhs`, with `rhs` a SymPy expression over Indexed tensors, scalars and sizes.
 
@@ -77,11 +100,40 @@ class Statement:
     text: str
     of: str | None = None  # for a checked gradient dv: the name v; None for forward lines and helpers
     ranges: Mapping[sp.Symbol, sp.Symbol] = field(default_factory=dict, compare=False)
+    jacobian: Jacobian | None = None  # for a Jacobian statement: what it claims (its target is its name)
+    chain: tuple[int, int] | None = None  # (k, n) for step k of a chain of n steps `dW = e1 = ... = en`
+    source: str = ""  # the statement as written, where it was not index notation (matrix, LaTeX)
+
+    @property
+    def checked(self) -> bool:
+        """Whether the statement is a claim the oracles check: a gradient dv or a Jacobian."""
+        return self.of is not None or self.jacobian is not None
+
+    @property
+    def claim(self) -> str:
+        """What the statement claims, by name: dW (every step of its chain too), or dy/dx."""
+        return self.jacobian.label if self.jacobian else step_of(self.target)
+
+    @property
+    def label(self) -> str:
+        """How reports name the statement: dW, dy/dx, and `dW step 2/3` for a step of a chain."""
+        return f"{self.claim} step {self.chain[0]}/{self.chain[1]}" if self.chain else self.claim
 
     @property
     def reads(self) -> set[str]:
         """The names of the tensors and scalars the right-hand side reads (sizes and indices aside)."""
         return reads(self.rhs)
+
+
+def step_name(target: str, k: int) -> str:
+    """The internal name of step k of a chain whose conclusion is `target` (`dW__1`): reserved, so that no
+    statement can read a step; later statements read the conclusion."""
+    return f"{target}__{k}"
+
+
+def step_of(name: str) -> str:
+    """The target a chain step's internal name belongs to (`dW__1` -> `dW`)."""
+    return re.sub(r"__\d+\Z", "", name)
 
 
 def reads(expr: sp.Expr) -> set[str]:
@@ -122,7 +174,17 @@ class Derivation:
 
     @property
     def helpers(self) -> list[Statement]:
+        """Shorthands that later statements expand: helpers, and Jacobian statements given a name."""
         return [s for s in self.gradients if s.of is None]
+
+    @property
+    def jacobians(self) -> list[Statement]:
+        return [s for s in self.gradients if s.jacobian is not None]
+
+    @property
+    def claims(self) -> list[Statement]:
+        """Every statement the oracles check, in file order: gradients and Jacobians."""
+        return [s for s in self.gradients if s.checked]
 
     def statement(self, name: str) -> Statement:
         return next(s for s in self.forward + self.gradients if s.target == name)

@@ -15,14 +15,26 @@ from fractions import Fraction
 
 import sympy as sp
 
-from .model import DOMAINS, Derivation, DerivationError, Domain, Statement, Tensor, base, index, size
+from .model import (
+    DOMAINS,
+    Derivation,
+    DerivationError,
+    Domain,
+    Jacobian,
+    Statement,
+    Tensor,
+    base,
+    index,
+    size,
+    step_name,
+)
+from .notation.statements import Parsed, Step, python_statement
 from .primitives import BY_NAME, FUNCTIONS
 from .text import (
     Line,
     Source,
     logical_lines,
     number,
-    parse_fragment,
     parse_tail,
     split_assignment,
     split_sections,
@@ -31,7 +43,7 @@ from .text import (
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Names the generated code uses for its modules and temporaries: a tensor named `np` would shadow NumPy.
 _RESERVED = frozenset({"np", "jnp", "jax", "torch", "dtype"})
-_RESERVED_PATTERN = re.compile(r"(s\d+|shift_.*|__.*)\Z")
+_RESERVED_PATTERN = re.compile(r"(s\d+|shift_.*|__.*|.*__\d+)\Z")  # .*__k: steps of a chain
 
 
 def reserved(name: str) -> str | None:
@@ -84,6 +96,7 @@ class _Converter:
         self.index_vars: list[_IndexVar] = []
         self.scope: list[dict[str, _IndexVar]] = [{}]
         self.sum_ranges: list[tuple[sp.Symbol, _IndexVar]] = []
+        self.deltas: list[tuple[_IndexVar, _IndexVar, ast.expr]] = []  # delta(i, j): i, j and the call
 
     def err(self, node, message):
         return self.src.error(node, message)
@@ -191,11 +204,13 @@ class _Converter:
 
     def _call_delta(self, node, args):
         self._arity(node, args, 2, "delta", "delta(i, j) with two index names")
-        free = {}
+        free, pair = {}, []
         for a in args:
             if not isinstance(a, ast.Name) or a.id in FUNCTIONS:
                 raise self.err(a, "delta() takes index names, as in delta(i, j)")
             free[a.id] = self.lookup_index(a.id, a)
+            pair.append(free[a.id])
+        self.deltas.append((pair[0], pair[1], node))
         i, j = (index(a.id) for a in args)
         return _Walk(sp.KroneckerDelta(i, j, evaluate=False), free)
 
@@ -316,47 +331,14 @@ class _Axes:
 # The loader.
 
 
-@dataclass
-class _Parsed:
-    target: str
-    target_indices: list[tuple[str, int, int]]  # name, line, col
-    line: int
-    column: int
-    text: str
-    rhs: ast.expr
-    src: Source
+_Parsed = Parsed
 
 
 def _parse_statement(line: Line, file: str | None) -> _Parsed:
-    text = line.text
-    eq = split_assignment(text)
-    if eq < 0:
-        raise DerivationError("expected a definition 'name[indices] = expression'", line.number, 1, file)
-    if "\n" in text[:eq]:
-        raise DerivationError("the target of a definition must be on one line", line.number, 1, file)
-    lhs_src = Source(text[:eq], line.number, 1, file)
-    lhs = parse_fragment(text[:eq].rstrip(), lhs_src)
-    if isinstance(lhs, ast.Name):
-        target, idx = lhs.id, []
-    elif isinstance(lhs, ast.Subscript) and isinstance(lhs.value, ast.Name):
-        target = lhs.value.id
-        slots = lhs.slice.elts if isinstance(lhs.slice, ast.Tuple) else [lhs.slice]
-        idx = []
-        for slot in slots:
-            if not isinstance(slot, ast.Name):
-                raise lhs_src.error(slot, "the indices of a definition's target must be plain index names")
-            ln, col = lhs_src.at(slot)
-            if any(slot.id == other for other, _, _ in idx):
-                raise DerivationError(f"index {slot.id} appears twice in the target", ln, col, file)
-            if slot.id in FUNCTIONS:
-                raise DerivationError(f"{slot.id} is a function name and cannot be an index", ln, col, file)
-            idx.append((slot.id, ln, col))
-    else:
-        raise lhs_src.error(lhs, "the target of a definition must be a name or name[indices]")
-    if reserved(target):
-        raise DerivationError(f"{reserved(target)} and cannot be defined", line.number, 1, file)
-    rhs, rhs_src = parse_tail(text, eq + 1, line.number, file)
-    return _Parsed(target, idx, line.number, 1, text, rhs, rhs_src)
+    p = python_statement(line, file, FUNCTIONS)
+    if p.target and reserved(p.target):
+        raise DerivationError(f"{reserved(p.target)} and cannot be defined", line.number, 1, file)
+    return p
 
 
 class _Loader:
@@ -423,6 +405,16 @@ class _Loader:
         self.bare_names: list[tuple[str, int, int]] = []
         self.used_at: dict[str, int] = {}
         for p in parsed:
+            if p.jacobian is not None:
+                raise self.err(
+                    "a Jacobian statement belongs in [gradients]", p.jacobian.line, p.jacobian.column
+                )
+            if len(p.steps) > 1:
+                raise self.err(
+                    "a chain of '=' steps belongs in [gradients]: a forward line defines a name once",
+                    p.steps[1].line,
+                    p.steps[1].column,
+                )
             if p.target in self.defined_at:
                 raise self.err(
                     f"{p.target} is defined twice (first on line {self.defined_at[p.target]})", p.line
@@ -486,13 +478,16 @@ class _Loader:
 
         return record
 
-    def _free_indices_match(self, p: _Parsed, walk: _Walk):
+    def _free_indices_match(self, p: _Parsed, walk: _Walk, target_shape_known: bool = False):
+        """Free indices on the right are those on the left. Where the target's shape is known (a gradient
+        has its variable's shape), a left index may be absent on the right: the value does not vary
+        along that axis."""
         left = {n for n, _, _ in p.target_indices}
         for name, var in walk.free.items():
             if name not in left:
                 raise self.err(f"free index {name} on the right is not on the left", var.line, var.col)
         for name, line, col in p.target_indices:
-            if name not in walk.free:
+            if name not in walk.free and not target_shape_known:
                 raise self.err(f"index {name} on the left is not used on the right", line, col)
 
     def _name_sizes(self, walks):
@@ -538,14 +533,19 @@ class _Loader:
             ranges[index(name)] = self.tensors[first.name].shape[first.axis]
         return Statement(p.target, indices, expr, p.line, 1, p.text, of, ranges)
 
-    def _close(self, expr: sp.Expr, conv: _Converter) -> sp.Expr:
-        """Replace bare size names by size symbols and fill each sum's upper limit with its size."""
+    def _close(self, expr: sp.Expr, conv: _Converter, ranges: dict[int, sp.Symbol] | None = None) -> sp.Expr:
+        """Replace bare size names by size symbols and fill each sum's upper limit with its size (from
+        `ranges` by id of the index variable, else from the first axis the index subscripts)."""
         subs = {sp.Symbol(n, real=True): s for n, s in self.sizes.items()}
         expr = expr.xreplace(subs)
         limits = {}
         for sym, var in conv.sum_ranges:
-            o = var.occurrences[0]
-            limits[sp.Symbol("_open_" + sym.name)] = self.tensors[o.name].shape[o.axis] - 1
+            if ranges is not None:
+                extent = ranges[id(var)]
+            else:
+                o = var.occurrences[0]
+                extent = self.tensors[o.name].shape[o.axis]
+            limits[sp.Symbol("_open_" + sym.name)] = extent - 1
         return expr.xreplace(limits)
 
     def _check_input_names(self):
@@ -669,14 +669,10 @@ class _Loader:
             raise self.err("section [gradients] has no statements", self.sections["gradients"][0])
         for ln in lines:
             p = _parse_statement(ln, self.file)
-            if p.target == upstream:
-                raise self.err(f"{upstream} is the upstream gradient and cannot be defined", p.line)
-            if p.target in self.tensors:
-                role = self.tensors[p.target].role
-                what = {"input": "an input", "forward": "defined in [forward]"}.get(role, "defined twice")
-                raise self.err(f"{p.target} is {what}: a gradient statement cannot redefine it", p.line)
-            if p.target in self.sizes:
-                raise self.err(f"{p.target} names a size", p.line)
+            if p.jacobian is not None and not self._is_gradient_form(p, output):
+                out += self._jacobian_statements(p, output, upstream)
+                continue
+            self._check_new_name(p, upstream)
             of = p.target[1:] if p.target.startswith("d") and len(p.target) > 1 else None
             if of is not None and (
                 of not in self.tensors or self.tensors[of].role not in ("input", "forward")
@@ -687,54 +683,188 @@ class _Loader:
                     "name a helper without a leading 'd'",
                     p.line,
                 )
-            out.append(self._gradient_statement(p, of, output, upstream))
-        if not any(s.of for s in out):
+            if of is None and len(p.steps) > 1:
+                step = p.steps[1]
+                raise self.err(
+                    f"a chain of steps needs a checked target (dNAME or a Jacobian); {p.target} is a helper",
+                    step.line,
+                    step.column,
+                )
+            n = len(p.steps)
+            for k, step in enumerate(p.steps, start=1):
+                target = p.target if k == n else step_name(p.target, k)
+                chain = (k, n) if n > 1 else None
+                out.append(self._claim(p, step, target, of, output, upstream, chain=chain))
+        if not any(s.checked for s in out):
             raise self.err(
-                "[gradients] has no statement dNAME for an input or intermediate NAME", lines[0].number
+                "[gradients] has no statement dNAME for an input or intermediate NAME, and no Jacobian",
+                lines[0].number,
             )
         return out
 
-    def _gradient_statement(self, p: _Parsed, of: str | None, output: str, upstream: str) -> Statement:
+    def _check_new_name(self, p: _Parsed, upstream: str, name: str | None = None):
+        """A gradient statement defines a new name: not the upstream gradient, a size, or a name in use."""
+        name = name or p.target
+        if name == upstream:
+            raise self.err(f"{upstream} is the upstream gradient and cannot be defined", p.line)
+        if name in self.tensors:
+            role = self.tensors[name].role
+            what = {"input": "an input", "forward": "defined in [forward]"}.get(role, "defined twice")
+            raise self.err(f"{name} is {what}: a gradient statement cannot redefine it", p.line)
+        if name in self.sizes:
+            raise self.err(f"{name} names a size", p.line)
+
+    def _is_gradient_form(self, p: _Parsed, output: str) -> bool:
+        """`dL/dW[i,j] = ...`, with L the loss (the scalar output, or a name the forward does not define):
+        the gradient dW written as a quotient; it becomes that gradient statement."""
+        jac = p.jacobian
+        loss = jac.of == output and not self.tensors[output].shape
+        if not (loss or (jac.of == "L" and "L" not in self.tensors)) or p.target:
+            return False
+        p.target = "d" + jac.wrt
+        p.target_indices = list(jac.wrt_indices or [])
+        p.bare_target = jac.wrt_indices is None
+        p.jacobian = None
+        return True
+
+    def _jacobian_statements(self, p: _Parsed, output: str, upstream: str) -> list[Statement]:
+        """`dy[n,k]/dx[p,m] = expr` (each step of a chain of them): the target's indices are the distinct
+        letters of numerator and denominator, in order; each letter ranges over its axis of y or x."""
+        jac = p.jacobian
+        where = (jac.line, jac.column)
+        y, x = jac.of, jac.wrt
+        if y not in self.tensors or self.tensors[y].role != "forward":
+            raise self.err(f"d{y}/d{x}: {y} is not defined in [forward]", *where)
+        if x not in self.tensors or self.tensors[x].role not in ("input", "forward"):
+            raise self.err(f"d{y}/d{x}: {x} is not an input or intermediate", *where)
+        if jac.of_indices is None or jac.wrt_indices is None:
+            raise self.err(f"d{y}/d{x} needs its indices, as in d{y}[n,k]/d{x}[n,m]", *where)
+        letters: dict[str, tuple[int, int, sp.Symbol]] = {}
+        for name, indices in ((y, jac.of_indices), (x, jac.wrt_indices)):
+            shape = self.tensors[name].shape
+            if len(indices) != len(shape):
+                raise self.err(f"{name} has {len(shape)} indices, not {len(indices)}", *where)
+            for (letter, line, col), s in zip(indices, shape, strict=True):
+                if letter in letters and letters[letter][2] != s:
+                    raise self.err(
+                        f"index {letter} ranges over {letters[letter][2]} in {y} but over {s} in {x}",
+                        line,
+                        col,
+                    )
+                letters.setdefault(letter, (line, col, s))
+        target = p.target
+        if not target:  # unnamed: d{y}_d{x}, numbered when the pair has another statement already
+            target = f"d{y}_d{x}"
+            k = 1
+            while target in self.tensors:
+                k += 1
+                target = f"d{y}_d{x}{k}"
+        self._check_new_name(p, upstream, target)
+        p.target_indices = [(letter, line, col) for letter, (line, col, _) in letters.items()]
+        claim = Jacobian(
+            y,
+            tuple(index(i) for i, _, _ in jac.of_indices),
+            x,
+            tuple(index(i) for i, _, _ in jac.wrt_indices),
+            named=bool(p.target),
+        )
+        shape = tuple(s for _, _, s in letters.values())
+        n = len(p.steps)
+        out = []
+        for k, step in enumerate(p.steps, start=1):
+            name = target if k == n else step_name(target, k)
+            chain = (k, n) if n > 1 else None
+            out.append(self._claim(p, step, name, None, output, upstream, chain, claim, shape))
+        return out
+
+    def _claim(
+        self,
+        p: _Parsed,
+        step: Step,
+        target: str,
+        of: str | None,
+        output: str,
+        upstream: str,
+        chain: tuple[int, int] | None = None,
+        jacobian: Jacobian | None = None,
+        target_shape: tuple[sp.Symbol, ...] | None = None,
+    ) -> Statement:
+        """One statement of [gradients] from one step: a gradient dv (of = v), a helper, or a Jacobian."""
         scalar_upstream = not self.tensors[output].shape
+        src = step.src
 
         def resolve(name, node):
             if name in FUNCTIONS:
-                raise p.src.error(node, f"{name} is a function: call it as {name}(...)")
+                raise src.error(node, f"{name} is a function: call it as {name}(...)")
             if name in self.sizes:
                 return self.sizes[name]
             if name == upstream and scalar_upstream:
                 return sp.Integer(1)
             t = self.tensors.get(name)
             if t is None:
-                raise p.src.error(node, f"undefined name {name}")
+                raise src.error(node, f"undefined name {name}")
             if t.shape:
-                raise p.src.error(node, f"{name} has {len(t.shape)} indices but is used without them")
+                raise src.error(node, f"{name} has {len(t.shape)} indices but is used without them")
             return sp.Symbol(name, real=True)
 
         def tensor(name, arity, node):
             if name in FUNCTIONS:
-                raise p.src.error(node, f"{name} is a function name and cannot be a tensor")
+                raise src.error(node, f"{name} is a function name and cannot be a tensor")
             if name == upstream and scalar_upstream:
-                raise p.src.error(node, f"{upstream} is the scalar upstream gradient 1 and takes no indices")
+                raise src.error(node, f"{upstream} is the scalar upstream gradient 1 and takes no indices")
             t = self.tensors.get(name)
             if t is None:
                 if name in self.sizes:
-                    raise p.src.error(node, f"{name} is a size and takes no indices")
-                raise p.src.error(node, f"undefined name {name}")
+                    raise src.error(node, f"{name} is a size and takes no indices")
+                raise src.error(node, f"undefined name {name}")
             if len(t.shape) != arity:
-                raise p.src.error(node, f"{name} has {len(t.shape)} indices, not {arity}")
+                raise src.error(node, f"{name} has {len(t.shape)} indices, not {arity}")
 
-        conv = _Converter(p.src, resolve, tensor)
-        walk = conv.walk(p.rhs)
-        self._free_indices_match(p, walk)
+        conv = _Converter(src, resolve, tensor)
+        walk = conv.walk(step.rhs)
+        if of is not None:
+            target_shape = self.tensors[of].shape
+            if len(target_shape) != len(p.target_indices):
+                raise self.err(f"{p.target} must have {len(target_shape)} indices, like {of}", p.line)
+        self._free_indices_match(p, walk, target_shape is not None)
+        ranges = self._index_ranges(p, conv, walk, target_shape)
+        absent = dict(zip((n for n, _, _ in p.target_indices), target_shape or (), strict=False))
+        shape = tuple(
+            ranges[id(walk.free[n])] if n in walk.free else absent[n] for n, _, _ in p.target_indices
+        )
+        if target_shape is not None:
+            for k, (got, exp) in enumerate(zip(shape, target_shape, strict=True)):
+                if got != exp:
+                    name, line, col = p.target_indices[k]
+                    where = f"axis {k + 1} of {of} has size {exp}" if of else f"its axis has size {exp}"
+                    raise self.err(f"index {name} of {p.target} ranges over {got}, but {where}", line, col)
+        role = "gradient" if of else "jacobian" if jacobian else "helper"
+        self.tensors[target] = Tensor(target, shape, role)
+        expr = self._close(walk.expr, conv, ranges)
+        indices = tuple(index(n) for n, _, _ in p.target_indices)
+        return Statement(
+            target,
+            indices,
+            expr,
+            step.line if chain else p.line,
+            step.column if chain else 1,
+            p.text,
+            of,
+            dict(zip(indices, shape, strict=True)),
+            jacobian,
+            chain,
+        )
+
+    def _index_ranges(self, p: _Parsed, conv: _Converter, walk: _Walk, target_shape) -> dict[int, sp.Symbol]:
+        """The size each index variable of a gradient statement ranges over, by id of the variable.
+
+        An index that subscripts tensors ranges over their axes (which must agree). One that does not
+        (it appears only in deltas, and perhaps on the left) takes its range from the target's axis when
+        it is a target index whose axis is known (`target_shape`), else from its partner in a delta."""
         ranges: dict[int, sp.Symbol] = {}
         for var in conv.index_vars:
             if not var.occurrences:
-                raise self.err(
-                    f"the range of index {var.name} cannot be inferred: it subscripts no tensor",
-                    var.line,
-                    var.col,
-                )
+                continue
             first = var.occurrences[0]
             s0 = self.tensors[first.name].shape[first.axis]
             for o in var.occurrences[1:]:
@@ -747,25 +877,34 @@ class _Loader:
                         o.col,
                     )
             ranges[id(var)] = s0
-        shape = tuple(ranges[id(walk.free[n])] for n, _, _ in p.target_indices)
-        if of is not None:
-            want = self.tensors[of].shape
-            if len(want) != len(shape):
-                raise self.err(f"{p.target} must have {len(want)} indices, like {of}", p.line)
-            for k, (got, exp) in enumerate(zip(shape, want, strict=True)):
-                if got != exp:
-                    name, line, col = p.target_indices[k]
-                    raise self.err(
-                        f"index {name} of {p.target} ranges over {got}, but axis {k + 1} of {of} has size {exp}",
-                        line,
-                        col,
-                    )
-        self.tensors[p.target] = Tensor(p.target, shape, "gradient" if of else "helper")
-        expr = self._close(walk.expr, conv)
-        indices = tuple(index(n) for n, _, _ in p.target_indices)
-        return Statement(
-            p.target, indices, expr, p.line, 1, p.text, of, dict(zip(indices, shape, strict=True))
-        )
+        if target_shape is not None:
+            for (name, _, _), s in zip(p.target_indices, target_shape, strict=True):
+                var = walk.free.get(name)
+                if var is not None and not var.occurrences:
+                    ranges[id(var)] = s
+        changed = True
+        while changed:
+            changed = False
+            for a, b, _ in conv.deltas:
+                for x, y in ((a, b), (b, a)):
+                    if id(x) not in ranges and id(y) in ranges:
+                        ranges[id(x)] = ranges[id(y)]
+                        changed = True
+        for var in conv.index_vars:
+            if id(var) not in ranges:
+                raise self.err(
+                    f"the range of index {var.name} cannot be inferred: it subscripts no tensor",
+                    var.line,
+                    var.col,
+                )
+        for a, b, node in conv.deltas:
+            if ranges[id(a)] != ranges[id(b)]:
+                raise conv.src.error(
+                    node,
+                    f"delta({a.name}, {b.name}) pairs index {a.name} over {ranges[id(a)]} with "
+                    f"index {b.name} over {ranges[id(b)]}",
+                )
+        return ranges
 
 
 def parse(text: str, file: str | None = None, name: str = "derivation") -> Derivation:

@@ -6,19 +6,32 @@ import json
 from dataclasses import dataclass, field
 
 from .comparison import Result
-from .model import DerivationError
+from .model import DerivationError, Statement
 
 
 @dataclass
 class GradientReport:
+    """One checked statement: a gradient, a Jacobian (named dy/dx) or a step of a chain (dW step 2/3)."""
+
     name: str
     line: int
     status: str  # verified | wrong | unchecked (no oracle ran)
     oracles: dict[str, Result]
     diagnosis: str = ""
+    statement: Statement | None = None
+
+    @property
+    def target(self) -> str:
+        """The statement's name in the derivation (d.statement(target))."""
+        return self.statement.target if self.statement is not None else self.name
 
     def to_json(self) -> dict:
         out = {"name": self.name, "line": self.line, "status": self.status}
+        st = self.statement
+        if st is not None and st.chain is not None:
+            out.update(claim=st.claim, step=st.chain[0], steps=st.chain[1], column=st.column)
+        if st is not None and st.jacobian is not None:
+            out["jacobian"] = {"of": st.jacobian.of, "wrt": st.jacobian.wrt}
         out["oracles"] = {k: v.to_json() for k, v in self.oracles.items()}
         out["diagnosis"] = self.diagnosis
         return out

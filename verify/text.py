@@ -171,3 +171,18 @@ def split_assignment(text: str) -> int:
             if before not in "=<>!" and after != "=":
                 return k
     return -1
+
+
+def split_equalities(text: str) -> list[int]:
+    """The offsets of every top-level '=' of a statement (not part of == <= >= !=): one for a
+    definition, more for a chain `dW[i,j] = e1 = e2`."""
+    out, depth = [], 0
+    for k, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "=" and depth == 0:
+            before = text[k - 1] if k else ""
+            after = text[k + 1] if k + 1 < len(text) else ""
+            if before not in "=<>!" and after != "=":
+                out.append(k)
+    return out

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import mpmath
 
-from ..exacteval import adjoints, local_derivatives, run_all
+from .. import jacobians
+from ..exacteval import adjoints, jacobian, local_derivatives, run_all
 from .base import Oracle
 
 
@@ -20,8 +21,15 @@ class Exact(Oracle):
     def gradients(self, sample):
         upstream = sample.exact.get(self.d.upstream, mpmath.mpf(1))
         adj = adjoints(self.d, sample.forward, sample.sizes, upstream, self.derivatives)
-        for g in self.d.checked:
-            yield g.target, sample.forward[g.target], adj[g.of]
+        true_jacobians = {}
+        for g in self.d.claims:
+            if g.jacobian is None:
+                yield g.target, sample.forward[g.target], adj[g.of]
+                continue
+            pair = (g.jacobian.of, g.jacobian.wrt)
+            if pair not in true_jacobians:  # the steps of a chain share it
+                true_jacobians[pair] = jacobian(self.d, sample.forward, sample.sizes, self.derivatives, *pair)
+            yield g.target, jacobians.full(g, sample.forward[g.target]), true_jacobians[pair]
 
     def adjoints_with(self, sample, upstream):
         """The written and true gradients for another upstream gradient: for diagnosis."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import catalogue, codegen
+from .. import catalogue, codegen, jacobians
 from .base import Oracle
 
 
@@ -20,6 +20,7 @@ class Run:
     library: object  # the library op's output, or None
     written: dict  # every written gradient, by gradient name
     refs: dict  # the framework's adjoint of every input and intermediate checked, by its name
+    jacobians: dict  # the framework's full Jacobian for each pair a Jacobian statement claims, by pair_key
 
 
 class Framework(Oracle):
@@ -30,7 +31,10 @@ class Framework(Oracle):
         self.op = catalogue.entry(name).library(self.name) if name else None
         order = [st.target for st in d.forward]
         self.inputs = [g.of for g in d.checked if g.of in d.inputs]
-        self.intermediates = tuple(sorted({g.of for g in d.checked if g.of not in d.inputs}, key=order.index))
+        wrt = {g.jacobian.wrt for g in d.jacobians}
+        differentiated = {g.of for g in d.checked} | wrt
+        self.intermediates = tuple(sorted({v for v in differentiated if v not in d.inputs}, key=order.index))
+        self.pairs = sorted({(g.jacobian.of, g.jacobian.wrt) for g in d.jacobians})
         # where each size can be read off an input, to shape the zero shifts before the forward runs
         self.size_source = {s.name: (n, k) for n in reversed(d.inputs) for k, s in enumerate(d.shape(n))}
 
@@ -47,8 +51,12 @@ class Framework(Oracle):
 
     def gradients(self, sample):
         r = self.run(sample)
-        for g in self.d.checked:
-            yield g.target, r.written[g.target], r.refs[g.of]
+        for g in self.d.claims:
+            if g.jacobian is None:
+                yield g.target, r.written[g.target], r.refs[g.of]
+            else:
+                pair = pair_key(g.jacobian.of, g.jacobian.wrt)
+                yield g.target, jacobians.full(g, r.written[g.target]), r.jacobians[pair]
 
     def programs(self):
         gen = codegen.compile_derivation(self.d, self.name)
@@ -57,3 +65,8 @@ class Framework(Oracle):
 
     def compute(self, values) -> Run:
         raise NotImplementedError
+
+
+def pair_key(of: str, wrt: str) -> str:
+    """The key of the Jacobian d of / d wrt in `Run.jacobians` (a string: jit returns it as a pytree key)."""
+    return f"{of}/{wrt}"

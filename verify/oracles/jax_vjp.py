@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .. import catalogue, codegen
-from .framework import Framework, Run
+from .framework import Framework, Run, pair_key
 
 # The checks run each function once on a few dozen numbers, so XLA's compile time is all that counts:
 # without LLVM's expensive passes it compiles about 3x faster, and one thread suffices. These flags are
@@ -51,6 +51,19 @@ class Jax(Framework):
                 y, pullback, fwd = jax.vjp(output, {v: values[v] for v in self.inputs}, shifts, has_aux=True)
                 written = gen.backward(**values, **fwd)
                 g_in, g_shift = pullback(values.get(d.upstream, jnp.ones_like(y)))
-                return y, op(namespace, values) if op else None, written, {**g_in, **g_shift}
+                jacs = {}
+                for of, wrt in self.pairs:  # jax.jacrev of `of` in the input, or in the intermediate's shift
+                    if wrt in d.inputs:
+                        at, where = values[wrt], {}
+                    else:
+                        at, where = shifts[wrt], {codegen.shift_name(wrt): None}
+
+                    def value_of(v, of=of, wrt=wrt, where=where):
+                        moved = {k: v for k in where} if where else {wrt: v}
+                        named = {codegen.shift_name(k): s for k, s in shifts.items()}
+                        return shifted(**{**values, **named, **moved})[of]
+
+                    jacs[pair_key(of, wrt)] = jax.jacrev(value_of)(at)
+                return y, op(namespace, values) if op else None, written, {**g_in, **g_shift}, jacs
 
             return Run(*jax.jit(everything)(values))

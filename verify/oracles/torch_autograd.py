@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from .. import catalogue, codegen
-from .framework import Framework, Run
+from .framework import Framework, Run, pair_key
 
 
 @contextmanager
@@ -41,12 +41,26 @@ class Torch(Framework):
         named = {codegen.shift_name(k): v for k, v in shifts.items()}
         out = shifted(**{**values, **leaves, **named})[d.output]
         wrt = list(leaves.values()) + list(shifts.values())
-        grads = torch.autograd.grad(
-            out, wrt, grad_outputs=values.get(d.upstream, torch.ones_like(out)), allow_unused=True
+        grads = (
+            torch.autograd.grad(
+                out, wrt, grad_outputs=values.get(d.upstream, torch.ones_like(out)), allow_unused=True
+            )
+            if wrt  # nothing to differentiate when the derivation states Jacobians only
+            else ()
         )
         refs = {
             name: (g if g is not None else torch.zeros_like(t))
             for name, t, g in zip([*leaves, *shifts], wrt, grads, strict=True)
         }
         library = self.op.fn(catalogue.torch_namespace(), values) if self.op else None
-        return Run(fwd[d.output], library, written, refs)
+        zero_shifts = {codegen.shift_name(k): torch.zeros_like(fwd[k]) for k in self.intermediates}
+        jacs = {}
+        for of, wrt in self.pairs:  # torch.func.jacrev of `of` in the input, or in the intermediate's shift
+            moved = wrt if wrt in d.inputs else codegen.shift_name(wrt)
+            at = values[wrt] if wrt in d.inputs else zero_shifts[moved]
+
+            def value_of(v, of=of, moved=moved):
+                return shifted(**{**values, **zero_shifts, moved: v})[of]
+
+            jacs[pair_key(of, wrt)] = torch.func.jacrev(value_of)(at)
+        return Run(fwd[d.output], library, written, refs, jacs)
