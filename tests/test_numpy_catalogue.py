@@ -154,3 +154,22 @@ def test_adapter_matches_reference(name):
         assert grad.shape == shapes[variable], f"{name}: {grad_name} has shape {grad.shape}"
         fd = numeric_grad(loss, values[variable])
         np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-8, err_msg=f"{name}: {grad_name}")
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
+def test_prepared_backward_repeats_what_run_checks(name):
+    """The backward pass `prepare` hands back (the one the bench times, call after call) returns, on every
+    call, the output and gradients that `run` (what the numpy oracle checks) returns."""
+    reference, _ = CASES[name]
+    rng = np.random.default_rng(sorted(ADAPTERS).index(name))
+    values = sample(name, rng)
+    if name not in SCALAR_LOSSES:
+        values[UPSTREAM.get(name, "dy")] = rng.standard_normal(np.shape(reference(values)))
+    output, grads = ADAPTERS[name].run(values)
+    prepared = ADAPTERS[name].prepare(values)
+    np.testing.assert_array_equal(prepared.output, output)
+    for _ in range(2):
+        again = prepared.backward()
+        assert set(again) == set(grads)
+        for grad_name, grad in grads.items():
+            np.testing.assert_array_equal(again[grad_name], grad, err_msg=f"{name}: {grad_name}")

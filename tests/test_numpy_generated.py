@@ -5,6 +5,7 @@ import pytest
 
 from implementations.numpy import modules as M
 from implementations.numpy import train_mlp
+from implementations.numpy.catalogue import MODULE_BINDINGS
 from implementations.numpy.generated import GeneratedCrossEntropy, GeneratedModule
 
 LAYERS = {
@@ -19,6 +20,12 @@ LAYERS = {
     "batchnorm": lambda rng: M.BatchNormModule(4),
     "layernorm": lambda rng: M.LayerNormModule(4),
 }
+
+
+def test_every_bound_module_is_tested():
+    """Every UvA module class with a catalogue binding (what GeneratedModule accepts) has a case in LAYERS."""
+    rng = np.random.default_rng(0)
+    assert {type(make(rng)) for make in LAYERS.values()} == set(MODULE_BINDINGS)
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
