@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from verify import bench
-from verify.catalogue import load
+from verify import codegen
+from verify.bench import entries
+from verify.catalogue import entry, load
 from verify.catalogue import paths as catalogue
+from verify.oracles.handwritten import resolve
 
 ROOT = Path(__file__).parent.parent
 KEYS = {"name", "what", "backend", "generated_s", "reference", "reference_s", "ratio"}
@@ -51,6 +53,8 @@ def test_every_entry_has_a_positive_ratio(quick):
 
 
 def test_every_catalogue_entry_and_backend_is_there(quick):
+    """Each catalogue derivation is timed in every installed backend for which its record names a
+    reference; a reference it lacks is listed under "skipped" with the reason, never raised."""
     data, _ = quick
     have = {(e["name"], e["backend"]) for e in data["entries"]}
     backends = {"numpy"}
@@ -61,8 +65,23 @@ def test_every_catalogue_entry_and_backend_is_there(quick):
         except ImportError:
             pass
     for path in catalogue():
+        record = entry(path.stem)
         for backend in backends:
-            assert (path.stem, backend) in have
+            if record.numpy if backend == "numpy" else record.library(backend):
+                assert (path.stem, backend) in have
+            else:
+                assert (path.stem, backend) not in have
+                assert any(why.startswith(f"{backend}: ") for why in data["skipped"][path.stem])
+
+
+def test_a_missing_hand_written_module_is_a_reported_skip(quick):
+    """softplus has no hand-written NumPy module: the bench times its torch and jax pairs and says why
+    its numpy pair is missing, in the JSON and in the printed summary."""
+    data, stdout = quick
+    reason = f"numpy: {entry('softplus').no_numpy}"
+    assert data["skipped"]["softplus"] == [reason]
+    assert {e["backend"] for e in data["entries"] if e["name"] == "softplus"} <= {"torch", "jax"}
+    assert f"softplus: skipped {reason}" in stdout
 
 
 def test_table_is_printed(quick):
@@ -74,20 +93,50 @@ def test_table_is_printed(quick):
 
 @pytest.mark.parametrize("name", [p.stem for p in catalogue()])
 def test_hand_written_backward_matches_generated(name):
-    """The hand-written backward that bench times computes the gradients the generated one does."""
+    """The hand-written backward that bench times (the numpy adapter's prepared backward, at the bench's
+    quick sizes and inputs) computes every gradient it returns as the generated backward does; an entry
+    without a hand-written module skips with the reason the bench reports."""
+    record = entry(name)
+    if record.numpy is None:
+        pytest.skip(record.no_numpy)
     d = load(name)
-    values = bench.draw_inputs(d, bench.sizes_for(d, quick=True))
-    from verify import codegen
-
+    values = entries.draw_inputs(d, entries.sizes_for(d, quick=True))
     gen = codegen.compile_derivation(d, "numpy")
     written = gen.backward(**values, **gen.forward(**values))
-    out = bench.hand_backward(name, values)()
-    # the layers return dx (or nothing of interest for the MLP, whose dx is not written)
-    if "dx" in written and name != "mlp":
-        dx = out if not isinstance(out, tuple) else out[0]
-        np.testing.assert_allclose(
-            np.reshape(dx, np.shape(written["dx"])), written["dx"], rtol=1e-9, atol=1e-12
-        )
+    hand = resolve(record.numpy).prepare(values).backward()
+    assert hand
+    for grad_name, grad in hand.items():
+        np.testing.assert_allclose(grad, written[grad_name], rtol=1e-9, atol=1e-12, err_msg=grad_name)
+
+
+def test_sizes_come_from_the_catalogue_record():
+    """The bench's sizes are its defaults unless the catalogue record fixes them: the MLP's K is its second
+    hidden width (1024 wide, and at --quick distinct from the classes C), softmax's K its classes."""
+    mlp = load("mlp")
+    assert entries.sizes_for(mlp, quick=False) == {**entries.FULL, **entry("mlp").bench_sizes}
+    assert entries.sizes_for(mlp, quick=False)["K"] == 1024
+    quick = entries.sizes_for(mlp, quick=True)
+    assert quick == {**entries.QUICK, **entry("mlp").bench_quick_sizes} and quick["K"] != quick["C"]
+    assert entries.sizes_for(load("softmax"), quick=False) == {"N": 512, "K": entries.FULL["K"]}
+
+
+def test_inputs_are_drawn_from_their_domains():
+    """Bench inputs come from each input's declared domain (cross_entropy: x rows on the simplex, t
+    one-hot), fixed values stay fixed, and weight matrices are LeCun-scaled (std 1 / sqrt(fan-in))."""
+    d = load("cross_entropy")
+    values = entries.draw_inputs(d, entries.sizes_for(d, quick=True))
+    np.testing.assert_allclose(values["x"].sum(axis=1), 1.0)
+    assert (values["x"] > 0).all()
+    np.testing.assert_array_equal(values["t"].sum(axis=1), 1.0)
+    assert set(np.unique(values["t"])) == {0.0, 1.0}
+    assert d.upstream not in values  # a scalar loss has no upstream gradient
+    assert (
+        entries.draw_inputs(load("batchnorm"), entries.sizes_for(load("batchnorm"), quick=True))["eps"]
+        == 1e-5
+    )
+    mlp = load("mlp")
+    w1 = entries.draw_inputs(mlp, entries.sizes_for(mlp, quick=False))["W1"]
+    assert w1.std() == pytest.approx(1 / np.sqrt(w1.shape[1]), rel=0.01)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
@@ -96,11 +145,9 @@ def test_input_gradients_only_backward(backend):
     without the adjoints of intermediates (batchnorm's dxhat, dvar, dmu) that no input gradient uses."""
     pytest.importorskip(backend)
     d = load("batchnorm")
-    values = bench.draw_inputs(d, bench.sizes_for(d, quick=True))
-    from verify import codegen
-
+    values = entries.draw_inputs(d, entries.sizes_for(d, quick=True))
     fwd = codegen.compile_derivation(d, "numpy").forward(**values)
-    full, only = bench.backward_functions(d, backend)
+    full, only = entries.backward_functions(d, backend)
     if backend == "torch":
         import torch
 
@@ -113,12 +160,12 @@ def test_input_gradients_only_backward(backend):
     else:
         convert = np.asarray
     args = {k: convert(v) if isinstance(v, np.ndarray) else v for k, v in {**values, **fwd}.items()}
-    want = full(**bench._kwargs(full, args))
-    got = only(**bench._kwargs(only, args))
+    want = full(**entries._kwargs(full, args))
+    got = only(**entries._kwargs(only, args))
     assert set(got) == {"dx", "dgamma", "dbeta"}
     for name, value in got.items():
         np.testing.assert_allclose(np.asarray(value), np.asarray(want[name]), rtol=1e-12)
-    assert bench.backward_functions(load("relu"), backend)[1] is None
+    assert entries.backward_functions(load("relu"), backend)[1] is None
 
 
 MATMULS = """

@@ -45,7 +45,9 @@ class Entry:
     jax: LibraryOp | None = None
     numpy: str | None = None  # "module:attribute" of its hand-written adapter (implementations/numpy)
     no_numpy: str = "no hand-written NumPy module implements it"  # the numpy oracle's skip reason
-    bench_sizes: Mapping[str, int] = field(default_factory=dict)  # where the bench's defaults don't fit
+    # the bench's sizes (full run and --quick) where its defaults don't fit the derivation's size names
+    bench_sizes: Mapping[str, int] = field(default_factory=dict)
+    bench_quick_sizes: Mapping[str, int] = field(default_factory=dict)
 
     def library(self, framework: str) -> LibraryOp | None:
         return {"torch": self.torch, "jax": self.jax}.get(framework)
@@ -195,7 +197,9 @@ ENTRIES: dict[str, Entry] = {
             LibraryOp("F.linear/F.relu/F.cross_entropy", _mlp_torch),
             LibraryOp("jax.nn.relu/log_softmax", _mlp_jax),
             _IMPL + "mlp",
+            # K is the second hidden width here, not a number of classes: 1024 wide, and distinct from C
             bench_sizes={"N": 512, "I": 1024, "J": 1024, "K": 1024, "C": 1000},
+            bench_quick_sizes={"N": 8, "I": 16, "J": 12, "K": 14, "C": 10},
         ),
     ]
 }

@@ -4,7 +4,8 @@ The catalogue record names the layer's adapter by import path ("module:attribute
 when the oracle runs, so the verifier does not depend on `implementations`. An adapter has `module` (what
 is checked, in words) and `run(values)`, which builds the layer from the derivation's inputs by name,
 runs forward and backward, and returns (forward output, {gradient name: array}) for the gradients the
-layer itself computes."""
+layer itself computes. (`python -m verify bench` times the same backward through the adapter's
+`prepare(values).backward`.)"""
 
 from __future__ import annotations
 

@@ -1,0 +1,302 @@
+"""What the bench times for one catalogue derivation: its sizes and inputs, its generated backward in each
+backend, and the reference beside each.
+
+Sizes are FULL (QUICK with --quick) unless the derivation's catalogue record fixes its own
+(`bench_sizes`, `bench_quick_sizes`). Inputs are drawn from each input's domain as the checks draw
+them (`sampling.float_values`). The references come from the catalogue record: the backward of the
+hand-written NumPy adapter the `numpy` oracle checks (`Adapter.prepare`: built and run forward once,
+untimed), and `torch.autograd` and `jax.vjp` of its library ops. A reference the derivation lacks (no
+hand-written module, no library op, a framework not installed, torch.compile failing) is reported as
+skipped with the reason, never raised.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import catalogue, codegen, sampling
+from ..exacteval import concrete_shape
+from ..model import NORMAL, Derivation
+from ..oracles.base import Skip
+from ..oracles.handwritten import HandWritten
+from .harness import Schedule, Timing, measure
+
+FULL = {"N": 512, "I": 1024, "J": 1024, "K": 1000, "C": 1000}
+QUICK = {"N": 8, "I": 16, "J": 12, "K": 10, "C": 10}
+BACKENDS = ("numpy", "torch", "jax")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A generated backward and the reference it is compared with (Timing labels)."""
+
+    backend: str
+    variant: str
+    generated: str
+    reference: str
+    reference_name: str
+    inputs_only: str | None = None  # the generated backward computing the input gradients alone
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A reference (or variant) the bench could not time for a derivation, and why."""
+
+    what: str  # "numpy", "torch", "torch.compile", "jax"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.reason}"
+
+
+@dataclass
+class Plan:
+    """Everything timed for one derivation: the functions by label, the pairs compared, what was skipped."""
+
+    timings: dict[str, Timing] = field(default_factory=dict)
+    pairs: list[Pair] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def add(self, label: str, fn: Callable[[], object], compile_s: float | None = None) -> None:
+        self.timings[label] = Timing(label, fn, compile_s)
+
+    def add_compiled(self, label: str, compiled: Callable[[], object]) -> None:
+        """Time `compiled()` once as its compilation (its first call), then add it."""
+        start = time.perf_counter()
+        compiled()
+        self.add(label, compiled, time.perf_counter() - start)
+
+    def add_generated(self, d: Derivation, backend: str, args: dict, label: str, wrap=None) -> str | None:
+        """Add `d`'s generated backward in `backend`, called on `args`, under `label`, and where there is
+        one the backward of the input gradients alone under `label + " inputs only"` (that label is
+        returned, else None). `wrap` (torch.compile, jax.jit) makes the function timed of each; a wrapped
+        function's first call is timed apart, as its compilation."""
+        full, only = backward_functions(d, backend)
+        for name, fn in ((label, full), (f"{label} inputs only", only)):
+            if fn is None:
+                continue
+            kw = _kwargs(fn, args)
+            if wrap is None:
+                self.add(name, lambda fn=fn, kw=kw: fn(**kw))
+            else:
+                wrapped = wrap(fn)
+                self.add_compiled(name, lambda wrapped=wrapped, kw=kw: wrapped(**kw))
+        return only and f"{label} inputs only"
+
+
+# -- sizes and inputs ---------------------------------------------------------------------------------
+
+
+def sizes_for(d: Derivation, quick: bool) -> dict[str, int]:
+    """Every size of `d`: the record's bench sizes over the defaults; a name neither has is as wide as J."""
+    record = catalogue.entry(d.name)
+    chosen = {**QUICK, **record.bench_quick_sizes} if quick else {**FULL, **record.bench_sizes}
+    return {name: chosen.get(name, chosen["J"]) for name in d.sizes}
+
+
+def draw_inputs(d: Derivation, sizes: dict[str, int], seed: int = 0) -> dict[str, np.ndarray | float]:
+    """Float64 inputs from each input's domain, as the checks draw them, weight matrices LeCun-scaled,
+    and the upstream gradient (absent for a scalar loss)."""
+    rng = np.random.default_rng(seed)
+    values: dict[str, np.ndarray | float] = {}
+    for name in d.inputs:
+        if name in d.fixed_values:
+            values[name] = float(d.fixed_values[name])
+            continue
+        shape = concrete_shape(d, name, sizes)
+        drawn = sampling.float_values(d.domain(name), shape, rng)
+        values[name] = drawn if shape else float(drawn)
+    lecun_scale(d, values)
+    out_shape = concrete_shape(d, d.output, sizes)
+    if out_shape:
+        values[d.upstream] = sampling.float_values(NORMAL, out_shape, rng)
+    return values
+
+
+def lecun_scale(d: Derivation, values: dict[str, np.ndarray | float]) -> None:
+    """Divide each normal weight matrix W... by the square root of its second axis, as a LeCun
+    initialisation does, so that the MLP's logits stay finite at bench sizes: an exp that overflows
+    would time inf and NaN arithmetic."""
+    for name, value in values.items():
+        if name.startswith("W") and np.ndim(value) == 2 and d.domain(name).kind == "normal":
+            values[name] = value / np.sqrt(value.shape[1])
+
+
+def _kwargs(fn, values: dict) -> dict:
+    names = inspect.signature(fn).parameters
+    return {k: v for k, v in values.items() if k in names}
+
+
+def _wrt(d: Derivation) -> list[str]:
+    """The inputs with a written gradient: what autograd and jax.vjp differentiate with respect to."""
+    return [g.of for g in d.checked if g.of in d.inputs]
+
+
+def backward_functions(d: Derivation, backend: str):
+    """The generated backward (every written gradient), and, where the derivation also writes adjoints
+    of intermediates (batchnorm's dxhat, dvar, dmu; the MLP's deltas), a backward that returns only the
+    input gradients, as autograd and jax.vjp do: None otherwise."""
+    full = codegen.compile_derivation(d, backend)._backward
+    wanted = tuple(g.target for g in d.checked if g.of in d.inputs)
+    if len(wanted) == len(d.checked):
+        return full, None
+    return full, codegen.backward_only(d, backend, wanted)
+
+
+# -- the functions timed, per backend --------------------------------------------------------------------
+
+
+def plan_for(d: Derivation, values: dict, compiled: bool, log) -> Plan:
+    """The generated backward passes of `d` in every backend beside their references."""
+    plan = Plan()
+    everything = {**values, **codegen.compile_derivation(d, "numpy").forward(**values)}
+    add_numpy(d, values, everything, plan)
+    record = catalogue.entry(d.name)
+    for backend, add in (("torch", add_torch), ("jax", add_jax)):
+        op = record.library(backend)
+        if op is None:
+            plan.skipped.append(
+                Skipped(backend, f"the catalogue record of {d.name} has no {backend} library op")
+            )
+            continue
+        try:
+            add(d, op, values, everything, plan, compiled, log)
+        except ImportError as e:
+            plan.skipped.append(Skipped(backend, str(e)))
+    return plan
+
+
+def add_numpy(d: Derivation, values: dict, everything: dict, plan: Plan) -> None:
+    try:
+        adapter = HandWritten(d).adapter()  # the numpy oracle's adapter, or its reason for skipping
+    except Skip as e:
+        plan.skipped.append(Skipped("numpy", str(e)))
+        return
+    only = plan.add_generated(d, "numpy", everything, "numpy generated")
+    plan.add("numpy hand", adapter.prepare(values).backward)
+    plan.pairs.append(Pair("numpy", "", "numpy generated", "numpy hand", "hand-written numpy", only))
+
+
+def add_torch(d: Derivation, op: catalogue.LibraryOp, values, everything, plan: Plan, compiled: bool, log):
+    import torch
+
+    def tensor(x):
+        return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+
+    tv = {k: tensor(x) for k, x in everything.items()}
+    only = plan.add_generated(d, "torch", tv, "torch generated")
+    # the library op under autograd, the graph built once
+    namespace = catalogue.torch_namespace()
+    leaves = {n: tensor(values[n]).clone().requires_grad_(True) for n in _wrt(d)}
+    inputs = {k: tensor(x) for k, x in values.items()}
+    out = op.fn(namespace, {**inputs, **leaves})
+    upstream = inputs.get(d.upstream)
+    if upstream is None:
+        upstream = torch.ones_like(out)
+    wrt = list(leaves.values())
+    plan.add("torch autograd", lambda: torch.autograd.grad(out, wrt, upstream, retain_graph=True))
+    plan.pairs.append(Pair("torch", "eager", "torch generated", "torch autograd", "torch.autograd", only))
+    if not compiled:
+        return
+    try:
+        only = plan.add_generated(d, "torch", tv, "torch compiled", wrap=torch.compile)
+        plan.pairs.append(
+            Pair("torch", "compiled", "torch compiled", "torch autograd", "torch.autograd", only)
+        )
+    except Exception as e:  # a missing C++ compiler, an unsupported op: reported, never fatal
+        plan.skipped.append(
+            Skipped("torch.compile", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        )
+        log(f"  torch.compile failed for {d.name}: {plan.skipped[-1]}")
+
+
+def add_jax(d: Derivation, op: catalogue.LibraryOp, values, everything, plan: Plan, compiled: bool, log):
+    """jax.jit always compiles: `compiled` and `log` concern torch.compile only."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    def array(x):
+        return jnp.asarray(x) if isinstance(x, np.ndarray) else x
+
+    def jitted(fn):
+        under_jit = jax.jit(fn)
+        return lambda **kw: jax.block_until_ready(under_jit(**kw))
+
+    jv = {k: array(x) for k, x in everything.items()}
+    only = plan.add_generated(d, "jax", jv, "jax generated", wrap=jitted)
+    namespace = catalogue.jax_namespace()
+    inputs = {k: array(x) for k, x in values.items()}
+    leaves = {n: inputs[n] for n in _wrt(d)}
+    out, pullback = jax.vjp(lambda p: op.fn(namespace, {**inputs, **p}), leaves)
+    upstream = inputs.get(d.upstream)
+    if upstream is None:
+        upstream = jnp.ones_like(out)
+    apply = jax.jit(lambda f, ct: f(ct))  # the pullback is a pytree: its residuals are arguments
+    plan.add_compiled("jax vjp", lambda: jax.block_until_ready(apply(pullback, upstream)))
+    plan.pairs.append(Pair("jax", "jit", "jax generated", "jax vjp", "jax.vjp", only))
+
+
+# -- one derivation timed --------------------------------------------------------------------------------
+
+
+def time_derivation(
+    d: Derivation, values: dict, sizes: dict[str, int], dtype: str, compiled: bool, schedule: Schedule, log
+) -> tuple[list[dict], list[Skipped]]:
+    """Time one derivation's generated backward passes and their references: one JSON entry per pair,
+    and what was skipped."""
+    plan = plan_for(d, values, compiled, log)
+    for backend in BACKENDS:
+        # Each backend's thread pool spins for a while after its work: alternating between
+        # backends would time one pool against another's spinning threads on a 2-core machine.
+        measure([t for label, t in plan.timings.items() if label.startswith(backend)], schedule)
+        time.sleep(schedule.pause_s)
+    entries = []
+    for p in plan.pairs:
+        g, r = plan.timings[p.generated], plan.timings[p.reference]
+        entry = {
+            "name": d.name,
+            "what": "backward",
+            "backend": p.backend,
+            "generated_s": g.median,
+            "reference": p.reference_name,
+            "reference_s": r.median,
+            "ratio": g.median / r.median,
+            "dtype": dtype,
+            "sizes": sizes,
+            "samples": len(g.samples),
+        }
+        if p.variant:
+            entry["variant"] = p.variant
+        if g.compile_s is not None:
+            entry["compile_s"] = g.compile_s
+        if p.inputs_only:
+            only = plan.timings[p.inputs_only].median
+            entry["inputs_only_s"] = only
+            entry["inputs_only_ratio"] = only / r.median
+        # the goals are stated for float64; float32 figures are for information
+        if dtype != "float64":
+            entry["goal"] = False
+        elif p.backend == "torch":
+            entry["goal"] = None  # decided by _torch_goal once eager and compiled are both timed
+        else:
+            entry["goal"] = True
+        entries.append(entry)
+    _torch_goal(entries)
+    return entries, plan.skipped
+
+
+def _torch_goal(entries) -> None:
+    """The generated PyTorch code is offered eager and compiled (issue 4: the library's normalisation
+    backward is one fused kernel, so fusion is needed to match it): the goal ratio is the better of the
+    two, both are printed."""
+    torch = [e for e in entries if e["backend"] == "torch" and e["goal"] is None]
+    best = min(torch, key=lambda e: e["ratio"], default=None)
+    for e in torch:
+        e["goal"] = e is best
