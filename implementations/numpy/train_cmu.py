@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from implementations import data as datasets
-from implementations import report
+from implementations import flags, report
 from implementations.numpy import hw1
 from implementations.numpy.train_mlp import add_run_arguments
 
@@ -67,11 +67,7 @@ def normalised(split: datasets.Split) -> tuple[np.ndarray, np.ndarray]:
 def main(argv: list[str] | None = None) -> dict:
     parser = make_parser()
     args = parser.parse_args(argv)
-    try:
-        args.hidden_widths = [int(part) for part in args.hiddens.split(",") if part.strip()]
-    except ValueError:
-        parser.error(f"--hiddens: expected comma-separated integers, got {args.hiddens!r}")
-    hiddens = args.hidden_widths
+    hiddens = args.hidden_widths = flags.hidden_widths(parser, "--hiddens", args.hiddens)
     names = [name.strip() for name in args.activations.split(",") if name.strip()]
     if len(names) == 1:
         names *= len(hiddens)
@@ -82,9 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if not 0 <= args.num_bn_layers <= len(hiddens):
         parser.error(f"--num_bn_layers must be between 0 and {len(hiddens)}")
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    flags.require_at_least_one(parser, args, ("epochs", "batch_size"))
 
     with threadpool_limits(limits=args.threads or None, user_api="blas"):
         return train(args)

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from implementations import data as datasets
-from implementations import report
+from implementations import flags, report
 from implementations.numpy.mlp import ACTIVATIONS, MLP, SGD
 from implementations.numpy.modules import WEIGHT_STD, CrossEntropyModule
 
@@ -67,14 +67,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
 
 
-def parse_hidden(text: str) -> list[int]:
-    """'100,50' -> [100, 50]; '' -> []."""
-    widths = [int(part) for part in text.split(",") if part.strip()]
-    if any(width < 1 for width in widths):
-        raise ValueError(f"hidden widths must be positive, got {text!r}")
-    return widths
-
-
 def flatten(split: datasets.Split) -> tuple[np.ndarray, np.ndarray]:
     """(N x D float32 images, int64 labels) for an MLP."""
     return split.images.reshape(len(split), -1), split.labels
@@ -99,13 +91,8 @@ def evaluate(mlp: MLP, images: np.ndarray, labels: np.ndarray, n_classes: int) -
 def main(argv: list[str] | None = None) -> dict:
     parser = make_parser()
     args = parser.parse_args(argv)
-    try:
-        args.hidden_widths = parse_hidden(args.dnn_hidden_units)
-    except ValueError as error:
-        parser.error(f"--dnn_hidden_units: {error}")
-    for name in ("max_steps", "batch_size", "eval_freq"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    args.hidden_widths = flags.hidden_widths(parser, "--dnn_hidden_units", args.dnn_hidden_units)
+    flags.require_at_least_one(parser, args, ("max_steps", "batch_size", "eval_freq"))
 
     with threadpool_limits(limits=args.threads or None, user_api="blas"):
         return train(args)

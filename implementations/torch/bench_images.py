@@ -14,6 +14,7 @@ import time
 import torch
 from torch import nn
 
+from implementations import flags
 from implementations.torch.convnet import ConvNet
 from implementations.torch.mlp import MLP
 
@@ -48,17 +49,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--input", default="1x28x28", help="C x H x W of one image")
     parser.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.25])
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--mlp_hidden", default="100", help="hidden widths of the MLP, comma-separated")
+    parser.add_argument(
+        "--mlp_hidden", default="100", help='hidden widths of the MLP, comma-separated ("" for none)'
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="time spent on each model")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
+    hidden = flags.hidden_widths(parser, "--mlp_hidden", args.mlp_hidden)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     input_shape = tuple(int(size) for size in args.input.lower().split("x"))
     torch.manual_seed(0)
 
-    hidden = [int(unit) for unit in args.mlp_hidden.split(",") if unit]
     models = [(f"MLP {args.mlp_hidden}", MLP(int(torch.tensor(input_shape).prod()), hidden, 10))]
     for arch in ("vgg", "preact"):
         for width in args.widths:

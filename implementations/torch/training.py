@@ -17,7 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from implementations import data as datasets
-from implementations import report
+from implementations import flags, report
 
 EVAL_BATCH_SIZE = 500
 
@@ -58,9 +58,7 @@ def make_parser(description: str, defaults: dict) -> argparse.ArgumentParser:
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for name in ("max_steps", "batch_size", "eval_freq"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    flags.require_at_least_one(parser, args, ("max_steps", "batch_size", "eval_freq"))
     if args.learning_rate <= 0:
         parser.error(f"--learning_rate must be positive, got {args.learning_rate}")
     if args.threads is not None and args.threads < 1:
