@@ -8,7 +8,9 @@ is touched.
 
 from __future__ import annotations
 
+import argparse
 import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,6 +35,22 @@ def _plain(value):
     return value
 
 
+def _metrics(
+    config: Mapping,
+    evaluations: Sequence[Mapping],
+    final_test_accuracy: float,
+    wall_s: float,
+    extra: Mapping | None = None,
+) -> dict:
+    return {
+        "config": config,
+        "evaluations": list(evaluations),
+        "final_test_accuracy": final_test_accuracy,
+        "wall_s": wall_s,
+        **(extra or {}),
+    }
+
+
 def write_metrics(
     out_dir: str | Path,
     config: Mapping,
@@ -44,16 +62,39 @@ def write_metrics(
     """Write out_dir/metrics.json (creating out_dir) and return its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {
-        "config": config,
-        "evaluations": list(evaluations),
-        "final_test_accuracy": final_test_accuracy,
-        "wall_s": wall_s,
-        **(extra or {}),
-    }
     path = out / METRICS_FILE
+    metrics = _metrics(config, evaluations, final_test_accuracy, wall_s, extra)
     path.write_text(json.dumps(_plain(metrics), indent=2) + "\n")
     return path
+
+
+def evaluation(step: int, train: tuple[float, float], test: tuple[float, float]) -> dict:
+    """One entry of "evaluations": the step, and the (mean loss, accuracy) measured on each split."""
+    (train_loss, train_accuracy), (test_loss, test_accuracy) = train, test
+    return {
+        "step": step,
+        "train_loss": train_loss,
+        "train_accuracy": train_accuracy,
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
+    }
+
+
+def end_run(
+    args: argparse.Namespace,
+    started: float,
+    evaluations: Sequence[Mapping],
+    final_test_accuracy: float,
+    facts: Mapping,
+    extra: Mapping | None = None,
+) -> dict:
+    """Write a training run's metrics.json to --out and return the metrics, its wall time since `started`
+    (a time.perf_counter() reading) included. The config is every flag but --no_progress, which changes
+    only what is shown, followed by `facts` about the run (split sizes, versions)."""
+    wall_s = time.perf_counter() - started
+    config = {**{key: value for key, value in vars(args).items() if key != "no_progress"}, **facts}
+    write_metrics(args.out, config, evaluations, final_test_accuracy, wall_s, extra)
+    return _metrics(config, evaluations, final_test_accuracy, wall_s, extra)
 
 
 def _save(figure: Figure, path: Path) -> Path:

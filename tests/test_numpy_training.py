@@ -107,6 +107,22 @@ def test_write_metrics_converts_numpy_values(tmp_path):
     }
 
 
+def test_end_run_writes_the_flags_and_facts_and_returns_them(tmp_path):
+    """A run's metrics.json holds every flag but --no_progress, then the run's facts; end_run returns the
+    same metrics, with the wall time since the run started."""
+    import argparse
+    import time
+
+    args = argparse.Namespace(out=str(tmp_path), lr=0.5, no_progress=True)
+    evaluations = [report.evaluation(0, train=(2.0, 0.1), test=(2.5, 0.2))]
+    started = time.perf_counter()
+    metrics = report.end_run(args, started, evaluations, 0.2, {"test_images": 360}, extra={"m": [1]})
+    assert metrics["config"] == {"out": str(tmp_path), "lr": 0.5, "test_images": 360}
+    assert 0 <= metrics["wall_s"] <= time.perf_counter() - started
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert set(metrics["evaluations"][0]) == EVALUATION_KEYS
+
+
 def test_bench_step_reports_both_sides(tmp_path, capsys):
     """bench_step times the NumPy and the PyTorch step at each thread count and prints their ratio."""
     from implementations.numpy import bench_step

@@ -19,13 +19,11 @@ import sys
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from implementations import data as datasets
 from implementations import flags, report
-from implementations.numpy import hw1
-from implementations.numpy.train_mlp import add_run_arguments
+from implementations.numpy import hw1, training
 
 ACTIVATIONS = {"identity": hw1.Identity, "sigmoid": hw1.Sigmoid, "tanh": hw1.Tanh, "relu": hw1.ReLU}
 VALIDATION_FRACTION = 6  # hold out 1/6 of the training set when a data set has no validation split
@@ -54,7 +52,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", "--data-dir", default=None, help="folder of the data set's files")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default="runs/numpy_cmu", help="folder for metrics.json and the PNGs")
-    add_run_arguments(parser)
+    training.add_run_arguments(parser)
     return parser
 
 
@@ -79,9 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not 0 <= args.num_bn_layers <= len(hiddens):
         parser.error(f"--num_bn_layers must be between 0 and {len(hiddens)}")
     flags.require_at_least_one(parser, args, ("epochs", "batch_size"))
-
-    with threadpool_limits(limits=args.threads or None, user_api="blas"):
-        return train(args)
+    return training.run(train, args)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -141,7 +137,21 @@ def train(args: argparse.Namespace) -> dict:
         epoch_callback=after_epoch,
     )
     progress.close()
-    wall_s = time.perf_counter() - started
+    final_test_accuracy = float(np.trace(confusion) / confusion.sum())
+    facts = {
+        "train_images": len(train[1]),
+        "validation_images": len(validation[1]),
+        "test_images": len(test[1]),
+    }
+    statistics = {
+        "training_losses": losses,
+        "training_errors": errors,
+        "validation_losses": val_losses,
+        "validation_errors": val_errors,
+        "confusion_matrix": confusion,
+        "confusion_matrix_axes": "rows predicted class, columns true class",
+    }
+    metrics = report.end_run(args, started, evaluations, final_test_accuracy, facts, extra=statistics)
 
     epochs = list(range(1, args.epochs + 1))
     report.plot_series(
@@ -156,33 +166,12 @@ def train(args: argparse.Namespace) -> dict:
     report.plot_confusion(
         f"{args.out}/confusion_matrix.png", confusion, title="test confusion (rows predicted)"
     )
-    final_test_accuracy = float(np.trace(confusion) / confusion.sum())
-    config = {
-        **{key: value for key, value in vars(args).items() if key != "no_progress"},
-        "train_images": len(train[1]),
-        "validation_images": len(validation[1]),
-        "test_images": len(test[1]),
-    }
-    report.write_metrics(
-        args.out,
-        config,
-        evaluations,
-        final_test_accuracy,
-        wall_s,
-        extra={
-            "training_losses": losses,
-            "training_errors": errors,
-            "validation_losses": val_losses,
-            "validation_errors": val_errors,
-            "confusion_matrix": confusion,
-            "confusion_matrix_axes": "rows predicted class, columns true class",
-        },
-    )
     print(
         f"final training loss {losses[-1]:.4f} error {errors[-1]:.4f}; validation loss {val_losses[-1]:.4f} "
-        f"error {val_errors[-1]:.4f}; test accuracy {final_test_accuracy:.4f}; wall {wall_s:.1f} s; wrote {args.out}"
+        f"error {val_errors[-1]:.4f}; test accuracy {final_test_accuracy:.4f}; wall {metrics['wall_s']:.1f} s; "
+        f"wrote {args.out}"
     )
-    return {"final_test_accuracy": final_test_accuracy, "wall_s": wall_s, "training_losses": losses}
+    return metrics
 
 
 if __name__ == "__main__":

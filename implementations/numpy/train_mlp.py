@@ -18,11 +18,11 @@ import sys
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from implementations import data as datasets
 from implementations import flags, report
+from implementations.numpy import training
 from implementations.numpy.mlp import ACTIVATIONS, MLP, SGD
 from implementations.numpy.modules import WEIGHT_STD, CrossEntropyModule
 
@@ -50,21 +50,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default="runs/numpy_mlp", help="folder for metrics.json and curves.png")
     parser.add_argument("--backward", choices=("hand", "generated"), default="hand")
-    add_run_arguments(parser)
+    training.add_run_arguments(parser)
     return parser
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags that say how a NumPy program runs rather than what it trains (shared with train_cmu)."""
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="BLAS threads (default 1: at these matrix sizes more threads gain little, and OpenBLAS threads "
-        "competing with other processes for the cores can make each product many times slower); 0 keeps "
-        "the library's default",
-    )
-    parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
 
 
 def flatten(split: datasets.Split) -> tuple[np.ndarray, np.ndarray]:
@@ -93,9 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     args.hidden_widths = flags.hidden_widths(parser, "--dnn_hidden_units", args.dnn_hidden_units)
     flags.require_at_least_one(parser, args, ("max_steps", "batch_size", "eval_freq"))
-
-    with threadpool_limits(limits=args.threads or None, user_api="blas"):
-        return train(args)
+    return training.run(train, args)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -129,17 +114,11 @@ def train(args: argparse.Namespace) -> dict:
     batches = datasets.Batches(datasets.Split(train_images, train_labels), args.batch_size, seed=args.seed)
 
     def evaluation(step: int) -> dict:
-        train_loss, train_accuracy = evaluate(
-            mlp, train_images[train_eval], train_labels[train_eval], data.n_classes
+        return report.evaluation(
+            step,
+            train=evaluate(mlp, train_images[train_eval], train_labels[train_eval], data.n_classes),
+            test=evaluate(mlp, test_images, test_labels, data.n_classes),
         )
-        test_loss, test_accuracy = evaluate(mlp, test_images, test_labels, data.n_classes)
-        return {
-            "step": step,
-            "train_loss": train_loss,
-            "train_accuracy": train_accuracy,
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-        }
 
     evaluations = [evaluation(0)]
     progress = tqdm(
@@ -162,23 +141,20 @@ def train(args: argparse.Namespace) -> dict:
                 refresh=False,
             )
     progress.close()
-    wall_s = time.perf_counter() - started
-
-    config = {
-        **{key: value for key, value in vars(args).items() if key != "no_progress"},
+    final_test_accuracy = evaluations[-1]["test_accuracy"]
+    facts = {
         "train_images": len(train_labels),
         "test_images": len(test_labels),
         "train_eval_images": len(train_eval),
         "numpy_version": np.__version__,
     }
-    final_test_accuracy = evaluations[-1]["test_accuracy"]
-    report.write_metrics(args.out, config, evaluations, final_test_accuracy, wall_s)
+    metrics = report.end_run(args, started, evaluations, final_test_accuracy, facts)
     report.plot_curves(args.out, evaluations, title=f"NumPy MLP on {args.dataset} ({args.backward} backward)")
     print(
-        f"final test accuracy {final_test_accuracy:.4f}, wall {wall_s:.1f} s; "
+        f"final test accuracy {final_test_accuracy:.4f}, wall {metrics['wall_s']:.1f} s; "
         f"wrote {args.out}/metrics.json and curves.png"
     )
-    return {"evaluations": evaluations, "final_test_accuracy": final_test_accuracy, "wall_s": wall_s}
+    return metrics
 
 
 if __name__ == "__main__":

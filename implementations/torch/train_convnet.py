@@ -5,16 +5,16 @@ evaluation every 500 steps, full width (the course architecture). Run with --hel
 """
 
 from implementations.torch.convnet import ConvNet
-from implementations.torch.training import check_args, make_parser, run
+from implementations.torch.training import CourseDefaults, check_args, make_parser, run
 
-DEFAULTS = {
-    "max_steps": 5000,
-    "batch_size": 32,
-    "learning_rate": 1e-4,
-    "optimizer": "adam",
-    "eval_freq": 500,
-    "out": "runs/torch_convnet",
-}
+DEFAULTS = CourseDefaults(
+    max_steps=5000,
+    batch_size=32,
+    learning_rate=1e-4,
+    optimizer="adam",
+    eval_freq=500,
+    out="runs/torch_convnet",
+)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -6,16 +6,11 @@ Defaults are the UvA Practical 1 (2018/2019) MLP settings: one hidden layer of 1
 
 from implementations import flags
 from implementations.torch.mlp import ACTIVATIONS, MLP
-from implementations.torch.training import check_args, make_parser, run
+from implementations.torch.training import CourseDefaults, check_args, make_parser, run
 
-DEFAULTS = {
-    "max_steps": 1500,
-    "batch_size": 200,
-    "learning_rate": 2e-3,
-    "optimizer": "sgd",
-    "eval_freq": 100,
-    "out": "runs/torch_mlp",
-}
+DEFAULTS = CourseDefaults(
+    max_steps=1500, batch_size=200, learning_rate=2e-3, optimizer="sgd", eval_freq=100, out="runs/torch_mlp"
+)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,8 +23,20 @@ from implementations import flags, report
 EVAL_BATCH_SIZE = 500
 
 
-def make_parser(description: str, defaults: dict) -> argparse.ArgumentParser:
-    """The flags both programs share; `defaults` holds each program's course defaults."""
+@dataclass(frozen=True)
+class CourseDefaults:
+    """A program's course defaults for the flags both programs have."""
+
+    max_steps: int
+    batch_size: int
+    learning_rate: float
+    optimizer: str  # "sgd" or "adam"
+    eval_freq: int
+    out: str  # the folder for metrics.json and curves.png
+
+
+def make_parser(description: str, defaults: CourseDefaults) -> argparse.ArgumentParser:
+    """The flags both programs share, with the program's course defaults."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dataset", choices=datasets.NAMES, default="digits")
     parser.add_argument(
@@ -32,19 +45,19 @@ def make_parser(description: str, defaults: dict) -> argparse.ArgumentParser:
         default=None,
         help="folder of the data set's files (default: per data set)",
     )
-    parser.add_argument("--max_steps", type=int, default=defaults["max_steps"])
-    parser.add_argument("--batch_size", type=int, default=defaults["batch_size"])
-    parser.add_argument("--learning_rate", type=float, default=defaults["learning_rate"])
-    parser.add_argument("--optimizer", choices=("sgd", "adam"), default=defaults["optimizer"])
+    parser.add_argument("--max_steps", type=int, default=defaults.max_steps)
+    parser.add_argument("--batch_size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default=defaults.optimizer)
     parser.add_argument(
         "--lr_schedule",
         choices=("constant", "cosine"),
         default="constant",
         help="constant (the course's) or cosine decay from --learning_rate to 0 over --max_steps",
     )
-    parser.add_argument("--eval_freq", type=int, default=defaults["eval_freq"])
+    parser.add_argument("--eval_freq", type=int, default=defaults.eval_freq)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", default=defaults["out"], help="folder for metrics.json and curves.png")
+    parser.add_argument("--out", default=defaults.out, help="folder for metrics.json and curves.png")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
         "--threads",
@@ -88,7 +101,8 @@ def run(
     build_model: Callable[[datasets.DataSet], nn.Module],
     description: str,
 ) -> dict:
-    """Train the model `build_model(data)` as `args` say; write metrics.json and curves.png; return metrics.
+    """Train the model `build_model(data)` as `args` say; write metrics.json and curves.png; return the
+    metrics.
 
     Exits with status 2 and a one-line message when the data set cannot be read. --threads applies to this
     run only: the thread count is restored afterwards, for callers that train several models in-process.
@@ -127,15 +141,9 @@ def _train(args: argparse.Namespace, build_model: Callable[[datasets.DataSet], n
     train_eval = datasets.Split(data.train.images[train_eval_order], data.train.labels[train_eval_order])
 
     def evaluation(step: int) -> dict:
-        train_loss, train_accuracy = evaluate(model, train_eval, device)
-        test_loss, test_accuracy = evaluate(model, data.test, device)
-        return {
-            "step": step,
-            "train_loss": train_loss,
-            "train_accuracy": train_accuracy,
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-        }
+        return report.evaluation(
+            step, train=evaluate(model, train_eval, device), test=evaluate(model, data.test, device)
+        )
 
     evaluations = [evaluation(0)]
     # Training throughput counts optimiser steps only, not evaluations.
@@ -163,10 +171,9 @@ def _train(args: argparse.Namespace, build_model: Callable[[datasets.DataSet], n
             )
             segment_start = time.perf_counter()
     progress.close()
-    wall_s = time.perf_counter() - started
-
-    config = {
-        **{key: value for key, value in vars(args).items() if key != "no_progress"},
+    images_per_s = args.max_steps * args.batch_size / train_s
+    final_test_accuracy = evaluations[-1]["test_accuracy"]
+    facts = {
         "device": str(device),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "train_images": len(data.train),
@@ -175,20 +182,12 @@ def _train(args: argparse.Namespace, build_model: Callable[[datasets.DataSet], n
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
-    images_per_s = args.max_steps * args.batch_size / train_s
-    final_test_accuracy = evaluations[-1]["test_accuracy"]
-    report.write_metrics(
-        args.out, config, evaluations, final_test_accuracy, wall_s, extra={"images_per_s": images_per_s}
+    metrics = report.end_run(
+        args, started, evaluations, final_test_accuracy, facts, extra={"images_per_s": images_per_s}
     )
     report.plot_curves(args.out, evaluations, title=f"{description} on {args.dataset}")
     print(
-        f"final test accuracy {final_test_accuracy:.4f}, wall {wall_s:.1f} s, "
+        f"final test accuracy {final_test_accuracy:.4f}, wall {metrics['wall_s']:.1f} s, "
         f"{images_per_s:.0f} training images/s; wrote {args.out}/metrics.json and curves.png"
     )
-    return {
-        "config": config,
-        "evaluations": evaluations,
-        "final_test_accuracy": final_test_accuracy,
-        "wall_s": wall_s,
-        "images_per_s": images_per_s,
-    }
+    return metrics
