@@ -2,6 +2,7 @@
 copy run outside the checkout checks every catalogue entry."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,24 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # built from a copy of the tracked files: an in-tree build would leave build/ and *.egg-info behind,
+    # and an egg-info in the checkout registers the package's entry points for every later test
+    source = tmp_path_factory.mktemp("source")
+    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    for name in tracked.splitlines():
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            str(ROOT),
-            "-w",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-        cwd=out,
-    )
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, str(source), "-w", str(out)], check=True, capture_output=True, cwd=out)
     (built,) = out.glob("gradverify-*.whl")
     return built
 
