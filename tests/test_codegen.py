@@ -1,8 +1,12 @@
-"""Generated code, for every catalogue entry and backend, in float32 and float64, at distinct sizes and
-with every axis of length 1, against the exact oracle's high-precision values. Generated from the
-catalogue: a new .deriv file is covered with no new test code."""
+"""Generated code, for every catalogue entry and every shape the fuzzer found wrong code for
+(tests/shapes/), per backend, in float32 and float64, against the exact oracle's high-precision values:
+at distinct sizes, with every axis of length 1, and with every pair of sizes equal above one (N = K),
+where a transpose or a mask applied by axis position instead of by axis name still has the right shape
+but the wrong values. Generated: a new .deriv file in either folder is covered with no new test code."""
 
 import dataclasses
+import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +16,19 @@ from verify.catalogue import load
 from verify.catalogue import paths as catalogue
 
 CATALOGUE = catalogue()
+SHAPES = sorted((Path(__file__).parent / "shapes").glob("*.deriv"))
 BACKENDS = ["numpy", "jax", "torch"]
 TOLERANCE = {"float64": 1e-9, "float32": 2e-4}
+EQUAL = 3  # the common value of two sizes made equal: above one, so that no axis broadcasts
+
+
+def size_patterns(path) -> list[str]:
+    """'distinct', 'ones', and 'A=B' for every pair of the derivation's sizes."""
+    names = list(load(path).sizes)
+    return ["distinct", "ones"] + [f"{a}={b}" for a, b in itertools.combinations(names, 2)]
+
+
+CASES = [(path, sizes) for path in CATALOGUE + SHAPES for sizes in size_patterns(path)]
 
 
 def to_backend(value, backend, dtype):
@@ -35,15 +50,18 @@ def exact_sample(path, sizes):
     d = load(path)
     if sizes == "ones":
         d = dataclasses.replace(d, fixed_sizes={name: 1 for name in d.sizes})
+    elif sizes != "distinct":
+        d = dataclasses.replace(d, fixed_sizes={**d.fixed_sizes, **dict.fromkeys(sizes.split("="), EQUAL)})
     return d, sampling.draw(d, seed=7)
 
 
-@pytest.mark.parametrize("sizes", ["distinct", "ones"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("path", CATALOGUE, ids=[p.stem for p in CATALOGUE])
-def test_generated_matches_exact(path, backend, dtype, sizes):
+@pytest.mark.parametrize(("path", "sizes"), CASES, ids=[f"{p.stem}-{s}" for p, s in CASES])
+def test_generated_matches_exact(path, sizes, backend, dtype):
     d, sample = exact_sample(path, sizes)
+    if sizes not in ("distinct", "ones"):
+        assert len({sample.sizes[n] for n in sizes.split("=")}) == 1, sample.sizes
     gen = codegen.compile_derivation(d, backend)
     values = {k: to_backend(v, backend, dtype) for k, v in sample.values.items()}
     fwd = gen.forward(**values)
@@ -59,6 +77,7 @@ def test_generated_matches_exact(path, backend, dtype, sizes):
         assert np.allclose(got, want, rtol=tol, atol=tol * scale), (
             f"{name}: max err {np.max(np.abs(got - want))}"
         )
+    assert set(fwd) | set(grads) == {st.target for st in d.forward + d.checked}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -46,9 +46,10 @@ def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str) 
     lines += [("    " + x) if x else "" for x in doc_lines[1:]]
     lines.append('    """')
     used_sizes = set()
+    size_symbols = set(d.sizes.values())  # an index may share a size's name (sum(x[N, i], N))
     uses_dtype = False
     for a in prog.body:
-        used_sizes |= {s.name for s in a.expr.free_symbols if s.name in d.sizes}
+        used_sizes |= {s.name for s in a.expr.free_symbols if s in size_symbols}
         uses_dtype |= a.expr.has(Zeros) or (backend == "torch" and a.expr.has(Eye))
     for size_name in sorted(used_sizes):
         array, axis = prog.sizes[size_name]

@@ -52,7 +52,8 @@ class Zeros(sp.Function):
 class Eye(sp.Function):
     is_commutative = True
     is_real = True
-    """Eye(size): the identity matrix, for a Kronecker delta that no sum contracts."""
+    """Eye(rows, columns): the identity matrix (rectangular when the two sizes differ), for a Kronecker
+    delta that no sum contracts."""
 
 
 def array(name: str) -> sp.Symbol:
@@ -85,13 +86,14 @@ class _Lowering:
         self.helpers = helpers
         self.body: list[Assign] = []
         self.cse: dict[str, str] = {}
-        self.size_names = {s.name for s in d.sizes.values()}
-        self.scalars = self.size_names | {n for n, t in d.tensors.items() if not t.shape}
+        self.size_symbols = set(d.sizes.values())
+        self.scalars = {s.name for s in d.sizes.values()} | {n for n, t in d.tensors.items() if not t.shape}
         self.counter = 0
         self.ranges: dict[sp.Symbol, sp.Expr] = {}  # index -> size, for the statement being lowered
 
     def is_index(self, s) -> bool:
-        return isinstance(s, sp.Symbol) and s.is_integer and s.name not in self.size_names
+        # by the symbol, not its name: a summation index `N` is not the size N
+        return isinstance(s, sp.Symbol) and s.is_integer and s not in self.size_symbols
 
     def free(self, e) -> set:
         return {s for s in e.free_symbols if self.is_index(s)}
@@ -154,8 +156,9 @@ class _Lowering:
             return self.summation(e, pref)
         if isinstance(e, sp.KroneckerDelta):
             i, j = e.args
-            size = self.range_of(i)
-            return self.temp(Eye(size), (i, j))
+            if i == j:  # delta(n, n)
+                return sp.Integer(1), ()
+            return self.temp(Eye(self.range_of(i), self.range_of(j)), (i, j))
         if isinstance(e, sp.Piecewise):
             parts = []
             for value, cond in e.args:
@@ -236,9 +239,14 @@ class _Lowering:
         while changed:
             changed = False
             for f in factors:
+                if isinstance(f, sp.KroneckerDelta) and f.args[0] == f.args[1]:  # delta(m, m) is 1
+                    factors.remove(f)
+                    changed = True
+                    break
                 if isinstance(f, sp.KroneckerDelta):
                     i, j = f.args
-                    if i in bound or j in bound:
+                    # over two different ranges the delta is a rectangular Eye, which einsum contracts
+                    if (i in bound or j in bound) and self.range_of(i) == self.range_of(j):
                         gone, keep = (i, j) if i in bound else (j, i)
                         factors.remove(f)
                         factors = [g.xreplace({gone: keep}) for g in factors]
@@ -261,12 +269,12 @@ class _Lowering:
         return self.align(outer_expr, outer_axes, axes) * self.align(inner, inner_axes, axes), axes
 
     def contract(self, factors, bound, pref):
-        # Inside a sum, keep the axes in the order the tensors store them: no transposes for x[n, j].
-        natural = [i for f in factors for ix in _by_rank(f) for i in ix.indices if self.is_index(i)]
-        inner_pref = tuple(dict.fromkeys(natural + list(pref) + list(bound)))
+        # Inside a sum, each operand keeps its axes in the order its tensors store them: no transposes
+        # for x[n, j] (an einsum or a matrix product takes its operands' axes in any order).
         operands = []
         for f in factors:
-            x, axes = self.lower(f, inner_pref)
+            natural = [i for ix in _by_rank(f) for i in ix.indices if self.is_index(i)]
+            x, axes = self.lower(f, tuple(dict.fromkeys(natural + list(pref) + list(bound))))
             if not isinstance(x, sp.Symbol) and axes:
                 x, axes = self.temp(x, axes)
             operands.append((x, axes))
@@ -347,7 +355,7 @@ def forward_program(d: Derivation, given: tuple[str, ...] = (), shifted: tuple[s
 def _complete(d: Derivation, params: list[str], body: list[Assign], candidates: list[str]) -> list[str]:
     """`params`, and the first of `candidates` that gives a size the body uses but no parameter has, or
     the dtype of a `Zeros` or `Eye` when no parameter is a tensor."""
-    sizes = {s.name for a in body for s in a.expr.free_symbols if s.name in d.sizes}
+    sizes = {s.name for a in body for s in a.expr.free_symbols if s in d.sizes.values()}
     known = set(_size_sources(d, params))
     out = list(params)
     for name in candidates:
@@ -362,7 +370,11 @@ def _complete(d: Derivation, params: list[str], body: list[Assign], candidates: 
 
 
 def _needed(d: Derivation, given) -> set[str]:
-    """Names the output depends on when the names in `given` are taken as inputs."""
+    """Names the output depends on when the names in `given` are taken as inputs; every name when none
+    is given (the forward returns every intermediate, also one the output no longer reads, such as
+    `xhat` in `y = 0 * xhat + x`, whose gradient is then checked to be zero)."""
+    if not given:
+        return {st.target for st in d.forward} | set(d.inputs)
     needed = {d.output}
     for st in reversed(d.forward):
         if st.target in needed and st.target not in given:

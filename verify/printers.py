@@ -7,6 +7,8 @@ and `Piecewise` as `select`), and for the array nodes of `verify.lower`.
 
 from __future__ import annotations
 
+import ast
+
 import sympy as sp
 from sympy.printing.numpy import JaxPrinter, NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
@@ -31,8 +33,19 @@ class _ArrayMixin:
         return f"{self.ns}.{fn}({', '.join(args)})"
 
     def _operand(self, e) -> str:
+        """`e` printed so that a postfix (`.T`, `[:, None]`, `.transpose(...)`) or an operator applies to
+        all of it: parenthesized unless the text is one primary (a name, a call, an attribute, a
+        subscript, a number). Decided on the printed text itself, so that no node whose printing is an
+        operation (a mask `dy*(h > 0)` prints as a product) can lose its parentheses."""
         text = self._print(e)
-        return text if e.is_Atom or isinstance(e, sp.Function) else f"({text})"
+        return text if _primary(text) else f"({text})"
+
+    def _binds_like_product(self, text: str) -> str:
+        """Text of an operation that binds like `*` (a mask product, `x @ y`), parenthesized inside a
+        product or a power (`1/(dy*(h > 0))`, `(x @ y)**2`), whose SymPy printers would take it for a
+        function call. Every other context places it through `_operand` or as a call argument."""
+        parent = self._stack[-2] if len(self._stack) > 1 else None
+        return f"({text})" if isinstance(parent, sp.Mul | sp.Pow) else text
 
     def _print_Symbol(self, e):
         return e.name
@@ -63,8 +76,11 @@ class _ArrayMixin:
         if len(e.args) > 2:
             b = sp.Piecewise(*e.args[1:], evaluate=False)
         if b == 0:  # a mask multiplies faster than a select
-            return f"{self._operand(a)}*{self._print(cond)}"
-        return self._call("where", self._print(cond), self._print(a), self._print(b))
+            return self._binds_like_product(f"{self._operand(a)}*{self._print(cond)}")
+        return self._call("where", self._print(cond), self._branch(a), self._branch(b))
+
+    def _branch(self, e) -> str:
+        return self._print(e)
 
     def _print(self, expr, **kwargs):
         # the chain of expressions being printed, so that `x @ y` knows what it sits in
@@ -82,9 +98,7 @@ class _ArrayMixin:
             a, b = ins.split(",")
             text = self._matmul(a, b, out, *operands)
             if text:
-                # `@` binds like `*` and `/`, tighter than `+` and `-`
-                parent = self._stack[-2] if len(self._stack) > 1 else None
-                return text if parent is None or isinstance(parent, sp.Add) else f"({text})"
+                return self._binds_like_product(text)
             if (
                 a == b
                 and len(set(a)) == len(a)
@@ -149,11 +163,33 @@ class _ArrayMixin:
         return f"{text}.transpose({', '.join(map(str, perm))})"
 
     def _print_Eye(self, e):
-        return self._call("eye", self._print(e.args[0]))
+        return self._call("eye", *(self._print(a) for a in e.args))
 
     def _print_Zeros(self, e):
         shape = "(" + ", ".join(self._print(a) for a in e.args) + ("," if len(e.args) == 1 else "") + ")"
         return self._call("zeros", shape, "dtype=dtype")
+
+
+def _primary(text: str) -> bool:
+    """Whether `text` is one Python primary, which every postfix and operator applies to as a whole."""
+    if text.startswith("(") and text.endswith(")") and _closes_at_end(text):
+        return True
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return False
+    return isinstance(node, ast.Name | ast.Attribute | ast.Call | ast.Subscript | ast.Constant)
+
+
+def _closes_at_end(text: str) -> bool:
+    """Whether the parenthesis opening `text` is the one closing it."""
+    depth = 0
+    for k, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0:
+            return k == len(text) - 1
+    return False
 
 
 def _print_primitive(printer: _ArrayMixin, e: sp.Expr, prim: primitives.Primitive) -> str:
@@ -200,22 +236,15 @@ def _torch_printer():
             # torch.einsum makes a batched matmul of it: hundreds of times slower on the CPU
             return self._reduce_product(axes, x, y)
 
-        def _print_Piecewise(self, e):
-            (a, cond), (b, _) = e.args[0], e.args[-1]
-            if len(e.args) > 2:
-                b = sp.Piecewise(*e.args[1:], evaluate=False)
-            if b == 0:
-                return f"{self._operand(a)}*{self._print(cond)}"
-            return self._call("where", self._print(cond), self._tensorish(a), self._tensorish(b))
-
-        def _tensorish(self, e):
+        def _branch(self, e):
+            # torch.where takes a Python float for a branch, not an int or a fraction
             return f"{float(e)!r}" if e.is_Number else self._print(e)
 
         def _permute(self, text, perm):
             return f"{text}.permute({', '.join(map(str, perm))})"
 
         def _print_Eye(self, e):
-            return self._call("eye", self._print(e.args[0]), "dtype=dtype")
+            return self._call("eye", *(self._print(a) for a in e.args), "dtype=dtype")
 
     return TorchArrayPrinter
 
