@@ -1,13 +1,17 @@
 """python -m verify (or gradverify): all | list | new | check | show | codegen | latex | bench.
 
 Exit status 0 when everything checked is verified, 1 when any gradient is wrong, 2 when any input is
-invalid; errors are one line on stderr, never a traceback."""
+invalid, 3 when nothing is wrong but something is inconclusive, 4 when the tool itself failed (a bug:
+one line naming the stage and the exception, the traceback only with --debug). Errors are one line on
+stderr, never a traceback; a closed output pipe (`| head`) ends quietly."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
+import traceback
 from pathlib import Path
 
 from sympy.printing.str import StrPrinter
@@ -99,8 +103,21 @@ def _target(st) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Check hand-written gradient formulas.")
+    debug = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's default must not undo `python -m verify --debug check ...`
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of an internal error",
+    )
+    parser = _Parser(
+        prog=PROG, description="Check hand-written gradient formulas.", parents=[debug]
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name, **kwargs):
+        return sub.add_parser(name, parents=[debug], **kwargs)
 
     def checking(p):
         p.add_argument(
@@ -109,26 +126,26 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for standard output)")
 
-    checking(sub.add_parser("all", help="check every catalogue derivation"))
-    sub.add_parser("list", help="catalogue names and titles")
-    p = sub.add_parser("new", help="write a commented template NAME.deriv to start from")
+    checking(command("all", help="check every catalogue derivation"))
+    command("list", help="catalogue names and titles")
+    p = command("new", help="write a commented template NAME.deriv to start from")
     p.add_argument("name", metavar="NAME")
-    p = sub.add_parser("check", help="check derivation files")
+    p = command("check", help="check derivation files")
     p.add_argument("files", nargs="+", metavar="FILE")
     checking(p)
-    p = sub.add_parser("show", help="the parsed derivation, readable")
+    p = command("show", help="the parsed derivation, readable")
     p.add_argument("target", metavar="NAME|FILE")
     p.add_argument("--latex", action="store_true", help="print its LaTeX instead")
-    p = sub.add_parser("codegen", help="the generated source")
+    p = command("codegen", help="the generated source")
     p.add_argument("target", metavar="NAME|FILE")
     p.add_argument("--backend", choices=("numpy", "jax", "torch"), default="numpy")
-    p = sub.add_parser("latex", help="LaTeX (and PDF) of the derivations")
+    p = command("latex", help="LaTeX (and PDF) of the derivations")
     p.add_argument("targets", nargs="*", metavar="NAME|FILE")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--pdf", action="store_true")
     p.add_argument("--oracle", action="append", choices=ORACLES, help="run only these oracles (repeatable)")
     p.add_argument("--seed", type=int, default=0)
-    p = sub.add_parser("bench", help="speed ratios, side by side")
+    p = command("bench", help="speed ratios, side by side")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     return parser
@@ -138,6 +155,7 @@ def _run_checks(items, args) -> int:
     from .check import check
 
     report = check(items, oracles=args.oracle, seed=args.seed)
+    args.status = report.exit_code  # the verdict stands even if the reader of the output goes away
     print(report.table())
     for d in report.derivations:
         if d.error is not None:
@@ -151,10 +169,71 @@ def _run_checks(items, args) -> int:
     return report.exit_code
 
 
+INTERNAL_ERROR = 4
+
+# The stage an internal error happened in, by the module of the deepest frame of the tool's own code.
+_STAGES = {
+    "text": "parsing",
+    "parse": "parsing",
+    "catalogue": "loading",
+    "sampling": "sampling",
+    "exacteval": "exact evaluation",
+    "check": "checking",
+    "comparison": "comparing",
+    "diagnose": "diagnosis",
+    "report": "the report",
+    "lower": "code generation",
+    "printers": "code generation",
+    "codegen": "code generation",
+    "export": "export",
+    "latex": "LaTeX",
+    "bench": "bench",
+}
+
+
+def stage(error: BaseException) -> str:
+    """Where in the tool `error` was raised, in words ('the fd oracle', 'sampling', ...)."""
+    here = Path(__file__).resolve().parent
+    found = "the command line"
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        path = Path(frame.f_code.co_filename).resolve()
+        if here not in path.parents:
+            continue
+        parts = path.relative_to(here).with_suffix("").parts
+        if parts[0] == "oracles" and len(parts) > 1 and parts[1] not in ("__init__", "base"):
+            found = f"the {parts[1]} oracle"
+        else:
+            found = _STAGES.get(parts[0], found)
+    return found
+
+
+def _internal_error(command: str | None, error: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    what = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
+    hint = "" if debug else " (run with --debug for the traceback)"
+    print(
+        f"{PROG}{' ' + command if command else ''}: internal error in {stage(error)}: {what}{hint}",
+        file=sys.stderr,
+    )
+    return INTERNAL_ERROR
+
+
+def _quiet_pipe() -> None:
+    """The reader of standard output went away (`| head`): send the rest of the output nowhere, so that
+    neither this program nor the interpreter's exit complains about it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv=None) -> int:
+    args = None
     try:
         args = _parser().parse_args(argv)
-        return _dispatch(args)
+        status = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below, not at exit
+        return status
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
@@ -164,6 +243,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _quiet_pipe()
+        return getattr(args, "status", 0)
+    except Exception as e:  # a bug of the tool: never a verdict's exit status, never a traceback
+        return _internal_error(getattr(args, "command", None), e, getattr(args, "debug", False))
 
 
 def new(name: str) -> int:

@@ -15,6 +15,7 @@ from fractions import Fraction
 
 import sympy as sp
 
+from . import limits
 from .model import (
     DOMAINS,
     Derivation,
@@ -58,6 +59,8 @@ def reserved(name: str) -> str | None:
 _OPERATORS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 _OPERATOR_HINTS = {ast.BitXor: "'^' is not a power: use **", ast.MatMult: "'@' is not allowed: write the sum"}
 _COMPARISONS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+# Operators that chain left to right at one precedence: `a + b - c + ...` is walked as one level.
+_CHAINS = {ast.Add: "+", ast.Sub: "+", ast.Mult: "*", ast.Div: "*"}
 
 
 @dataclass
@@ -84,6 +87,7 @@ class _Walk:
 
     expr: sp.Expr
     free: dict[str, _IndexVar]
+    const: bool = False  # computed from number literals alone (SymPy has already folded it)
 
 
 class _Converter:
@@ -118,7 +122,7 @@ class _Converter:
         return method(node)
 
     def _walk_Constant(self, node):
-        return _Walk(number(node, self.src), {})
+        return _Walk(number(node, self.src), {}, const=True)
 
     def _walk_Name(self, node):
         self.check_name(node.id, node)
@@ -133,18 +137,54 @@ class _Converter:
         if not isinstance(node.op, ast.USub):
             raise self.err(node, "only unary minus is allowed")
         inner = self.walk(node.operand)
-        return _Walk(-inner.expr, inner.free)
+        return _Walk(-inner.expr, inner.free, inner.const)
 
     def _walk_BinOp(self, node):
+        # A chain `a + b - c + ...` is walked in a loop, not by recursion: a long sum is one level deep.
+        chain, left, group = [node], node.left, _CHAINS.get(type(node.op))
+        while group and isinstance(left, ast.BinOp) and _CHAINS.get(type(left.op)) == group:
+            chain.append(left)
+            left = left.left
+        acc = self.walk(left)
+        for link in reversed(chain):
+            acc = self._binop(link, acc, self.walk(link.right))
+        return acc
+
+    def _binop(self, node, a: _Walk, b: _Walk) -> _Walk:
         op = type(node.op)
         if op not in _OPERATORS:
             raise self.err(node, _OPERATOR_HINTS.get(op, f"operator {_op_text(node.op)} is not allowed"))
-        a, b = self.walk(node.left), self.walk(node.right)
         x, y = a.expr, b.expr
-        value = {ast.Add: x + y, ast.Sub: x - y, ast.Mult: x * y, ast.Pow: x**y}.get(op)
-        if op is ast.Div:
+        if (op is ast.Div and y == 0) or (op is ast.Pow and x == 0 and y.is_Number and y < 0):
+            raise self.err(node, "division by zero")
+        if op is ast.Pow and x.is_number and y.is_Number:
+            problem = limits.power_problem(x, y)
+            if problem:
+                raise self.err(node, f"the power {_text(self.src, node)} {problem}")
+        if op is ast.Add:
+            value = x + y
+        elif op is ast.Sub:
+            value = x - y
+        elif op is ast.Mult:
+            value = x * y
+        elif op is ast.Div:
             value = x / y
-        return _Walk(value, {**a.free, **b.free})
+        else:
+            value = x**y
+        return self._checked(node, _Walk(value, {**a.free, **b.free}, a.const and b.const))
+
+    def _checked(self, node, walk: _Walk) -> _Walk:
+        """`walk`, once its value passed the checks on numbers: a constant that SymPy computed from
+        literals must be a finite real within the limits on magnitudes, and so must the numeric factor
+        SymPy pulls out of a product (`1e200 * x * 1e200` is 1e400*x)."""
+        value = walk.expr
+        constant = walk.const or value.is_Number
+        coefficient = value.args[0] if value.is_Mul and value.args[0].is_Number else None
+        if constant or coefficient is not None:
+            problem = limits.constant_problem(value if constant else coefficient)
+            if problem:
+                raise self.err(node, f"{_text(self.src, node)} {problem}")
+        return _Walk(value, walk.free, constant)
 
     def _walk_Subscript(self, node):
         if not isinstance(node.value, ast.Name):
@@ -196,7 +236,8 @@ class _Converter:
             raise self.err(node, f"{fname}() takes {n} argument{'s' * (n != 1)}: {prim.form}")
         walks = [self.walk(a) for a in args]
         free = {k: v for w in walks for k, v in w.free.items()}
-        return _Walk(prim.make(*(w.expr for w in walks)), free)
+        const = all(w.const for w in walks)
+        return self._checked(node, _Walk(prim.make(*(w.expr for w in walks)), free, const))
 
     def _arity(self, node, args, n, fname, form):
         if len(args) != n:
@@ -223,6 +264,13 @@ class _Converter:
         if op not in _COMPARISONS:
             raise self.err(cond, f"comparison {_op_text(cond.ops[0])} is not allowed in where()")
         lhs, rhs = self.walk(cond.left), self.walk(cond.comparators[0])
+        if lhs.const and rhs.const:
+            raise self.err(cond, "the condition of where() compares two numbers: it never changes")
+        if lhs.expr.has(sp.Piecewise) or rhs.expr.has(sp.Piecewise):
+            raise self.err(
+                cond,
+                "a where() inside the condition of a where() is not supported: use max, min or abs there",
+            )
         rel = {
             ast.Lt: sp.StrictLessThan,
             ast.LtE: sp.LessThan,
@@ -264,6 +312,19 @@ class _Converter:
             self.sum_ranges.append((index(a.id), var))
         # The limits are filled in once sizes are known: a placeholder upper bound for now.
         return _Walk(sp.Sum(expr, *[(index(a.id), 0, sp.Symbol("_open_" + a.id)) for a in bound]), free)
+
+
+def _text(src: Source, node: ast.AST) -> str:
+    """A node's source text, shortened for a one-line message."""
+    lines = src.lines[node.lineno - 1 : node.end_lineno]
+    if not lines:
+        return "this expression"
+    if len(lines) == 1:
+        text = lines[0].encode("utf-8")[node.col_offset : node.end_col_offset].decode("utf-8", "replace")
+    else:
+        text = lines[0].encode("utf-8")[node.col_offset :].decode("utf-8", "replace") + " ..."
+    text = " ".join(text.split())
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _describe(node: ast.AST) -> str:
@@ -657,6 +718,11 @@ class _Loader:
             value = self._constant(node, src)
             if not (value.is_Integer and value >= 1):
                 raise self.err(f"size {name} must be a whole number >= 1", line.number, eq + 2)
+            if value > limits.MAX_SIZE:
+                raise src.error(
+                    node,
+                    f"size {name} = {value} is above the largest size the checks take, {limits.MAX_SIZE}",
+                )
             fixed[name] = int(value)
         return fixed
 

@@ -29,6 +29,13 @@ class sigmoid(sp.Function):
     def _eval_rewrite_as_exp(self, x, **kwargs):
         return 1 / (1 + sp.exp(-x))
 
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real
+
+    def _eval_evalf(self, prec):
+        # a number for SymPy too: max(sigmoid(0), x) must be able to compare it
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
 
 class softplus(sp.Function):
     """log(1 + exp(x)), kept whole: its derivative is sigmoid(x)."""
@@ -38,6 +45,12 @@ class softplus(sp.Function):
 
     def _eval_rewrite_as_exp(self, x, **kwargs):
         return sp.log(1 + sp.exp(x))
+
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real
+
+    def _eval_evalf(self, prec):
+        return self.rewrite(sp.exp)._eval_evalf(prec)
 
 
 # A template is array code with {0}, {1}... for the printed arguments, {p0}, {p1}... for the same

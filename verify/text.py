@@ -8,11 +8,13 @@ every problem is a `DerivationError` carrying the line and column where it was f
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 
 import sympy as sp
 
+from . import limits
 from .model import DerivationError
 
 SECTIONS = ("forward", "gradients", "inputs", "sizes")
@@ -23,6 +25,14 @@ HEADER_KEYS = ("title", "source", "notes")
 class Line:
     number: int  # 1-based line of the statement's first line
     text: str  # the logical statement, physical lines joined by newlines, comments removed
+
+
+def physical_lines(text: str) -> list[str]:
+    """The lines of a file as editors and `file:line` messages count them: split at line feeds only
+    (a carriage return before one, or alone, ends a line too). A form feed, a vertical tab or U+2028 is
+    a character inside its line, where Python's `splitlines` would start a new line and shift every
+    later line number."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def logical_lines(lines: list[tuple[int, str]], file: str | None) -> list[Line]:
@@ -48,6 +58,9 @@ def logical_lines(lines: list[tuple[int, str]], file: str | None) -> list[Line]:
                 raise DerivationError(f"unmatched '{ch}'", number, text.index(ch) + 1, file)
     if parts:
         out.append(Line(start, "\n".join(parts)))
+    if len(out) > limits.MAX_STATEMENTS:
+        extra = out[limits.MAX_STATEMENTS].number
+        raise DerivationError(f"more than {limits.MAX_STATEMENTS} statements in one section", extra, 1, file)
     return out
 
 
@@ -56,7 +69,7 @@ def split_sections(text: str, file: str | None):
     sections: dict[str, tuple[int, list[tuple[int, str]]]] = {}
     current: str | None = None
     last_key: str | None = None
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(physical_lines(text), start=1):
         line = raw.split("#", 1)[0].rstrip()
         stripped = line.strip()
         if not stripped:
@@ -120,30 +133,102 @@ class Source:
 
 
 def parse_fragment(text: str, src: Source) -> ast.expr:
+    if len(text) > limits.MAX_STATEMENT_CHARS:
+        line, col = src.at(ast.Constant(value=0, lineno=1, col_offset=src.prefix))
+        raise DerivationError(
+            f"statement longer than {limits.MAX_STATEMENT_CHARS} characters", line, col, src.file
+        )
+    if "\0" in text:  # ast.parse refuses it with a ValueError that has no position
+        lineno = text[: text.index("\0")].count("\n") + 1
+        before = text[: text.index("\0")].rsplit("\n", 1)[-1]
+        line, col = src.at(ast.Constant(value=0, lineno=lineno, col_offset=len(before.encode("utf-8"))))
+        raise DerivationError("a NUL character", line, col, src.file)
     try:
         tree = ast.parse(text, mode="eval")
+    except (RecursionError, MemoryError):
+        # CPython's parser gives up on a few thousand nested operators (x**2**2**..., - - - x)
+        line, col = src.at(ast.Constant(value=0, lineno=1, col_offset=src.prefix))
+        raise DerivationError(
+            f"expression nested too deeply (more than {limits.MAX_DEPTH} levels)", line, col, src.file
+        ) from None
     except SyntaxError as e:
         line, col = src.at(
             ast.Constant(value=0, lineno=e.lineno or 1, col_offset=max((e.offset or 1) - 1, 0))
         )
         msg = (e.msg or "invalid syntax").split(" (", 1)[0]
         raise DerivationError(f"syntax error: {msg}", line, col, src.file) from None
+    check_tree(tree.body, src)
     return tree.body
 
 
+# Binary operators that chain left to right at one precedence (`a + b - c`): a chain is one level deep.
+_CHAINED = {ast.Add: "+", ast.Sub: "+", ast.Mult: "*", ast.Div: "*"}
+
+
+def check_tree(tree: ast.expr, src: Source) -> None:
+    """Hold one parsed expression to MAX_NODES syntax nodes and MAX_DEPTH levels of nesting, before
+    anything walks it recursively. Iterative, so that it cannot overflow the stack itself."""
+    count = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        count += 1
+        if count > limits.MAX_NODES:
+            raise src.error(
+                node, f"expression too long: more than {limits.MAX_NODES} terms, names and operators"
+            )
+        if level > limits.MAX_DEPTH:
+            raise src.error(node, f"expression nested too deeply: more than {limits.MAX_DEPTH} levels")
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.expr_context | ast.operator | ast.cmpop | ast.unaryop):
+                continue
+            chained = (
+                isinstance(node, ast.BinOp)
+                and child is node.left
+                and isinstance(child, ast.BinOp)
+                and _CHAINED.get(type(child.op), 0) == _CHAINED.get(type(node.op))
+            )
+            stack.append((child, level if chained else level + 1))
+
+
+_EXPONENT = re.compile(r"[eE]([+-]?[0-9_]+)\Z")
+
+
 def number(node: ast.Constant, src: Source) -> sp.Rational:
+    """A number literal, read exactly (`1e-5` is 1/100000), within the limits on literals."""
     value = node.value
     if isinstance(value, bool) or not isinstance(value, int | float):
         kind = "a string" if isinstance(value, str) else repr(type(value).__name__)
         raise src.error(node, f"{kind} is not allowed here: only numbers, names and the listed functions")
+    literal = _segment(node, src) or repr(value)
+    if len(literal) > limits.MAX_LITERAL_CHARS:
+        raise src.error(node, f"number literal longer than {limits.MAX_LITERAL_CHARS} characters")
+    exponent = _EXPONENT.search(literal) if isinstance(value, float) else None
+    # checked on the text first: Fraction('1e999999999') would build a billion-digit integer
+    if exponent and abs(int(exponent[1].replace("_", ""))) > limits.MAX_EXPONENT + limits.MAX_LITERAL_CHARS:
+        raise src.error(
+            node,
+            f"the number {literal} is out of range (1e-{limits.MAX_EXPONENT} .. 1e{limits.MAX_EXPONENT})",
+        )
     if isinstance(value, int):
-        return sp.Integer(value)
-    literal = ast.get_source_segment("\n".join(src.lines), node) or repr(value)
-    try:
-        exact = Fraction(literal.replace("_", ""))
-    except ValueError:
         exact = Fraction(value)
+    else:
+        try:
+            exact = Fraction(literal.replace("_", ""))
+        except ValueError:
+            exact = Fraction(value)
+    problem = limits.magnitude_problem(exact)
+    if problem:
+        raise src.error(node, f"the number {literal} {problem}")
     return sp.Rational(exact.numerator, exact.denominator)
+
+
+def _segment(node: ast.AST, src: Source) -> str:
+    """The text of a one-line node (ast offsets count UTF-8 bytes)."""
+    if node.lineno != node.end_lineno:
+        return ""
+    line = src.lines[node.lineno - 1].encode("utf-8")
+    return line[node.col_offset : node.end_col_offset].decode("utf-8", errors="replace")
 
 
 def parse_tail(text: str, offset: int, line: int, file: str | None) -> tuple[ast.expr, Source]:

@@ -1,0 +1,759 @@
+"""Grammar-aware fuzzing of derivation files, and a bounded runner for them.
+
+The grammar writes derivation files the way people (and their typos) do: headers, sections, forward and
+gradient statements over consistently indexed tensors, every operator, function and domain of the
+language, literals from 0 to 1e999999, deep nesting, long sums, power towers, and then the hostile
+edges: mutated text, bytes that are not UTF-8, NUL, BOM, CR, form feeds and U+2028. It draws from a
+`Choices` object, so one grammar serves both Hypothesis (shrinking, in the test suite) and a plain seeded
+`random.Random` (the campaign below).
+
+Each case runs `python -m verify check FILE` in a worker process with a time bound (the worker is
+killed when a case runs over it) and a memory bound (killed when its resident memory passes it), and
+the outcome is judged by issue 11's acceptance: exit status 0, 1, 2 or 3 only (4 is a bug of the tool),
+no traceback, every error a `file:line:col: message` line with a real position.
+
+The campaign (about an hour and a half on two cores; a summary and every failing file under --out):
+
+    nice python tests/fuzz.py --cases 10000 --jobs 2 --out /tmp/fuzz
+
+Workers run the cases in-process (the CLI's `main`, output captured) so that a case does not pay for
+importing JAX and PyTorch again; `--fresh` runs every case as its own `python -m verify` process instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ALLOWED_STATUS = (0, 1, 2, 3)
+TIMEOUT_S = 20.0
+MEMORY_BYTES = 4 << 30
+CASES_PER_WORKER = 150  # a worker is replaced after this many cases: the tool's caches only grow
+
+
+# ---------------------------------------------------------------------------------------------------
+# Choices: where the grammar's decisions come from.
+
+
+class Choices:
+    """A source of decisions. `integer(lo, hi)` inclusive, `choice(seq)`, `chance(p)`."""
+
+    def integer(self, lo: int, hi: int) -> int:
+        raise NotImplementedError
+
+    def choice(self, options: Sequence):
+        return options[self.integer(0, len(options) - 1)]
+
+    def chance(self, p: float) -> bool:
+        return self.integer(0, 999) < p * 1000
+
+
+class RandomChoices(Choices):
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+
+    def integer(self, lo, hi):
+        return self.rng.randint(lo, hi)
+
+
+class HypothesisChoices(Choices):
+    """Decisions drawn from Hypothesis's `data` object (st.data()), so that failures shrink."""
+
+    def __init__(self, data):
+        from hypothesis import strategies as st
+
+        self.data, self.st = data, st
+
+    def integer(self, lo, hi):
+        return self.data.draw(self.st.integers(lo, hi))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The grammar.
+
+INDEX_LETTERS = "nijkmpq"
+NAMES_BY_ARITY = {
+    0: ["a", "c", "eps", "s"],
+    1: ["b", "g", "v", "gamma"],
+    2: ["x", "W", "t", "u"],
+    3: ["z", "K3"],
+}
+FUNCTIONS_1 = ["exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "abs"]
+LITERALS = ["0", "1", "2", "3", "0.5", "1e-5", "2.5", "1_000", "0x10", "1e-3", "100", "0.1"]
+HOSTILE_LITERALS = [
+    "1e999999", "1e999", "1e308", "1e309", "1e-300", "1e-400", "10**10**10", "2**2**2**2**2", "9" * 120,
+    "1e300", "0.0", "(0/0)", "(1/0)", "1j", "True", "'s'", "None", "1." + "3" * 200, "10**400", "(-8)**(1/3)",
+    "(1 + 1e-10)**(10**12)", "(10 + 1e10)", "1e30", "1e-30", "(-1)**0.5",
+]  # fmt: skip
+COMPARISONS = ["<", "<=", ">", ">=", "==", "!="]
+DOMAINS = ["normal", "positive", "uniform(0.5, 2)", "uniform(-1, 1)", "simplex({k})", "onehot({k})"]
+HOSTILE_DOMAINS = ["uniform(1e308, 1e309)", "uniform(2, 1)", "uniform(1e-300, 2e-300)", "uniform(-1e300, 1e300)",
+                   "uniform(0, 0)", "simplex(q)", "onehot()", "uniform(1e-9, 2e-9)", "banana"]  # fmt: skip
+TITLE_PIECES = ["Batch norm", "a \"quoted\" title", '"""', "'''", "\u2028", "\x0c", "é", "日本", "\\", "{x}",
+                "__import__('os')", "\t", "# not a comment", "[forward]", "title: again"]  # fmt: skip
+
+
+@dataclass
+class Tensor:
+    name: str
+    letters: str  # one index letter per axis: the file uses them consistently
+
+
+class Grammar:
+    """Writes one derivation file from a Choices object."""
+
+    def __init__(self, c: Choices, hostile: float):
+        self.c = c
+        self.hostile = hostile  # the chance of each hostile choice
+        self.tensors: dict[str, Tensor] = {}
+        self.forward: list[str] = []
+        self.nodes = 0
+
+    def bad(self) -> bool:
+        return self.c.chance(self.hostile)
+
+    # -- expressions ----------------------------------------------------------------------------------
+
+    def literal(self) -> str:
+        if self.bad():
+            return self.c.choice(HOSTILE_LITERALS)
+        return self.c.choice(LITERALS)
+
+    def new_input(self, letters: str, readable: list[str]) -> Tensor:
+        pool = [n for n in NAMES_BY_ARITY.get(len(letters), []) if n not in self.tensors]
+        name = self.c.choice(pool) if pool and self.c.chance(0.8) else f"w{len(self.tensors)}"
+        t = Tensor(name, letters)
+        self.tensors[name] = t
+        readable.append(name)
+        return t
+
+    def subscripted(self, t: Tensor) -> str:
+        order = t.letters
+        if self.bad():  # a transposed or wrong subscript
+            order = self.c.choice([order[::-1], order + "n", order[1:], "".join(reversed(order))])
+        if not order:
+            return t.name
+        return f"{t.name}[{', '.join(order)}]"
+
+    def expr(self, free: str, readable: list[str], depth: int) -> str:
+        """An expression whose free indices are exactly `free`."""
+        self.nodes += 1
+        if depth <= 0 or self.nodes > 60 or self.c.chance(0.25):
+            return self.cover(free, readable)
+        kind = self.c.integer(0, 13)
+        d = depth - 1
+        if kind <= 3:
+            op = self.c.choice(["+", "-", "*", "/", "*"])
+            right_free = free if op in "+-" else self.subset(free)
+            return f"{self.wrap(self.expr(free, readable, d))} {op} {self.wrap(self.expr(right_free, readable, d))}"
+        if kind == 4:
+            return f"{self.c.choice(FUNCTIONS_1)}({self.expr(free, readable, d)})"
+        if kind == 5:
+            spare = [x for x in INDEX_LETTERS if x not in free]
+            if not spare:
+                return self.cover(free, readable)
+            k = self.c.choice(spare)
+            extra = k + (
+                self.c.choice([x for x in spare if x != k]) if len(spare) > 1 and self.c.chance(0.2) else ""
+            )
+            inner = self.expr(free + extra, readable, d)
+            return f"sum({inner}, {', '.join(extra)})"
+        if kind == 6:
+            cond = f"{self.expr(self.subset(free) or free, readable, d)} {self.c.choice(COMPARISONS)} {self.condition_rhs(free, readable, d)}"
+            other = self.c.choice(["0", self.expr(free, readable, d)])
+            return f"where({cond}, {self.expr(free, readable, d)}, {other})"
+        if kind == 7:
+            fn = self.c.choice(["max", "min"])
+            return f"{fn}({self.expr(free, readable, d)}, {self.c.choice(['0', self.expr(self.subset(free), readable, d)])})"
+        if kind == 8:
+            power = self.c.choice(
+                ["2", "3", "-1", "0.5", "(1/3)", "-2"]
+                + (["x[n, i]", "1e300", "(2**2**2**2)"] if self.bad() else [])
+            )
+            return f"{self.wrap(self.expr(free, readable, d))}**{power}"
+        if kind == 9:
+            return f"-{self.wrap(self.expr(free, readable, d))}"
+        if kind == 10 and free:
+            i = self.c.choice(free)
+            j = self.c.choice(free + (self.c.choice(INDEX_LETTERS) if self.bad() else ""))
+            return f"delta({i}, {j}) * {self.wrap(self.expr(free, readable, d))}"
+        if kind == 11:
+            size = self.c.choice(["N", "I", "J", "K"])
+            return f"{self.wrap(self.expr(free, readable, d))} / {size}"
+        if kind == 12 and self.bad():
+            return self.monster(free, readable)
+        return f"{self.wrap(self.expr(free, readable, d))} * {self.literal()}"
+
+    def condition_rhs(self, free, readable, depth) -> str:
+        if self.bad():
+            return self.c.choice(["where(x[n, i] > 0, 1, 2)", "1", self.literal()])
+        return self.c.choice(["0", "1", "0.5", self.expr(self.subset(free), readable, depth)])
+
+    def monster(self, free: str, readable: list[str]) -> str:
+        """The inputs issue 11 measured: towers, long sums, deep nesting, deep unary minus."""
+        base = self.cover(free, readable)
+        kind = self.c.integer(0, 7)
+        n = self.c.choice([5, 40, 200, 600, 3000])
+        if kind == 0:
+            return " + ".join([base] * n)
+        if kind == 1:
+            return "-" * min(n, 6000) + base
+        if kind == 2:
+            return base + "**2" * min(n, 3000)
+        if kind == 3:
+            depth = self.c.choice([5, 12, 20, 60])
+            text = base
+            spare = [x for x in INDEX_LETTERS if x not in free]
+            for k in range(depth):
+                letter = spare[k % len(spare)] if spare else "n"
+                text = f"sum({text} * {self.cover(free + letter, readable)}, {letter})"
+            return text
+        if kind == 4:
+            return "exp(" * min(n, 300) + base + ")" * min(n, 300)
+        if kind == 5:
+            return "(" * min(n, 300) + base + ")" * min(n, 300)
+        if kind == 6:
+            return f"where(where({base} > 0, {base}, 1) > 0.5, {base}, 0)"
+        return f"({base}) * (10 + 1e10)"
+
+    def cover(self, free: str, readable: list[str]) -> str:
+        """A product of tensors whose indices are exactly `free` (known tensors first: every new input
+        risks a size that no statement ties to the others), or a scalar when `free` is empty."""
+        if not free:
+            scalars = [t for t in readable if not self.tensors[t].letters]
+            if not scalars and self.may_add_inputs and self.c.chance(0.5):
+                scalars = [self.new_input("", readable).name]
+            if scalars and self.c.chance(0.7):
+                return self.c.choice(scalars)
+            return self.literal()
+        parts, left = [], set(free)
+        while left:
+            fits = [t for t in readable if self.tensors[t].letters and set(self.tensors[t].letters) <= set(free)
+                    and set(self.tensors[t].letters) & left]  # fmt: skip
+            if fits and (not self.may_add_inputs or self.c.chance(0.9)):
+                t = self.tensors[self.c.choice(fits)]
+            elif self.may_add_inputs:
+                take = sorted(left, key=INDEX_LETTERS.index)[: self.c.integer(1, min(2, len(left)))]
+                t = self.new_input("".join(take), readable)
+            else:
+                return self.literal()
+            left -= set(t.letters)
+            parts.append(self.subscripted(t))
+        return " * ".join(parts)
+
+    def subset(self, free: str) -> str:
+        return "".join(x for x in free if self.c.chance(0.6))
+
+    def wrap(self, text: str) -> str:
+        return text if re.fullmatch(r"[\w\[\], ]+", text) else f"({text})"
+
+    # -- statements and sections ----------------------------------------------------------------------
+
+    def target_letters(self) -> str:
+        count = self.c.choice([0, 1, 2, 2, 2, 3])
+        letters = list(INDEX_LETTERS[:4])
+        return (
+            "".join(self.c.choice(letters) for _ in range(count))
+            if self.bad()
+            else "".join(sorted(set(self.c.choice(letters) for _ in range(count)), key=INDEX_LETTERS.index))
+        )
+
+    def subscript(self, name: str, letters: str) -> str:
+        return f"{name}[{', '.join(letters)}]" if letters else name
+
+    def derivation(self) -> str:
+        c = self.c
+        lines: list[str] = []
+        for key in ("title", "source", "notes"):
+            if c.chance(0.5):
+                lines.append(f"{key}: {self.header_text()}")
+                if c.chance(0.2):
+                    lines.append("  " + self.header_text())
+        if self.bad():
+            lines.append(c.choice(["[backward]", "junk before sections", "title = x", "[forward"]))
+        sections = ["forward", "gradients", "inputs", "sizes"]
+        if self.bad():
+            c.choice(
+                [
+                    lambda: sections.reverse(),
+                    lambda: sections.remove("gradients"),
+                    lambda: sections.append("forward"),
+                ]
+            )()
+        forward_text = self.forward_section()
+        body = {
+            "forward": forward_text,
+            "gradients": self.gradients_section(),
+            "inputs": self.inputs_section(),
+            "sizes": self.sizes_section(),
+        }
+        for name in sections:
+            if name in ("inputs", "sizes") and not body[name] and c.chance(0.7):
+                continue
+            lines.append(f"[{name}]")
+            lines.extend(body[name])
+            if c.chance(0.3):
+                lines.append("")
+        return "\n".join(self.comments(lines)) + "\n"
+
+    def header_text(self) -> str:
+        if self.bad():
+            return "".join(self.c.choice(TITLE_PIECES) for _ in range(self.c.integer(1, 4)))
+        return self.c.choice(["Linear layer", "A test", "softmax (rows)", "see Ioffe & Szegedy (2015)"])
+
+    def forward_section(self) -> list[str]:
+        c = self.c
+        self.may_add_inputs = True
+        readable: list[str] = []
+        count = c.integer(1, 4) if not self.bad() else c.choice([0, 1, 8, 30, 250])
+        out = []
+        for k in range(count):
+            last = k == count - 1
+            name = (
+                "y"
+                if last
+                else c.choice(["h", "mu", "var", "xhat", "p", "L"]) + (str(k) if c.chance(0.5) else "")
+            )
+            if name in self.tensors:
+                name = f"f{k}"
+            letters = self.target_letters()
+            rhs = self.expr(letters, readable, c.integer(0, 5))
+            self.nodes = 0
+            self.tensors[name] = Tensor(name, letters)
+            readable.append(name)
+            out.append(f"{self.subscript(name, letters)} = {rhs}")
+            self.forward.append(name)
+        self.may_add_inputs = False
+        self.inputs = [n for n in self.tensors if n not in self.forward]
+        return out
+
+    def gradients_section(self) -> list[str]:
+        c = self.c
+        if not self.forward:
+            return ["dx[n, i] = dy[n, i]"]
+        output = self.tensors[self.forward[-1]]
+        readable = list(self.tensors)
+        if output.letters:
+            self.tensors["d" + output.name] = Tensor("d" + output.name, output.letters)
+            readable.append("d" + output.name)
+        out = []
+        wanted = [n for n in self.tensors if n in self.inputs or n in self.forward[:-1]]
+        c_count = c.integer(1, max(1, len(wanted)))
+        for name in wanted[:c_count]:
+            t = self.tensors[name]
+            if c.chance(0.2):  # a helper first
+                helper = f"g{len(out)}"
+                rhs = self.expr(t.letters, readable, c.integer(0, 3))
+                self.nodes = 0
+                self.tensors[helper] = Tensor(helper, t.letters)
+                readable.append(helper)
+                out.append(f"{self.subscript(helper, t.letters)} = {rhs}")
+            rhs = self.expr(t.letters, readable, c.integer(0, 4))
+            self.nodes = 0
+            out.append(f"{self.subscript('d' + name, t.letters)} = {rhs}")
+        if self.bad():
+            out.append(
+                c.choice(
+                    [
+                        "dq[n] = dy[n]",
+                        "dy[n, i] = 1",
+                        "d = 2",
+                        "dx[n,i] = dy[n,i] +",
+                        "dx[n, i] = foo(x[n, i])",
+                    ]
+                )
+            )
+        return out
+
+    def inputs_section(self) -> list[str]:
+        c = self.c
+        out = []
+        for name in self.inputs:
+            t = self.tensors[name]
+            if not c.chance(0.4):
+                continue
+            if not t.letters and c.chance(0.5):
+                out.append(f"{name} = {self.literal()}")
+            else:
+                k = c.choice(t.letters) if t.letters else "n"
+                domain = c.choice(HOSTILE_DOMAINS if self.bad() else DOMAINS)
+                out.append(f"{name}: {domain.format(k=k)}")
+        return out
+
+    def sizes_section(self) -> list[str]:
+        c = self.c
+        out = []
+        used = sorted({x for t in self.tensors.values() for x in t.letters}, key=INDEX_LETTERS.index)
+        for letter in used if not self.bad() else INDEX_LETTERS[:4]:
+            if c.chance(0.15):
+                value = c.choice(
+                    ["1", "2", "3", "5", "32"]
+                    + (["33", "100000", "10**12", "0", "-1", "2.5", "1e999"] if self.bad() else [])
+                )
+                out.append(f"{letter.upper()} = {value}")
+        return out
+
+    def comments(self, lines: list[str]) -> list[str]:
+        out = []
+        for line in lines:
+            if self.c.chance(0.05):
+                out.append("# " + self.c.choice(["a comment", "form\x0cfeed", "é", "x = 1"]))
+            if self.c.chance(0.04):
+                line += "  # trailing" + ("\x0c" if self.bad() else "")
+            out.append(line)
+        return out
+
+
+def mutate(c: Choices, text: str) -> str:
+    """A typo's worth of damage: characters or lines deleted, doubled, swapped or inserted."""
+    for _ in range(c.integer(1, 4)):
+        if not text:
+            break
+        k = c.integer(0, len(text) - 1)
+        kind = c.integer(0, 4)
+        if kind == 0:
+            text = text[:k] + text[k + 1 :]
+        elif kind == 1:
+            text = text[:k] + c.choice("[](),=*+-/:#\n \t0123456789nijxWydsume.'\"\\") + text[k:]
+        elif kind == 2:
+            lines = text.split("\n")
+            j = c.integer(0, len(lines) - 1)
+            lines.insert(j, lines[c.integer(0, len(lines) - 1)])
+            text = "\n".join(lines)
+        elif kind == 3:
+            lines = text.split("\n")
+            del lines[c.integer(0, len(lines) - 1)]
+            text = "\n".join(lines)
+        else:
+            text = text[:k] + text[k : k + 8][::-1] + text[k + 8 :]
+    return text
+
+
+def encode(c: Choices, text: str) -> bytes:
+    """The file's bytes: UTF-8 mostly; sometimes CRLF or CR line ends, a BOM, a NUL, a form feed or
+    U+2028, or bytes that are not UTF-8."""
+    kind = c.integer(0, 12)
+    if kind == 0:
+        text = text.replace("\n", "\r\n")
+    elif kind == 1:
+        text = text.replace("\n", "\r")
+    elif kind == 2:
+        text = "\ufeff" + text
+    elif kind == 3:
+        k = c.integer(0, len(text))
+        text = (
+            text[:k]
+            + c.choice(["\x00", "\x0c", "\u2028", "\x0b", "\x85", "\u00a0", "\t", "\ud800"])
+            + text[k:]
+        )
+    data = text.encode("utf-8", errors="surrogatepass")
+    if kind == 4:
+        k = c.integer(0, len(data))
+        data = data[:k] + c.choice([b"\xff", b"\xc3", b"\xe9t\xe9", b"\x80\x80"]) + data[k:]
+    elif kind == 5:
+        data = text.encode("utf-16")
+    return data
+
+
+def case(c: Choices) -> bytes:
+    """One fuzzed derivation file."""
+    style = c.integer(0, 9)
+    if style <= 3:
+        text = Grammar(c, hostile=0.01).derivation()
+    elif style <= 6:
+        text = Grammar(c, hostile=0.15).derivation()
+    elif style <= 8:
+        text = mutate(c, Grammar(c, hostile=0.05).derivation())
+    else:
+        text = "".join(c.choice(TOKENS) for _ in range(c.integer(1, 80)))
+    return encode(c, text) if c.chance(0.2) else text.encode("utf-8")
+
+
+TOKENS = [
+    "[forward]\n", "[gradients]\n", "[inputs]\n", "[sizes]\n", "title: t\n", "\n", "    ",
+    "y", "x", "W", "b", "dy", "dx", "dW", "mu", "N", "I", "n", "i", "j", "k",
+    "[", "]", "(", ")", ",", " = ", ": ", "+", "-", "*", "/", "**", "<", ">=", "==",
+    "sum(", "exp(", "log(", "sqrt(", "max(", "where(", "delta(", "sigmoid(", "abs(",
+    "0", "1", "2.5", "1e-5", "normal", "simplex(k)", "onehot(i)", "uniform(0, 1)", "#", "'s'", ".T", "lambda",
+]  # fmt: skip
+
+
+def seeded_case(seed: int) -> bytes:
+    return case(RandomChoices(seed))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running cases with bounds, and judging them.
+
+POSITION = re.compile(r"(?P<line>\d+):(?P<col>\d+): \S")  # after "FILE:"
+
+
+@dataclass
+class Outcome:
+    """One case's run: exit status (None when killed), seconds, output, and what was wrong with it."""
+
+    path: str
+    status: int | None
+    seconds: float
+    stdout: str
+    stderr: str
+    problem: str = ""  # empty when the run meets the acceptance
+
+    def judge(self, timeout: float) -> Outcome:
+        self.problem = problem(self, timeout)
+        return self
+
+
+def problem(o: Outcome, timeout: float) -> str:
+    if o.status is None:
+        return o.stderr or "killed"
+    if o.seconds > timeout:
+        return f"took {o.seconds:.1f} s"
+    if "Traceback" in o.stdout + o.stderr:
+        return "traceback"
+    if o.status not in ALLOWED_STATUS:
+        return f"exit status {o.status}: {o.stderr.strip().splitlines()[-1] if o.stderr.strip() else ''}"
+    if o.status == 2:
+        errors = [line for line in o.stderr.splitlines() if line.startswith(o.path + ":")]
+        if not errors:
+            return "exit 2 without a file:line:col error: " + o.stderr.strip()[:200]
+        for line in errors:
+            m = POSITION.match(line[len(o.path) + 1 :])
+            if not m or int(m["line"]) < 1 or int(m["col"]) < 1:
+                return "error without a position: " + line[:200]
+    return ""
+
+
+def _run_in_process(path: str, oracles: list[str]) -> tuple[int, str, str]:
+    from verify.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    args = ["check", path] + [a for o in oracles for a in ("--oracle", o)]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(args)
+        except SystemExit as e:
+            status = e.code if isinstance(e.code, int) else 1
+        except BaseException as e:  # what escapes main: the CLI would print a traceback
+            import traceback
+
+            traceback.print_exc()
+            status = 1 if not isinstance(e, KeyboardInterrupt) else 130
+    return status, out.getvalue(), err.getvalue()
+
+
+def worker(oracles: list[str]) -> None:
+    """Reads case paths from stdin, one a line; writes one JSON outcome a line to the real stdout."""
+    import warnings
+
+    warnings.simplefilter("ignore")  # floating-point warnings of oracles are not what is judged here
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    for line in sys.stdin:
+        path = line.rstrip("\n")
+        start = time.perf_counter()
+        status, out, err = _run_in_process(path, oracles)
+        seconds = time.perf_counter() - start
+        channel.write(
+            json.dumps({"status": status, "seconds": seconds, "stdout": out[-4000:], "stderr": err[-4000:]})
+            + "\n"
+        )
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+class Worker:
+    """A worker process with bounds: a case over `timeout` seconds or `memory` bytes kills it."""
+
+    def __init__(self, oracles: list[str], timeout: float, memory: int):
+        self.oracles, self.timeout, self.memory = oracles, timeout, memory
+        self.proc = None
+        self.done = 0
+
+    def start(self):
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", *[a for o in self.oracles for a in ("--oracle", o)]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
+        )  # fmt: skip
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.done = 0
+        self.buffer = b""
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def submit(self, path: str):
+        if self.proc is None or self.done >= CASES_PER_WORKER:
+            self.stop()
+            self.start()
+        self.path, self.started = path, time.perf_counter()
+        self.proc.stdin.write(path.encode() + b"\n")
+        self.proc.stdin.flush()
+        self.done += 1
+
+    def poll(self) -> Outcome | None:
+        """The outcome of the case submitted, once there is one."""
+        try:
+            self.buffer += os.read(self.proc.stdout.fileno(), 1 << 20)
+        except BlockingIOError:
+            pass
+        if b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            r = json.loads(line)
+            return Outcome(self.path, r["status"], r["seconds"], r["stdout"], r["stderr"])
+        elapsed = time.perf_counter() - self.started
+        why = None
+        if self.proc.poll() is not None:
+            why = f"worker died (signal or exit {self.proc.returncode})"
+        elif elapsed > self.timeout:
+            why = f"killed after {self.timeout:.0f} s"
+        elif _rss(self.proc.pid) > self.memory:
+            why = f"killed above {self.memory >> 20} MiB of memory"
+        if why is None:
+            return None
+        self.stop()
+        return Outcome(self.path, None, elapsed, "", why)
+
+
+def run_fresh(path: str, oracles: list[str], timeout: float) -> Outcome:
+    """One case as its own `python -m verify check` process, as a user runs it."""
+    start = time.perf_counter()
+    args = [sys.executable, "-m", "verify", "check", path] + [a for o in oracles for a in ("--oracle", o)]
+    try:
+        r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=timeout, errors="replace")
+    except subprocess.TimeoutExpired:
+        return Outcome(path, None, time.perf_counter() - start, "", f"killed after {timeout:.0f} s")
+    return Outcome(path, r.returncode, time.perf_counter() - start, r.stdout[-4000:], r.stderr[-4000:])
+
+
+def run_cases(
+    paths: Iterable[str], jobs: int = 2, oracles: Sequence[str] = (), timeout: float = TIMEOUT_S,
+    memory: int = MEMORY_BYTES, fresh: bool = False, progress=None,
+) -> list[Outcome]:  # fmt: skip
+    """Run every case under the bounds, `jobs` at a time; outcomes judged, in the order of `paths`."""
+    oracles = list(oracles)
+    pending = list(enumerate(paths))
+    results: dict[int, Outcome] = {}
+    if fresh:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(jobs) as pool:
+            futures = {k: pool.submit(run_fresh, p, oracles, timeout) for k, p in pending}
+            for k, f in futures.items():
+                results[k] = f.result().judge(timeout)
+                if progress:
+                    progress(results[k])
+        return [results[k] for k in sorted(results)]
+    workers = [Worker(oracles, timeout, memory) for _ in range(jobs)]
+    busy: dict[int, int] = {}  # worker -> case
+    try:
+        while pending or busy:
+            for w, wk in enumerate(workers):
+                if w not in busy and pending:
+                    k, path = pending.pop(0)
+                    wk.submit(path)
+                    busy[w] = k
+            time.sleep(0.01)
+            for w in list(busy):
+                o = workers[w].poll()
+                if o is not None:
+                    results[busy.pop(w)] = o.judge(timeout)
+                    if progress:
+                        progress(o)
+    finally:
+        for wk in workers:
+            wk.stop()
+    return [results[k] for k in sorted(results)]
+
+
+def write_cases(folder: Path, seeds: Iterable[int]) -> list[str]:
+    paths = []
+    for seed in seeds:
+        path = folder / f"case{seed:06d}.deriv"
+        path.write_bytes(seeded_case(seed))
+        paths.append(str(path))
+    return paths
+
+
+def summary(outcomes: list[Outcome]) -> dict:
+    times = sorted(o.seconds for o in outcomes)
+    return {
+        "cases": len(outcomes),
+        "exit_status": dict(sorted(Counter(str(o.status) for o in outcomes).items())),
+        "failures": sum(bool(o.problem) for o in outcomes),
+        "problems": dict(Counter(o.problem.split(":")[0] for o in outcomes if o.problem).most_common()),
+        "seconds_median": times[len(times) // 2] if times else 0.0,
+        "seconds_max": times[-1] if times else 0.0,
+        "over_5_s": sum(t > 5 for t in times),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=100)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_S)
+    parser.add_argument(
+        "--oracle", action="append", default=[], help="as verify check --oracle (default: all)"
+    )
+    parser.add_argument("--out", type=Path, help="folder for the cases, the failures and summary.json")
+    parser.add_argument("--fresh", action="store_true", help="each case as its own python -m verify process")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.oracle)
+        return 0
+    out = args.out or Path(tempfile.mkdtemp(prefix="gradverify-fuzz-"))
+    (out / "cases").mkdir(parents=True, exist_ok=True)
+    paths = write_cases(out / "cases", range(args.first_seed, args.first_seed + args.cases))
+    done = Counter()
+    start = time.perf_counter()
+
+    def progress(o: Outcome):
+        done["n"] += 1
+        done["bad"] += bool(o.problem)
+        if o.problem:
+            print(f"FAIL {o.path}: {o.problem}", flush=True)
+        if done["n"] % 250 == 0:
+            print(
+                f"{done['n']} cases, {done['bad']} failing, {time.perf_counter() - start:.0f} s", flush=True
+            )
+
+    outcomes = run_cases(paths, args.jobs, args.oracle, args.timeout, fresh=args.fresh, progress=progress)
+    report = summary(outcomes)
+    report["wall_s"] = time.perf_counter() - start
+    report["command"] = " ".join(["python tests/fuzz.py", *(argv if argv is not None else sys.argv[1:])])
+    (out / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
+    with open(out / "outcomes.jsonl", "w") as f:
+        for o in outcomes:
+            f.write(json.dumps(asdict(o)) + "\n")
+    print(json.dumps(report, indent=2))
+    return 1 if report["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The limits on what a derivation file may ask for, each checked where the text is read, so that a
+file beyond one gets a one-line `file:line:col: message` at once rather than a hang, a memory error or
+a recursion error somewhere later. The README states each of them.
+
+The caps are far above any derivation of a layer or a loss (the catalogue's longest statement has 40
+syntax nodes, nests 6 deep and ranges over 3 indices at sizes below 8) and far below what would take the
+checks more than a few seconds.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+MAX_SIZE = 32  # a size fixed in [sizes]: the exact oracle evaluates every element in 50 digits
+MAX_STATEMENTS = 200  # statements in one section
+MAX_STATEMENT_CHARS = 5000  # characters in one statement
+MAX_NODES = 1000  # syntax nodes in one statement (a 600-term sum has 1800)
+MAX_DEPTH = 40  # nesting of one statement: calls, parentheses, powers, unary minus, operands
+MAX_LITERAL_CHARS = 100  # characters of one number literal
+MAX_EXPONENT = 300  # a number, literal or computed from literals, lies within 1e-300 .. 1e300
+MAX_EVALUATIONS = 200_000  # elements times summed terms of one statement, at the sizes a check draws
+MAX_POWER_BITS = 100_000  # the exact value of a power of two literals, before it is compared with 1e300
+
+LARGEST = Fraction(10) ** MAX_EXPONENT
+
+
+def magnitude_problem(value: Fraction) -> str | None:
+    """Why the exact number `value` is beyond MAX_EXPONENT, or None. A number that far from 1 has no
+    float64 value to check the generated code with."""
+    if value == 0:
+        return None
+    size = abs(value)
+    if size > LARGEST:
+        return f"is larger than 1e{MAX_EXPONENT} in magnitude"
+    if size < 1 / LARGEST:
+        return f"is smaller than 1e-{MAX_EXPONENT} in magnitude"
+    return None
+
+
+def constant_problem(value) -> str | None:
+    """Why a constant the parser computed from literals (`0/0`, `sqrt(-1)`, `exp(1000)`, `2**2**2**2**2`)
+    cannot stand in a formula, or None. `value` is a SymPy expression without symbols."""
+    import sympy as sp
+
+    if value is sp.nan:
+        return "is not a number (0/0)"
+    if value.is_infinite or value in (sp.zoo, sp.oo, -sp.oo):
+        return "is infinite (a division by zero?)"
+    if value.is_Rational:
+        return magnitude_problem(Fraction(int(value.p), int(value.q)))
+    approx = value.rewrite(sp.exp).evalf(20)
+    if approx is sp.nan or approx.is_infinite:
+        return "is not finite"
+    if approx.has(sp.I) or approx.is_extended_real is False:
+        return "is not a real number"
+    if approx.is_Float and abs(approx) > sp.Integer(10) ** MAX_EXPONENT:
+        return f"is larger than 1e{MAX_EXPONENT} in magnitude"
+    return None
+
+
+def power_problem(base, exponent) -> str | None:
+    """Why SymPy should not compute the power of two numbers exactly (its digits would not fit in
+    memory: `10**10**10`), or None. Checked before computing it."""
+    if base in (0, 1, -1) or not exponent.is_Rational:
+        return None
+    bits = max(int(base.p).bit_length(), int(base.q).bit_length()) if base.is_Rational else 64
+    whole = abs(int(exponent.p)) // int(exponent.q) + 1
+    if whole * bits > MAX_POWER_BITS:
+        return f"is too large to compute exactly (about {whole * bits} bits)"
+    return None
+
+
+def evaluations(expr, sizes) -> int:
+    """How many steps the exact evaluation of `expr` takes for one element: one per node, a sum's body
+    once per term (`sizes` maps size symbols to values)."""
+    import sympy as sp
+
+    if isinstance(expr, sp.Sum):
+        terms = 1
+        for _, low, high in expr.limits:
+            terms *= max(0, int(high.xreplace(sizes)) - int(low.xreplace(sizes)) + 1)
+        return 1 + terms * evaluations(expr.function, sizes)
+    return 1 + sum(evaluations(a, sizes) for a in expr.args)
