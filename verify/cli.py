@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import resources
 import traceback
+from importlib import resources
 from pathlib import Path
 
 from sympy.printing.str import StrPrinter
@@ -111,9 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="show the traceback of an internal error",
     )
-    parser = _Parser(
-        prog=PROG, description="Check hand-written gradient formulas.", parents=[debug]
-    )
+    parser = _Parser(prog=PROG, description="Check hand-written gradient formulas.", parents=[debug])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name, **kwargs):
