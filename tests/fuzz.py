@@ -40,7 +40,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ALLOWED_STATUS = (0, 1, 2, 3)
-TIMEOUT_S = 20.0
+TIMEOUT_S = 20.0  # the bound on a case's CPU time (wall time varies with what else the machine runs)
+WALL_FACTOR = 3  # a case still running after WALL_FACTOR * TIMEOUT_S seconds of wall time is killed
 MEMORY_BYTES = 4 << 30
 CASES_PER_WORKER = 150  # a worker is replaced after this many cases: the tool's caches only grow
 
@@ -122,6 +123,7 @@ class Grammar:
         self.tensors: dict[str, Tensor] = {}
         self.forward: list[str] = []
         self.nodes = 0
+        self.bound: set[str] = set()  # indices summed by enclosing sums, at the point being written
 
     def bad(self) -> bool:
         return self.c.chance(self.hostile)
@@ -163,14 +165,16 @@ class Grammar:
         if kind == 4:
             return f"{self.c.choice(FUNCTIONS_1)}({self.expr(free, readable, d)})"
         if kind == 5:
-            spare = [x for x in INDEX_LETTERS if x not in free]
+            spare = [x for x in INDEX_LETTERS if x not in free and x not in self.bound]
             if not spare:
                 return self.cover(free, readable)
             k = self.c.choice(spare)
             extra = k + (
                 self.c.choice([x for x in spare if x != k]) if len(spare) > 1 and self.c.chance(0.2) else ""
             )
+            self.bound |= set(extra)
             inner = self.expr(free + extra, readable, d)
+            self.bound -= set(extra)
             return f"sum({inner}, {', '.join(extra)})"
         if kind == 6:
             cond = f"{self.expr(self.subset(free) or free, readable, d)} {self.c.choice(COMPARISONS)} {self.condition_rhs(free, readable, d)}"
@@ -242,17 +246,26 @@ class Grammar:
             return self.literal()
         parts, left = [], set(free)
         while left:
-            fits = [t for t in readable if self.tensors[t].letters and set(self.tensors[t].letters) <= set(free)
-                    and set(self.tensors[t].letters) & left]  # fmt: skip
+            letters = {t: set(self.tensors[t].letters) for t in readable}
+            fits = [t for t in readable if letters[t] and letters[t] <= set(free) and letters[t] & left]
+            # a tensor with more indices, its others summed: mu[j] = sum(x[n, j], n) ties J to x's axis
+            summed = [t for t in readable if letters[t] & left and not (letters[t] - set(free)) & self.bound]
             if fits and (not self.may_add_inputs or self.c.chance(0.9)):
                 t = self.tensors[self.c.choice(fits)]
+                parts.append(self.subscripted(t))
+            elif summed and (not self.may_add_inputs or self.c.chance(0.9)):
+                t = self.tensors[self.c.choice(summed)]
+                extra = [x for x in t.letters if x not in free]
+                parts.append(
+                    f"sum({self.subscripted(t)}, {', '.join(extra)})" if extra else self.subscripted(t)
+                )
             elif self.may_add_inputs:
                 take = sorted(left, key=INDEX_LETTERS.index)[: self.c.integer(1, min(2, len(left)))]
                 t = self.new_input("".join(take), readable)
+                parts.append(self.subscripted(t))
             else:
                 return self.literal()
             left -= set(t.letters)
-            parts.append(self.subscripted(t))
         return " * ".join(parts)
 
     def subset(self, free: str) -> str:
@@ -471,12 +484,12 @@ def encode(c: Choices, text: str) -> bytes:
 
 def case(c: Choices) -> bytes:
     """One fuzzed derivation file."""
-    style = c.integer(0, 9)
-    if style <= 3:
+    style = c.integer(0, 19)
+    if style <= 9:
         text = Grammar(c, hostile=0.01).derivation()
-    elif style <= 6:
+    elif style <= 14:
         text = Grammar(c, hostile=0.15).derivation()
-    elif style <= 8:
+    elif style <= 17:
         text = mutate(c, Grammar(c, hostile=0.05).derivation())
     else:
         text = "".join(c.choice(TOKENS) for _ in range(c.integer(1, 80)))
@@ -504,13 +517,15 @@ POSITION = re.compile(r"(?P<line>\d+):(?P<col>\d+): \S")  # after "FILE:"
 
 @dataclass
 class Outcome:
-    """One case's run: exit status (None when killed), seconds, output, and what was wrong with it."""
+    """One case's run: exit status (None when killed), wall and CPU seconds, output, and what was wrong
+    with it."""
 
     path: str
     status: int | None
     seconds: float
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0
     problem: str = ""  # empty when the run meets the acceptance
 
     def judge(self, timeout: float) -> Outcome:
@@ -521,8 +536,8 @@ class Outcome:
 def problem(o: Outcome, timeout: float) -> str:
     if o.status is None:
         return o.stderr or "killed"
-    if o.seconds > timeout:
-        return f"took {o.seconds:.1f} s"
+    if max(o.cpu_seconds, o.seconds / WALL_FACTOR) > timeout:
+        return f"took {o.cpu_seconds:.1f} s of CPU, {o.seconds:.1f} s of wall time"
     if "Traceback" in o.stdout + o.stderr:
         return "traceback"
     if o.status not in ALLOWED_STATUS:
@@ -562,15 +577,23 @@ def worker(oracles: list[str]) -> None:
 
     warnings.simplefilter("ignore")  # floating-point warnings of oracles are not what is judged here
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    with contextlib.suppress(ImportError):  # a case's time is its own, not that of importing frameworks
+        import jax  # noqa: F401
+        import torch  # noqa: F401
+    channel.write("ready\n")
     for line in sys.stdin:
         path = line.rstrip("\n")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         status, out, err = _run_in_process(path, oracles)
-        seconds = time.perf_counter() - start
-        channel.write(
-            json.dumps({"status": status, "seconds": seconds, "stdout": out[-4000:], "stderr": err[-4000:]})
-            + "\n"
-        )
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        result = {
+            "status": status,
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "stdout": out[-4000:],
+            "stderr": err[-4000:],
+        }
+        channel.write(json.dumps(result) + "\n")
 
 
 def _rss(pid: int) -> int:
@@ -595,6 +618,9 @@ class Worker:
             [sys.executable, str(Path(__file__).resolve()), "--worker", *[a for o in self.oracles for a in ("--oracle", o)]],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
         )  # fmt: skip
+        ready = self.proc.stdout.readline()  # after the worker's imports
+        if ready != b"ready\n":
+            raise RuntimeError(f"fuzz worker did not start: {ready!r}")
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.done = 0
         self.buffer = b""
@@ -623,13 +649,13 @@ class Worker:
         if b"\n" in self.buffer:
             line, self.buffer = self.buffer.split(b"\n", 1)
             r = json.loads(line)
-            return Outcome(self.path, r["status"], r["seconds"], r["stdout"], r["stderr"])
+            return Outcome(self.path, r["status"], r["seconds"], r["stdout"], r["stderr"], r["cpu_seconds"])
         elapsed = time.perf_counter() - self.started
         why = None
         if self.proc.poll() is not None:
             why = f"worker died (signal or exit {self.proc.returncode})"
-        elif elapsed > self.timeout:
-            why = f"killed after {self.timeout:.0f} s"
+        elif elapsed > self.timeout * WALL_FACTOR:
+            why = f"killed after {self.timeout * WALL_FACTOR:.0f} s of wall time"
         elif _rss(self.proc.pid) > self.memory:
             why = f"killed above {self.memory >> 20} MiB of memory"
         if why is None:
@@ -639,14 +665,28 @@ class Worker:
 
 
 def run_fresh(path: str, oracles: list[str], timeout: float) -> Outcome:
-    """One case as its own `python -m verify check` process, as a user runs it."""
+    """One case as its own `python -m verify check` process, as a user runs it (imports included)."""
     start = time.perf_counter()
     args = [sys.executable, "-m", "verify", "check", path] + [a for o in oracles for a in ("--oracle", o)]
-    try:
-        r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=timeout, errors="replace")
-    except subprocess.TimeoutExpired:
-        return Outcome(path, None, time.perf_counter() - start, "", f"killed after {timeout:.0f} s")
-    return Outcome(path, r.returncode, time.perf_counter() - start, r.stdout[-4000:], r.stderr[-4000:])
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(args, stdout=out, stderr=err, cwd=ROOT)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - start > timeout * WALL_FACTOR:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                return Outcome(
+                    path, None, time.perf_counter() - start, "", f"killed after {timeout * WALL_FACTOR:.0f} s"
+                )
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text = [f.read().decode("utf-8", "replace")[-4000:] for f in (out, err)]
+    cpu = usage.ru_utime + usage.ru_stime
+    return Outcome(path, proc.returncode, time.perf_counter() - start, *text, cpu)
 
 
 def run_cases(
@@ -700,14 +740,21 @@ def write_cases(folder: Path, seeds: Iterable[int]) -> list[str]:
 
 def summary(outcomes: list[Outcome]) -> dict:
     times = sorted(o.seconds for o in outcomes)
+    cpu = sorted(o.cpu_seconds for o in outcomes)
+    slowest = sorted(outcomes, key=lambda o: -o.cpu_seconds)[:5]
     return {
         "cases": len(outcomes),
         "exit_status": dict(sorted(Counter(str(o.status) for o in outcomes).items())),
         "failures": sum(bool(o.problem) for o in outcomes),
         "problems": dict(Counter(o.problem.split(":")[0] for o in outcomes if o.problem).most_common()),
-        "seconds_median": times[len(times) // 2] if times else 0.0,
-        "seconds_max": times[-1] if times else 0.0,
-        "over_5_s": sum(t > 5 for t in times),
+        "wall_s_median": times[len(times) // 2] if times else 0.0,
+        "wall_s_max": times[-1] if times else 0.0,
+        "cpu_s_median": cpu[len(cpu) // 2] if cpu else 0.0,
+        "cpu_s_max": cpu[-1] if cpu else 0.0,
+        "cpu_over_5_s": sum(t > 5 for t in cpu),
+        "slowest": [
+            f"{Path(o.path).name}: {o.cpu_seconds:.1f} s CPU, {o.seconds:.1f} s wall" for o in slowest
+        ],
     }
 
 

@@ -134,3 +134,72 @@ def test_assert_verified_helper():
     assert_verified(ROOT / "derivations" / "tanh.deriv", oracles=("exact",))
     with pytest.raises(NotVerified, match="has the wrong sign"):
         assert_verified(str(CASES / "wrong_sign.deriv"), oracles=("exact",))
+
+
+def test_internal_error_is_one_line_exit_4(monkeypatch, capsys):
+    """A bug of the tool (here: sampling raising) is exit 4 and one line naming the stage and the
+    exception, never exit 1 (a verdict) and never a traceback; --debug adds the traceback."""
+    from verify import cli, sampling
+
+    def broken(*args, **kwargs):
+        raise KeyError("planted")
+
+    monkeypatch.setattr(sampling, "samples", broken)
+    assert cli.main(["check", "derivations/tanh.deriv", "--oracle", "exact"]) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "internal error in checking: KeyError: 'planted'" in err and "--debug" in err
+    assert cli.main(["check", "derivations/tanh.deriv", "--oracle", "exact", "--debug"]) == 4
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("python -m verify check: internal")
+
+
+def test_closed_pipe_ends_quietly():
+    """`python -m verify list | head -1`: the reader goes away; the program ends with status 0 and says
+    nothing on stderr (no BrokenPipeError traceback)."""
+    r = subprocess.run(
+        f"'{sys.executable}' -m verify list | head -1; exit ${{PIPESTATUS[0]}}",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stderr == "" and len(r.stdout.splitlines()) == 1
+
+
+def _statement(rhs: str) -> str:
+    return f"[forward]\ny[i] = {rhs}\n[gradients]\ndx[i] = dy[i]\n"
+
+
+HUGE = {
+    "3000-term sum": _statement(" + ".join(["x[i]"] * 3000)),
+    "600-term sum": _statement(" + ".join(["x[i]"] * 600)),
+    "5000 unary minus": _statement("-" * 5000 + "x[i]"),
+    "3000 nested **2": _statement("x[i]" + "**2" * 3000),
+    "power tower": _statement("x[i] ** 2**2**2**2**2**2"),
+    "2000 statements": "[forward]\n"
+    + "".join(f"h{k}[i] = x[i] * {k}\n" for k in range(2000))
+    + "y[i] = x[i]\n[gradients]\ndx[i] = dy[i]\n",
+    "sums nested 20 deep": "[forward]\ny[i] = "
+    + "".join(f"sum(w[a{k}] * " for k in range(20))
+    + "x[i]"
+    + "".join(f", a{k})" for k in reversed(range(20)))
+    + "\n[gradients]\ndx[i] = dy[i]\n",
+    "sums nested 12 deep": "[forward]\ny[i] = "
+    + "".join(f"sum(w[a{k}] * " for k in range(12))
+    + "x[i]"
+    + "".join(f", a{k})" for k in reversed(range(12)))
+    + "\n[gradients]\ndx[i] = dy[i]\n",
+    "size 10**12": _statement("x[i]") + "[sizes]\nI = 1000000000000\n",
+}
+
+
+@pytest.mark.parametrize("name", HUGE)
+def test_inputs_beyond_the_limits_exit_2_with_a_position(tmp_path, name):
+    """Issue 11's hangs, recursion and memory errors: each is refused at once, exit 2, one line
+    `file:line:col: message` with a real position, no traceback."""
+    path = tmp_path / "huge.deriv"
+    path.write_text(HUGE[name])
+    r = run("check", str(path), "--oracle", "exact")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    line = r.stderr.strip().splitlines()[-1]
+    where = line[len(str(path)) + 1 :].split(":")
+    assert line.startswith(str(path) + ":") and int(where[0]) >= 1 and int(where[1]) >= 1, line

@@ -1,10 +1,16 @@
 """Hypothesis: whatever text comes in, the parser returns a derivation or raises its own one-line
-DerivationError; no other exception escapes."""
+DerivationError; no other exception escapes. Grammar-aware fuzzing (tests/fuzz.py) goes further: whole
+derivation files, and `verify check` on them under time and memory bounds."""
 
+import signal
+from contextlib import contextmanager
+
+import fuzz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import verify
+from verify.catalogue import decode
 from verify.model import DerivationError
 from verify.parse import parse
 
@@ -83,3 +89,41 @@ def test_valid_soup_gets_a_verdict(forward, gradients):
         return
     report = verify.check(text, oracles=("exact", "fd"))
     assert report.derivations[0].status in ("verified", "wrong", "invalid")
+
+
+# -------------------------------------------------------------------------------------------------------
+# Grammar-aware fuzzing (tests/fuzz.py): derivation files written the way people write them, typos and
+# hostile inputs included. The full campaign is `python tests/fuzz.py --cases 10000` (see its docstring).
+
+
+class Overtime(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Fail, rather than hang, when the body runs longer than `seconds` (a bound per example)."""
+
+    def expire(*_):
+        raise Overtime(f"over {seconds} s")
+
+    before = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_grammar_files_parse_or_fail_with_a_position(data):
+    """A fuzzed file (any encoding, any damage) is read and parsed within a second or two into a
+    derivation, or refused with one DerivationError line at a real line and column."""
+    raw = fuzz.case(fuzz.HypothesisChoices(data))
+    with time_limit(10):
+        try:
+            parse(decode(raw, "f.deriv"), "f.deriv")
+        except DerivationError as e:
+            assert "\n" not in str(e) and e.line >= 1 and e.column >= 1, str(e)

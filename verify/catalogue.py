@@ -261,16 +261,26 @@ def read(path_or_text: str | Path) -> tuple[str, str | None, str]:
             path = found
             path_or_text = _display(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except (OSError, ValueError) as e:
-            reason = (
-                "not UTF-8 text"
-                if isinstance(e, UnicodeDecodeError)
-                else (getattr(e, "strerror", None) or str(e)).lower()
-            )
+            reason = (getattr(e, "strerror", None) or str(e)).lower()
             raise DerivationError(f"cannot read file: {reason}", 0, 0, str(path_or_text)) from None
-        return text, str(path_or_text), path.stem
+        return decode(data, str(path_or_text)), str(path_or_text), path.stem
     return str(path_or_text), None, "derivation"
+
+
+def decode(data: bytes, file: str) -> str:
+    """A file's text: UTF-8, after a byte order mark if it starts with one. Bytes that are not UTF-8 are
+    an error at the line and column of the first of them."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = data[: e.start].decode("utf-8")
+        line = before.count("\n") + 1
+        column = len(before.rsplit("\n", 1)[-1]) + 1
+        message = f"not UTF-8 text: byte 0x{data[e.start]:02x} (save the file as UTF-8)"
+        raise DerivationError(message, line, column, file) from None
 
 
 def load(path_or_text: str | Path, name: str | None = None) -> Derivation:

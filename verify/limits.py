@@ -18,7 +18,12 @@ MAX_NODES = 1000  # syntax nodes in one statement (a 600-term sum has 1800)
 MAX_DEPTH = 40  # nesting of one statement: calls, parentheses, powers, unary minus, operands
 MAX_LITERAL_CHARS = 100  # characters of one number literal
 MAX_EXPONENT = 300  # a number, literal or computed from literals, lies within 1e-300 .. 1e300
-MAX_EVALUATIONS = 200_000  # elements times summed terms of one statement, at the sizes a check draws
+# The exact evaluation of one draw: every element of every statement, a sum's body once per term, at the
+# sizes the check drew (the catalogue's largest, the MLP, takes 21,000). Repeated draws (a draw too
+# close to a kink is drawn again) stop at MAX_DRAWING in all.
+MAX_EVALUATIONS = 50_000
+MAX_DRAWING = 400_000
+MAX_UNIFORM = 10**9  # the bounds of uniform(a, b): samples are whole multiples of a grid step, in int64
 MAX_POWER_BITS = 100_000  # the exact value of a power of two literals, before it is compared with 1e300
 
 LARGEST = Fraction(10) ** MAX_EXPONENT
@@ -34,6 +39,15 @@ def magnitude_problem(value: Fraction) -> str | None:
         return f"is larger than 1e{MAX_EXPONENT} in magnitude"
     if size < 1 / LARGEST:
         return f"is smaller than 1e-{MAX_EXPONENT} in magnitude"
+    return None
+
+
+def uniform_problem(low: Fraction, high: Fraction, grid: int) -> str | None:
+    """Why uniform(low, high) cannot be sampled on multiples of 1/grid, or None."""
+    if max(abs(low), abs(high)) > MAX_UNIFORM:
+        return f"needs bounds within -{MAX_UNIFORM:.0e} .. {MAX_UNIFORM:.0e}"
+    if -((-low * grid) // 1) > (high * grid) // 1:
+        return f"holds no multiple of 1/{grid}, the step of the samples drawn: widen it"
     return None
 
 

@@ -31,6 +31,7 @@ from .model import (
 )
 from .notation.statements import Parsed, Step, python_statement
 from .primitives import BY_NAME, FUNCTIONS
+from .sampling import DENOMINATOR
 from .text import (
     Line,
     Source,
@@ -171,6 +172,9 @@ class _Converter:
             value = x / y
         else:
             value = x**y
+        if op in (ast.Div, ast.Pow) and value.has(sp.zoo, sp.nan):
+            # SymPy divides into each branch of a where(): x / where(c, x, 0) holds 1/0
+            raise self.err(node, "division by zero (in a branch of where()?)")
         return self._checked(node, _Walk(value, {**a.free, **b.free}, a.const and b.const))
 
     def _checked(self, node, walk: _Walk) -> _Walk:
@@ -678,7 +682,11 @@ class _Loader:
             low, high = (self._constant(a, src) for a in node.args)
             if not low < high:
                 raise src.error(node, "uniform(a, b) needs a < b")
-            return Domain(kind, Fraction(int(low.p), int(low.q)), Fraction(int(high.p), int(high.q)))
+            low, high = Fraction(int(low.p), int(low.q)), Fraction(int(high.p), int(high.q))
+            problem = limits.uniform_problem(low, high, DENOMINATOR)
+            if problem:
+                raise src.error(node, f"uniform(a, b) {problem}")
+            return Domain(kind, low, high)
         if len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
             raise src.error(node, f"{kind} takes one index name: {kind}(k)")
         if not shape:

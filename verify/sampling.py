@@ -16,8 +16,8 @@ import mpmath
 import numpy as np
 
 from . import limits
-from .exacteval import DIGITS, concrete_shape, elements, run_statement
-from .model import NORMAL, Derivation, DerivationError, Domain, Statement
+from .exacteval import DIGITS, concrete_shape, elements, run_all
+from .model import NORMAL, Derivation, DerivationError, Domain
 
 DRAWS = 2
 MARGIN = Fraction(1, 32)
@@ -87,19 +87,15 @@ def exact_values(domain: Domain, shape: tuple[int, ...], rng: np.random.Generato
 
 
 class _Kinks:
-    """Watches every kink site during an evaluation: how close it came (and in which statement), and
-    which sides it took."""
+    """Watches every kink site during an evaluation: how close it came, and which sides it took."""
 
     def __init__(self):
         self.closest = None
         self.sides: dict[object, set[int]] = {}
-        self.statement: Statement | None = None  # the statement being evaluated
-        self.closest_in: Statement | None = None
 
     def __call__(self, kind, site, value):
         a = abs(value)
-        if self.closest is None or a < self.closest:
-            self.closest, self.closest_in = a, self.statement
+        self.closest = a if self.closest is None else min(self.closest, a)
         self.sides.setdefault(site, set()).add(1 if value > 0 else -1)
 
     def covered(self) -> bool:
@@ -107,15 +103,16 @@ class _Kinks:
 
 
 def draw(d: Derivation, seed: int, avoid: dict[str, int] | None = None) -> Sample:
-    """One sample: the first draw (from `seed` onwards) that keeps clear of every kink and whose every
-    value is a finite real, preferring one on which every kink site takes both branches. When no draw
-    qualifies, a DerivationError at the statement that failed the last draw."""
+    """One sample: the first draw (from `seed` onwards) that keeps clear of every kink, preferring one
+    on which every kink site takes both branches."""
     best = None
-    trouble: tuple[Statement, str] | None = None
+    spent = 0
     for attempt in range(ATTEMPTS):
         rng = np.random.default_rng([seed, attempt])
         sizes = _sizes(d, rng, avoid)
-        check_evaluations(d, sizes)
+        spent += check_evaluations(d, sizes)
+        if spent > limits.MAX_DRAWING and attempt > 0:
+            break
         exact: dict[str, object] = {}
         for name in d.inputs:
             shape = concrete_shape(d, name, sizes)
@@ -130,76 +127,19 @@ def draw(d: Derivation, seed: int, avoid: dict[str, int] | None = None) -> Sampl
             exact[d.upstream] = exact_values(NORMAL, concrete_shape(d, d.upstream, sizes), rng)
         mp_values = {k: _to_mp(v) for k, v in exact.items()}
         kinks = _Kinks()
-        values, failed = _evaluate(d, mp_values, sizes, kinks)
-        if failed is not None:
-            trouble = failed
-            continue
+        values = run_all(d, mp_values, sizes, observe=kinks)
         sample = Sample(seed, sizes, mp_values, {k: _to_float(v) for k, v in exact.items()}, values)
         clear = kinks.closest is None or kinks.closest >= mpmath.mpf(MARGIN.numerator) / MARGIN.denominator
-        if clear and kinks.covered():
+        finite = all(_finite(v) for v in values.values())
+        if clear and finite and kinks.covered():
             return sample
-        if clear and best is None:
+        if clear and finite and best is None:
             best = sample
-        if not clear:
-            trouble = (kinks.closest_in, f"comes closer than {MARGIN} to a kink of max, min, abs or where")
     if best is None:
-        st, why = trouble
-        raise DerivationError(
-            f"no valid sample in {ATTEMPTS} draws: {st.target} {why}", st.line, st.column, d.file
+        raise ValueError(
+            f"{d.name}: no sample keeps clear of every kink and stays finite in {ATTEMPTS} draws"
         )
     return best
-
-
-def _evaluate(d: Derivation, inputs: dict, sizes: dict[str, int], kinks: _Kinks):
-    """Every forward value and written gradient at one draw, as exacteval.run_all, stopping at the
-    first statement whose value is not a finite real within float64's range: (values, None), or
-    (values so far, (that statement, what is wrong with it))."""
-    values = dict(inputs)
-    with mpmath.workdps(DIGITS):
-        for st in d.forward + d.gradients:
-            kinks.statement = st
-            try:
-                value = run_statement(st, d, values, sizes, kinks)
-            except ZeroDivisionError:
-                return values, (st, "divides by zero")
-            problem = _value_problem(value)
-            if problem:
-                return values, (st, problem)
-            values[st.target] = value
-    return values, None
-
-
-FLOAT64_RANGE = mpmath.mpf(10) ** 300  # beyond it, the float64 checks of the generated code overflow
-
-
-def _value_problem(v) -> str | None:
-    for x in v.ravel() if isinstance(v, np.ndarray) else (v,):
-        if not isinstance(x, mpmath.mpf):
-            return "is not real (a root or log of a negative value?)"
-        if not mpmath.isfinite(x):
-            return "is not finite"
-        if abs(x) > FLOAT64_RANGE:
-            return "is too large for float64"
-    return None
-
-
-def check_evaluations(d: Derivation, sizes: dict[str, int]) -> None:
-    """Refuse a statement whose exact evaluation at `sizes` would take more than MAX_EVALUATIONS steps
-    (nested sums multiply: twelve sums over sizes of 3 to 14 are billions of terms)."""
-    at = {d.sizes[k]: v for k, v in sizes.items()}
-    for st in d.forward + d.gradients:
-        count = limits.evaluations(st.rhs, at)
-        for s in d.shape(st.target):
-            count *= at[s]
-        if count > limits.MAX_EVALUATIONS:
-            shown = ", ".join(f"{k} = {v}" for k, v in sizes.items())
-            raise DerivationError(
-                f"{st.target} takes about {count:.2g} evaluations to check at sizes {shown}, more than "
-                f"{limits.MAX_EVALUATIONS:.2g}: nest fewer sums or fix smaller sizes",
-                st.line,
-                st.column,
-                d.file,
-            )
 
 
 def samples(d: Derivation, seed: int, count: int = DRAWS) -> list[Sample]:
@@ -223,3 +163,34 @@ def _to_float(v):
     if isinstance(v, np.ndarray):
         return np.array([float(x) for x in v.ravel()], dtype=np.float64).reshape(v.shape)
     return float(v)
+
+
+def _finite(v) -> bool:
+    if isinstance(v, np.ndarray):
+        return all(mpmath.isfinite(x) for x in v.ravel())
+    return bool(mpmath.isfinite(v))
+
+
+def check_evaluations(d: Derivation, sizes: dict[str, int]) -> int:
+    """The number of steps an exact evaluation of every statement at `sizes` takes; a DerivationError at
+    the costliest statement when that is more than MAX_EVALUATIONS (nested sums multiply: twelve sums
+    over sizes of 2 to 13 are billions of terms)."""
+    at = {d.sizes[k]: v for k, v in sizes.items()}
+    counts = {}
+    for st in d.forward + d.gradients:
+        count = limits.evaluations(st.rhs, at)
+        for s in d.shape(st.target):
+            count *= at[s]
+        counts[st.target] = (count, st)
+    total = sum(c for c, _ in counts.values())
+    if total > limits.MAX_EVALUATIONS:
+        count, st = max(counts.values(), key=lambda cs: cs[0])
+        shown = ", ".join(f"{k} = {v}" for k, v in sizes.items())
+        raise DerivationError(
+            f"too large to check exactly at sizes {shown}: about {total:.2g} evaluations, more than "
+            f"{limits.MAX_EVALUATIONS:.2g}, {count:.2g} of them in {st.target}: nest fewer sums or fix smaller sizes",
+            st.line,
+            st.column,
+            d.file,
+        )
+    return total
