@@ -74,6 +74,8 @@ def show_text(d: Derivation) -> str:
     out.append(f"output: {d.output}; upstream gradient: {d.upstream if d.upstream in d.tensors else '1'}")
     out.append("forward:")
     for st in d.forward:
+        if st.source:
+            out.append(f"  # {' '.join(st.source.split())}")
         out.append(f"  {_target(st)} = {p.doprint(st.rhs)}")
     out.append("gradients:")
     for st in d.gradients:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import sympy as sp
@@ -28,7 +28,9 @@ from .model import (
     index,
     size,
     step_name,
+    step_of,
 )
+from .notation import matrix
 from .notation.statements import Parsed, Step, python_statement
 from .primitives import BY_NAME, FUNCTIONS
 from .sampling import DENOMINATOR
@@ -399,6 +401,25 @@ class _Axes:
 _Parsed = Parsed
 
 
+def _shape_part(text: str, line: int, file: str | None):
+    """For an [inputs] line declaring a shape, `X: (N, D)` or `X: (N, D), onehot(d)`: (name, the shape's
+    node, its Source, the domain's node or None). None for any other line."""
+    colon = text.find(":")
+    eq = split_assignment(text)
+    if colon < 0 or (0 <= eq < colon) or not text[colon + 1 :].lstrip().startswith("("):
+        return None
+    node, src = parse_tail(text, colon + 1, line, file)
+    if isinstance(node, ast.Tuple) and node.elts and isinstance(node.elts[0], ast.Tuple):
+        if len(node.elts) != 2:
+            raise src.error(node, "expected a shape and a domain: X: (N, D), normal")
+        return text[:colon].strip(), node.elts[0], src, node.elts[1]
+    return text[:colon].strip(), node, src, None
+
+
+def _dims(sizes) -> str:
+    return " x ".join(sizes) if sizes else "a scalar"
+
+
 def _parse_statement(line: Line, file: str | None) -> _Parsed:
     p = python_statement(line, file, FUNCTIONS)
     if p.target and reserved(p.target):
@@ -431,6 +452,7 @@ class _Loader:
             raise self.err("section [forward] defines nothing", self.sections["forward"][0])
         parsed = [_parse_statement(ln, self.file) for ln in forward_lines]
         self.parsed_forward = parsed
+        self.declared = self._declared_shapes()
         walks = self._forward_pass(parsed)
         self._name_sizes(walks)
         forward = [self._finish(p, w, None) for p, w in zip(parsed, walks, strict=True)]
@@ -488,6 +510,7 @@ class _Loader:
                 raise self.err(
                     f"{p.target} is used on line {self.used_at[p.target]} before it is defined here", p.line
                 )
+            self._forward_matrix(p)
             conv = _Converter(p.src, self._forward_name(p), self._forward_tensor(p))
             walk = conv.walk(p.rhs)
             self._free_indices_match(p, walk)
@@ -509,6 +532,49 @@ class _Loader:
             self.defined_at[p.target] = p.line
             walks.append((walk, conv))
         return walks
+
+    def _forward_matrix(self, p: _Parsed):
+        """A forward statement in matrix notation (`Y = X @ W.T + b`) becomes index notation in place:
+        its target takes the indices of the translated right-hand side. Declared shapes ([inputs]
+        `X: (N, D)`) and earlier forward statements give the shapes; an undeclared input is a scalar."""
+        hints = self.hints
+
+        def shape_of(name):
+            if name in self.declared:
+                return self.declared[name][0]
+            return hints.get(name) or None
+
+        sizes = frozenset(n for shape, _ in self.declared.values() for n in shape)
+        taken = frozenset(FUNCTIONS) | set(self.declared) | set(hints) | sizes
+        shapes = matrix.Shapes(shape_of, sizes, False, taken)
+        step = p.steps[-1]
+        if p.target_indices or not matrix.uses_matrix_notation(step.rhs, shapes):
+            hints[p.target] = tuple(i.upper() for i, _, _ in p.target_indices)
+            return
+        term = matrix.translate(step.rhs, step.src, shapes)
+        step.rhs = term.expr
+        p.target_indices = [(i, p.line, 1) for i, _ in term.axes]
+        p.source = p.text
+        hints[p.target] = tuple(size for _, size in term.axes)
+
+    def _declared_shapes(self) -> dict[str, tuple[tuple[str, ...], int]]:
+        """Shapes declared in [inputs] (`X: (N, D)`, `b: (K,)`, `t: (N, K), onehot(k)`): name -> (size
+        names, line). Read before the forward, whose matrix statements need them."""
+        self.hints: dict[str, tuple] = {}
+        out = {}
+        for line in logical_lines(self.sections.get("inputs", (0, []))[1], self.file):
+            shape = _shape_part(line.text, line.number, self.file)
+            if shape is None:
+                continue
+            name, node, src, _ = shape
+            elts = node.elts if isinstance(node, ast.Tuple) else [node]
+            sizes = []
+            for e in elts:
+                if not isinstance(e, ast.Name) or not _NAME.match(e.id) or e.id in FUNCTIONS:
+                    raise src.error(e, "a shape lists size names: X: (N, D)")
+                sizes.append(e.id)
+            out[name] = (tuple(sizes), line.number)
+        return out
 
     def _forward_name(self, p: _Parsed):
         def resolve(name, node):
@@ -560,6 +626,7 @@ class _Loader:
         forward tensor its shape and sort the bare names into sizes and scalar inputs."""
         classes: dict[tuple[str, int], str] = {}
         owner: dict[str, tuple[str, int]] = {}
+        self._declared_sizes(classes, owner)
         for _, conv in walks:
             for var in sorted(conv.index_vars, key=lambda v: (v.line, v.col)):
                 root = self.axes.find((var.occurrences[0].name, var.occurrences[0].axis))
@@ -588,6 +655,36 @@ class _Loader:
                 self.tensors[name] = Tensor(name, (), "input")
                 self.arity[name] = (0, line, col)
 
+    def _declared_sizes(self, classes, owner):
+        """Declared shapes name their sizes: axes declared with one size name are one size, and it
+        takes that name. A declaration that contradicts the forward is an error."""
+        for name, (sizes, line) in self.declared.items():
+            if name in self.tensors and self.tensors[name].role == "forward":
+                raise self.err(f"{name} is defined in [forward]: only inputs take a declared shape", line)
+            if name not in self.arity:
+                raise self.err(f"{name} is not an input of the forward", line)
+            if self.arity[name][0] != len(sizes):
+                raise self.err(
+                    f"{name} is declared with {len(sizes)} axes but has {self.arity[name][0]} in [forward]",
+                    line,
+                )
+            for k, size_name in enumerate(sizes):
+                if size_name in owner and self.axes.find(owner[size_name]) != self.axes.find((name, k)):
+                    self.axes.union(owner[size_name], (name, k))
+                owner.setdefault(size_name, (name, k))
+        for name, (sizes, line) in self.declared.items():
+            for k, size_name in enumerate(sizes):
+                root = self.axes.find((name, k))
+                if classes.get(root, size_name) != size_name:
+                    raise self.err(
+                        f"{name} axis {k + 1} is declared {size_name}, but the forward makes it the size "
+                        f"{classes[root]} too: one size cannot have two names",
+                        line,
+                    )
+                classes[root] = size_name
+        for size_name, axis in list(owner.items()):
+            owner[size_name] = self.axes.find(axis)
+
     def _finish(self, p: _Parsed, wc, of) -> Statement:
         walk, conv = wc
         expr = self._close(walk.expr, conv)
@@ -596,7 +693,7 @@ class _Loader:
         for name, _, _ in p.target_indices:
             first = walk.free[name].occurrences[0]
             ranges[index(name)] = self.tensors[first.name].shape[first.axis]
-        return Statement(p.target, indices, expr, p.line, 1, p.text, of, ranges)
+        return Statement(p.target, indices, expr, p.line, 1, p.text, of, ranges, source=p.source)
 
     def _close(self, expr: sp.Expr, conv: _Converter, ranges: dict[int, sp.Symbol] | None = None) -> sp.Expr:
         """Replace bare size names by size symbols and fill each sum's upper limit with its size (from
@@ -643,7 +740,11 @@ class _Loader:
                 name = text[:colon].strip()
                 self._known_input(name, line)
                 node, src = parse_tail(text, colon + 1, line.number, self.file)
-                domains[name] = self._domain(name, node, src)
+                shape = _shape_part(text, line.number, self.file)
+                if shape is not None:  # a declared shape (read before the forward), then perhaps a domain
+                    node = shape[3]
+                if node is not None:
+                    domains[name] = self._domain(name, node, src)
             else:
                 raise self.err("expected 'name = number' or 'name: domain'", line.number)
         return fixed, domains
@@ -811,8 +912,12 @@ class _Loader:
             raise self.err(f"d{y}/d{x}: {y} is not defined in [forward]", *where)
         if x not in self.tensors or self.tensors[x].role not in ("input", "forward"):
             raise self.err(f"d{y}/d{x}: {x} is not an input or intermediate", *where)
+        if jac.of_indices is None and jac.wrt_indices is None:  # matrix notation: all entries, y's axes first
+            fresh = matrix.Translator(None, self._gradient_shapes()).fresh
+            jac.of_indices = [(fresh(s.name), *where) for s in self.tensors[y].shape]
+            jac.wrt_indices = [(fresh(s.name), *where) for s in self.tensors[x].shape]
         if jac.of_indices is None or jac.wrt_indices is None:
-            raise self.err(f"d{y}/d{x} needs its indices, as in d{y}[n,k]/d{x}[n,m]", *where)
+            raise self.err(f"d{y}/d{x} needs indices on both sides, as in d{y}[n,k]/d{x}[n,m]", *where)
         letters: dict[str, tuple[int, int, sp.Symbol]] = {}
         for name, indices in ((y, jac.of_indices), (x, jac.wrt_indices)):
             shape = self.tensors[name].shape
@@ -866,6 +971,15 @@ class _Loader:
         """One statement of [gradients] from one step: a gradient dv (of = v), a helper, or a Jacobian."""
         scalar_upstream = not self.tensors[output].shape
         src = step.src
+        rhs, source = step.rhs, p.source
+        want = self.tensors[of].shape if of is not None else target_shape
+        shapes = self._gradient_shapes()
+        if matrix.uses_matrix_notation(rhs, shapes) or (p.bare_target and want):
+            rhs, indices = self._matrix_step(p, step, target, of, want, shapes)
+            p = replace(p, target_indices=indices)
+            source = p.text
+        else:
+            rhs = matrix.embed(rhs, src, shapes)
 
         def resolve(name, node):
             if name in FUNCTIONS:
@@ -895,7 +1009,7 @@ class _Loader:
                 raise src.error(node, f"{name} has {len(t.shape)} indices, not {arity}")
 
         conv = _Converter(src, resolve, tensor)
-        walk = conv.walk(step.rhs)
+        walk = conv.walk(rhs)
         if of is not None:
             target_shape = self.tensors[of].shape
             if len(target_shape) != len(p.target_indices):
@@ -927,7 +1041,47 @@ class _Loader:
             dict(zip(indices, shape, strict=True)),
             jacobian,
             chain,
+            source if chain is None or chain[0] == 1 else "",
         )
+
+    def _gradient_shapes(self) -> matrix.Shapes:
+        def shape_of(name):
+            t = self.tensors.get(name)
+            return tuple(s.name for s in t.shape) if t is not None and t.shape else None
+
+        taken = frozenset(FUNCTIONS) | set(self.tensors) | set(self.sizes)
+        return matrix.Shapes(shape_of, frozenset(self.sizes), True, taken)
+
+    def _matrix_step(self, p: _Parsed, step: Step, target: str, of, want, shapes):
+        """A step in matrix notation as index notation, and the target's indices: the target's own
+        letters where it has them, else one per axis of the result. A gradient has the shape of its
+        variable (denominator layout); a result of another shape is an error that says which."""
+        letters = [n for n, _, _ in p.target_indices] or None
+        term = matrix.translate(step.rhs, step.src, shapes, letters)
+        got = tuple(size for _, size in term.axes)
+        where = (step.line, step.column)
+        if letters is not None and len(letters) != term.rank:
+            raise self.err(
+                f"this matrix expression has {term.rank} axes ({_dims(got)}), but {step_of(target)} has "
+                f"{len(letters)} indices",
+                *where,
+            )
+        if want is not None:
+            expected = tuple(s.name for s in want)
+            name = step_of(target) if of is not None else "the Jacobian"
+            what = f"its variable {of}" if of is not None else f"d{p.jacobian.of}/d{p.jacobian.wrt}"
+            if len(got) != len(expected):
+                raise self.err(f"{name} is {_dims(got)}, but {what} is {_dims(expected)}", *where)
+            if got != expected and got == expected[::-1] and of is not None:
+                raise self.err(
+                    f"{name} is {_dims(got)}, but {of} is {_dims(expected)}: a gradient has the shape of its "
+                    "variable (denominator layout), and this is its transpose (numerator layout)",
+                    *where,
+                )
+            if got != expected:
+                raise self.err(f"{name} is {_dims(got)}, but {what} is {_dims(expected)}", *where)
+        indices = p.target_indices or [(i, p.line, 1) for i, _ in term.axes]
+        return term.expr, indices
 
     def _index_ranges(self, p: _Parsed, conv: _Converter, walk: _Walk, target_shape) -> dict[int, sp.Symbol]:
         """The size each index variable of a gradient statement ranges over, by id of the variable.

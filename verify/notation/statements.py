@@ -56,6 +56,7 @@ class Parsed:
     latex: bool = False
     bare_target: bool = False  # written without brackets: a scalar, or a tensor in matrix notation
     dropped: list[Step] = field(default_factory=list)  # restatements of the target inside a chain
+    source: str = ""  # the text as written, when it was translated (matrix notation, LaTeX)
 
     @property
     def rhs(self) -> ast.expr:
