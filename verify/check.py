@@ -188,8 +188,9 @@ def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> De
     status = "verified"
     if bad_forward or any(g.status != "verified" for g in gradients):
         status = "wrong"
+    sizes = [dict(s.sizes) for s in draws]
     return DerivationReport(
-        d.name, d.file, status, d.title, None, gradients, forward, seed, [dict(s.sizes) for s in draws]
+        d.name, d.file, status, d.title, None, gradients, forward, seed, sizes, d.unchecked
     )
 
 

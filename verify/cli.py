@@ -78,6 +78,7 @@ def show_text(d: Derivation) -> str:
             out.append(f"  # {' '.join(st.source.split())}")
         out.append(f"  {_target(st)} = {p.doprint(st.rhs)}")
     out.append("gradients:")
+    out += [f"  (line {line}, column {col}: {message})" for line, col, message in d.unchecked]
     for st in d.gradients:
         what = f"Jacobian {st.claim}" if st.jacobian is not None else f"dL/d{st.of}" if st.of else ""
         if st.chain is not None:

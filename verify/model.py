@@ -103,6 +103,7 @@ class Statement:
     jacobian: Jacobian | None = None  # for a Jacobian statement: what it claims (its target is its name)
     chain: tuple[int, int] | None = None  # (k, n) for step k of a chain of n steps `dW = e1 = ... = en`
     source: str = ""  # the statement as written, where it was not index notation (matrix, LaTeX)
+    restated: bool = False  # a later statement of a gradient already stated (checked; not read later)
 
     @property
     def checked(self) -> bool:
@@ -117,7 +118,8 @@ class Statement:
     @property
     def label(self) -> str:
         """How reports name the statement: dW, dy/dx, and `dW step 2/3` for a step of a chain."""
-        return f"{self.claim} step {self.chain[0]}/{self.chain[1]}" if self.chain else self.claim
+        name = f"{self.claim} (line {self.line})" if self.restated else self.claim
+        return f"{name} step {self.chain[0]}/{self.chain[1]}" if self.chain else name
 
     @property
     def reads(self) -> set[str]:
@@ -162,6 +164,7 @@ class Derivation:
     fixed_sizes: dict[str, int] = field(default_factory=dict)
     fixed_values: dict[str, sp.Rational] = field(default_factory=dict)
     domains: dict[str, Domain] = field(default_factory=dict)
+    unchecked: list[tuple[int, int, str]] = field(default_factory=list)  # LaTeX steps that are no formula
 
     @property
     def title(self) -> str:

@@ -30,7 +30,7 @@ from .model import (
     step_name,
     step_of,
 )
-from .notation import matrix
+from .notation import latexin, matrix
 from .notation.statements import Parsed, Step, python_statement
 from .primitives import BY_NAME, FUNCTIONS
 from .sampling import DENOMINATOR
@@ -420,6 +420,14 @@ def _dims(sizes) -> str:
     return " x ".join(sizes) if sizes else "a scalar"
 
 
+def _statements(line: Line, file: str | None) -> list:
+    """The statements of one logical line: a Python-syntax statement, or the LaTeX statements it holds
+    (read once the names they use are known: `_Loader._latex`)."""
+    if latexin.is_latex(line.text):
+        return latexin.parse(line, file)
+    return [_parse_statement(line, file)]
+
+
 def _parse_statement(line: Line, file: str | None) -> _Parsed:
     p = python_statement(line, file, FUNCTIONS)
     if p.target and reserved(p.target):
@@ -450,9 +458,11 @@ class _Loader:
         forward_lines = logical_lines(self.sections["forward"][1], self.file)
         if not forward_lines:
             raise self.err("section [forward] defines nothing", self.sections["forward"][0])
-        parsed = [_parse_statement(ln, self.file) for ln in forward_lines]
-        self.parsed_forward = parsed
         self.declared = self._declared_shapes()
+        self.symbols = self._symbols_section()
+        self.unchecked: list[tuple[int, int, str]] = []
+        parsed = [s for ln in forward_lines for s in _statements(ln, self.file)]
+        self.parsed_forward = parsed
         walks = self._forward_pass(parsed)
         self._name_sizes(walks)
         forward = [self._finish(p, w, None) for p, w in zip(parsed, walks, strict=True)]
@@ -483,6 +493,7 @@ class _Loader:
             fixed_sizes=fixed_sizes,
             fixed_values=fixed_values,
             domains=domains,
+            unchecked=self.unchecked,
         )
 
     # -- forward --------------------------------------------------------------------------------------
@@ -491,7 +502,11 @@ class _Loader:
         walks = []
         self.bare_names: list[tuple[str, int, int]] = []
         self.used_at: dict[str, int] = {}
-        for p in parsed:
+        for k, p in enumerate(parsed):
+            if isinstance(p, latexin.Tex):
+                p = parsed[k] = self._latex(p, forward=True)
+            if not p.steps:
+                raise self.err("this forward line holds no formula", p.line)
             if p.jacobian is not None:
                 raise self.err(
                     "a Jacobian statement belongs in [gradients]", p.jacobian.line, p.jacobian.column
@@ -554,7 +569,7 @@ class _Loader:
         term = matrix.translate(step.rhs, step.src, shapes)
         step.rhs = term.expr
         p.target_indices = [(i, p.line, 1) for i, _ in term.axes]
-        p.source = p.text
+        p.source = p.source or p.text
         hints[p.target] = tuple(size for _, size in term.axes)
 
     def _declared_shapes(self) -> dict[str, tuple[tuple[str, ...], int]]:
@@ -842,12 +857,19 @@ class _Loader:
         lines = logical_lines(self.sections["gradients"][1], self.file)
         if not lines:
             raise self.err("section [gradients] has no statements", self.sections["gradients"][0])
-        for ln in lines:
-            p = _parse_statement(ln, self.file)
+        for p in (s for ln in lines for s in _statements(ln, self.file)):
+            if isinstance(p, latexin.Tex):
+                p = self._latex(p, forward=False, output=output, statements=out)
+                if not p.steps:  # every step of it holds a derivative operator or the like
+                    continue
             if p.jacobian is not None and not self._is_gradient_form(p, output):
                 out += self._jacobian_statements(p, output, upstream)
                 continue
-            self._check_new_name(p, upstream)
+            # a report restates a gradient (an index form, then `\Rightarrow` its matrix form): checked
+            # again under its own name; later statements read the first
+            restated = p.latex and p.target in self.tensors and self.tensors[p.target].role == "gradient"
+            if not restated:
+                self._check_new_name(p, upstream)
             of = p.target[1:] if p.target.startswith("d") and len(p.target) > 1 else None
             if of is not None and (
                 of not in self.tensors or self.tensors[of].role not in ("input", "forward")
@@ -868,13 +890,63 @@ class _Loader:
             n = len(p.steps)
             for k, step in enumerate(p.steps, start=1):
                 target = p.target if k == n else step_name(p.target, k)
+                if restated:
+                    target = next(
+                        step_name(p.target, m)
+                        for m in range(1000, 10**6)
+                        if step_name(p.target, m) not in self.tensors
+                    )
                 chain = (k, n) if n > 1 else None
-                out.append(self._claim(p, step, target, of, output, upstream, chain=chain))
+                out.append(self._claim(p, step, target, of, output, upstream, chain=chain, restated=restated))
         if not any(s.checked for s in out):
             raise self.err(
                 "[gradients] has no statement dNAME for an input or intermediate NAME, and no Jacobian",
                 lines[0].number,
             )
+        return out
+
+    def _latex(self, tex, forward: bool, output: str | None = None, statements=()) -> _Parsed:
+        """A LaTeX statement read against the names known at its place in the file."""
+        if forward:
+
+            def rank(name):
+                if name in self.declared:
+                    return len(self.declared[name][0])
+                return self.arity[name][0] if name in self.arity else None
+
+            sizes = frozenset(n for shape, _ in self.declared.values() for n in shape)
+            names = latexin.Names(rank, sizes, self.symbols, None, True)
+        else:
+
+            def rank(name):
+                return len(self.tensors[name].shape) if name in self.tensors else None
+
+            loss = output if output is not None and not self.tensors[output].shape else None
+            jacobians = {
+                (s.jacobian.of, s.jacobian.wrt): (
+                    s.target,
+                    tuple(i.name for i in s.jacobian.of_indices),
+                    tuple(i.name for i in s.jacobian.wrt_indices),
+                )
+                for s in statements
+                if s.jacobian is not None
+                and s.jacobian.named
+                and s.chain in (None, (s.chain[1], s.chain[1]) if s.chain else None)
+            }
+            names = latexin.Names(rank, frozenset(self.sizes), self.symbols, loss, False, jacobians)
+        p = latexin.read(tex, names)
+        self.unchecked += [(line, col, f"not checked: {why}") for line, col, why in p.unchecked]
+        return p
+
+    def _symbols_section(self) -> dict[tuple, str]:
+        """[symbols]: `LaTeX symbol = name` lines, for symbols the rules do not resolve."""
+        out = {}
+        for line in logical_lines(self.sections.get("symbols", (0, []))[1], self.file):
+            eq = line.text.rfind("=")
+            name = line.text[eq + 1 :].strip() if eq > 0 else ""
+            if not _NAME.match(name):
+                raise self.err("expected 'LaTeX symbol = name' in [symbols]", line.number)
+            out[latexin.symbol_key(line.text[:eq], line, self.file)] = name
         return out
 
     def _check_new_name(self, p: _Parsed, upstream: str, name: str | None = None):
@@ -967,6 +1039,7 @@ class _Loader:
         chain: tuple[int, int] | None = None,
         jacobian: Jacobian | None = None,
         target_shape: tuple[sp.Symbol, ...] | None = None,
+        restated: bool = False,
     ) -> Statement:
         """One statement of [gradients] from one step: a gradient dv (of = v), a helper, or a Jacobian."""
         scalar_upstream = not self.tensors[output].shape
@@ -977,7 +1050,7 @@ class _Loader:
         if matrix.uses_matrix_notation(rhs, shapes) or (p.bare_target and want):
             rhs, indices = self._matrix_step(p, step, target, of, want, shapes)
             p = replace(p, target_indices=indices)
-            source = p.text
+            source = p.source or p.text
         else:
             rhs = matrix.embed(rhs, src, shapes)
 
@@ -1042,6 +1115,7 @@ class _Loader:
             jacobian,
             chain,
             source if chain is None or chain[0] == 1 else "",
+            restated,
         )
 
     def _gradient_shapes(self) -> matrix.Shapes:

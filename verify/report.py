@@ -60,6 +60,10 @@ class DerivationReport:
     forward: list[ForwardReport] = field(default_factory=list)
     seed: int = 0
     sizes: list[dict[str, int]] = field(default_factory=list)
+    unchecked: list[tuple[int, int, str]] = field(default_factory=list)  # steps that are no formula
+
+    def unchecked_lines(self) -> list[str]:
+        return [f"{self.file or '<text>'}:{line}:{col}: {message}" for line, col, message in self.unchecked]
 
     def to_json(self) -> dict:
         out: dict = {"name": self.name, "file": self.file, "status": self.status}
@@ -76,6 +80,8 @@ class DerivationReport:
         out["forward"] = [f.to_json() for f in self.forward]
         out["seed"] = self.seed
         out["sizes"] = self.sizes
+        if self.unchecked:
+            out["unchecked"] = [{"line": ln, "column": col, "message": m} for ln, col, m in self.unchecked]
         return out
 
 
@@ -122,6 +128,7 @@ class Report:
                 rows.append([d.name, g.name, *cells, g.status])
                 if g.diagnosis:
                     notes.append(f"{d.name}: {g.name}: {g.diagnosis}")
+            notes += d.unchecked_lines()
         widths = [max(len(str(r[k])) for r in [head, *rows]) for k in range(len(head))]
         lines = [
             "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]

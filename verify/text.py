@@ -17,7 +17,7 @@ import sympy as sp
 from . import limits
 from .model import DerivationError
 
-SECTIONS = ("forward", "gradients", "inputs", "sizes")
+SECTIONS = ("forward", "gradients", "inputs", "sizes", "symbols")
 HEADER_KEYS = ("title", "source", "notes")
 
 
