@@ -1,11 +1,18 @@
-"""Wrong and malformed derivations in tests/cases/: each file states, in `# expect:` lines, the verdict
-or error it must get. Adding a file adds a test.
+"""Wrong and malformed derivations in tests/cases/, and formulas quoted from real course reports in
+tests/reports/: each file states, in `# expect:` lines, the verdict or error it must get. Adding a file
+adds a test.
 
     # expect: wrong dx: is N times the true gradient      dx is wrong, and its diagnosis says so
     # expect: verified dgamma                             dgamma is verified
     # expect: invalid 3:10: unknown function relu()       the file is invalid, with this error
     # expect: wrong dW step 2/3: the first wrong step      a step of a chain `dW = e1 = e2 = e3`
     # expect: verified dy/dx                              a Jacobian statement
+    # expect: verified dW (line 19)                       a gradient stated again (in a LaTeX block)
+    # expect: unchecked 19:166: it holds dY/dW            a step that is no formula, left unchecked
+
+Every expectation is checked, and every checked statement of a file must have one, so that a report
+file pins the verdict of each formula it quotes. A file in tests/reports/ names its source in a
+`# source:` comment.
 """
 
 import re
@@ -15,9 +22,11 @@ import pytest
 
 import verify
 
-CASES = sorted((Path(__file__).parent / "cases").glob("*.deriv"))
+HERE = Path(__file__).parent
+CASES = sorted((HERE / "cases").glob("*.deriv")) + sorted((HERE / "reports").glob("*.deriv"))
 EXPECT = re.compile(
-    r"#\s*expect:\s*(?:(invalid) (\d+:\d*): (.*)|(wrong|verified) ([\w/]+(?: step \d+/\d+)?)(?::\s*(.*))?)$"
+    r"#\s*expect:\s*(?:(invalid|unchecked) (\d+:\d*): (.*)"
+    r"|(wrong|verified) ([\w/]+(?: \(line \d+\))?(?: step \d+/\d+)?)(?::\s*(.*))?)$"
 )
 
 
@@ -27,10 +36,13 @@ def expectations(path: Path):
     return [(m[1], m[2], m[3]) if m[1] else (m[4], m[5], m[6]) for m in found]
 
 
-@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+@pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
 def test_case(path):
     report = verify.check(str(path), oracles=("exact", "fd")).derivations[0]
-    for verdict, what, text in expectations(path):
+    expected = expectations(path)
+    if path.parent.name == "reports":
+        assert "# source:" in path.read_text(), f"{path.name} must cite its source in a '# source:' line"
+    for verdict, what, text in expected:
         if verdict == "invalid":
             assert report.status == "invalid", f"expected an error, got {report.status}"
             line, col = what.split(":")
@@ -39,7 +51,21 @@ def test_case(path):
                 assert str(report.error.column) == col, str(report.error)
             assert text and text in report.error.message, str(report.error)
             continue
-        gradient = next(g for g in report.gradients if g.name == what)
+        assert report.status != "invalid", str(report.error)
+        if verdict == "unchecked":
+            places = {f"{line}:{col}": message for line, col, message in report.unchecked}
+            assert what in places, f"no step left unchecked at {what}: {places}"
+            assert text in places[what], places[what]
+            continue
+        gradient = next((g for g in report.gradients if g.name == what), None)
+        assert gradient is not None, f"no statement {what}: {[g.name for g in report.gradients]}"
         assert gradient.status == verdict, f"{what}: {gradient.status}: {gradient.diagnosis}"
         if text:
             assert text in gradient.diagnosis, gradient.diagnosis
+    if report.status != "invalid":
+        named = {what for verdict, what, _ in expected if verdict in ("wrong", "verified")}
+        unpinned = [g.name for g in report.gradients if g.name not in named]
+        assert not unpinned, f"statements without an '# expect:' line: {unpinned}"
+        pinned = {what for verdict, what, _ in expected if verdict == "unchecked"}
+        loose = [f"{line}:{col}" for line, col, _ in report.unchecked if f"{line}:{col}" not in pinned]
+        assert not loose, f"unchecked steps without an '# expect:' line: {loose}"

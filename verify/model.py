@@ -103,7 +103,7 @@ class Statement:
     jacobian: Jacobian | None = None  # for a Jacobian statement: what it claims (its target is its name)
     chain: tuple[int, int] | None = None  # (k, n) for step k of a chain of n steps `dW = e1 = ... = en`
     source: str = ""  # the statement as written, where it was not index notation (matrix, LaTeX)
-    restated: bool = False  # a later statement of a gradient already stated (checked; not read later)
+    restated: int = 0  # for a later statement of a gradient already stated: its line (checked; never read)
 
     @property
     def checked(self) -> bool:
@@ -118,7 +118,7 @@ class Statement:
     @property
     def label(self) -> str:
         """How reports name the statement: dW, dy/dx, and `dW step 2/3` for a step of a chain."""
-        name = f"{self.claim} (line {self.line})" if self.restated else self.claim
+        name = f"{self.claim} (line {self.restated})" if self.restated else self.claim
         return f"{name} step {self.chain[0]}/{self.chain[1]}" if self.chain else name
 
     @property

@@ -897,7 +897,8 @@ class _Loader:
                         if step_name(p.target, m) not in self.tensors
                     )
                 chain = (k, n) if n > 1 else None
-                out.append(self._claim(p, step, target, of, output, upstream, chain=chain, restated=restated))
+                again = p.line if restated else 0
+                out.append(self._claim(p, step, target, of, output, upstream, chain=chain, restated=again))
         if not any(s.checked for s in out):
             raise self.err(
                 "[gradients] has no statement dNAME for an input or intermediate NAME, and no Jacobian",
@@ -984,6 +985,10 @@ class _Loader:
             raise self.err(f"d{y}/d{x}: {y} is not defined in [forward]", *where)
         if x not in self.tensors or self.tensors[x].role not in ("input", "forward"):
             raise self.err(f"d{y}/d{x}: {x} is not an input or intermediate", *where)
+        if jac.of_indices is None and not self.tensors[y].shape:
+            jac.of_indices = []  # a scalar takes no indices
+        if jac.wrt_indices is None and not self.tensors[x].shape:
+            jac.wrt_indices = []
         if jac.of_indices is None and jac.wrt_indices is None:  # matrix notation: all entries, y's axes first
             fresh = matrix.Translator(None, self._gradient_shapes()).fresh
             jac.of_indices = [(fresh(s.name), *where) for s in self.tensors[y].shape]
@@ -1039,7 +1044,7 @@ class _Loader:
         chain: tuple[int, int] | None = None,
         jacobian: Jacobian | None = None,
         target_shape: tuple[sp.Symbol, ...] | None = None,
-        restated: bool = False,
+        restated: int = 0,
     ) -> Statement:
         """One statement of [gradients] from one step: a gradient dv (of = v), a helper, or a Jacobian."""
         scalar_upstream = not self.tensors[output].shape

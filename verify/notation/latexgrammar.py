@@ -6,8 +6,8 @@ What is read: an expression with sums and signs; products by juxtaposition or `\
 commands, `\\mathbf`-style fonts, accents `\\hat \\tilde \\bar`, `\\mathit{word}`); `\\text{...}` words;
 brackets of every kind (`\\left( \\right)` and `\\big` sizes are only sizes); `\\left| x \\right|`;
 `\\begin{cases}`;
-relations `= < > \\le \\ge \\neq` inside brackets and cases; a chain `a = b = c`; `\\Rightarrow` between
-statements. Spacing commands are ignored.
+relations `= < > \\le \\ge \\neq` inside brackets and cases; a chain `a = b = c` (a definition may also
+be written `\\leftarrow` or `:=`); `\\Rightarrow` between statements. Spacing commands are ignored.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from functools import cache
 from lark import Lark
 
 GRAMMAR = r"""
-start: statement (IMPLIES statement)*
-     | IMPLIES statement (IMPLIES statement)*
+start: IMPLIES? statement (_sep statement)*
+_sep: IMPLIES | ROWSEP
 statement: expr (EQ expr)*
 
 expr: sign? term (sign term)*
@@ -43,6 +43,7 @@ script: SUB scriptarg -> sub
         | SUM -> summation
         | FRAC bracegroup bracegroup -> frac
         | SQRT bracegroup -> sqrt
+        | UNDERBRACE bracegroup -> underbrace
         | ACCENT accentarg -> accent
         | FONT bracegroup -> font
         | "(" items ")" -> paren
@@ -60,26 +61,27 @@ rel: EQ | RELOP
 cases: case (ROWSEP case)* ROWSEP?
 case: expr AMP item?
 
-IMPLIES.5: /\\(Rightarrow|implies|Longrightarrow|therefore)(?![A-Za-z])/
+IMPLIES.5: /\\(Rightarrow|implies|Longrightarrow|Leftrightarrow|iff|therefore)(?![A-Za-z])/
 FRAC.5: /\\[dt]?frac(?![A-Za-z])/
 SQRT.5: /\\sqrt(?![A-Za-z])/
+UNDERBRACE.5: /\\(underbrace|overbrace)(?![A-Za-z])/
 SUM.5: /\\sum(?![A-Za-z])/
 ACCENT.5: /\\(hat|tilde|bar|widehat|widetilde|overline|vec)(?![A-Za-z])/
 FONT.5: /\\(mathbf|boldsymbol|bm|mathcal|mathbb|mathbfit|pmb|mathscr)(?![A-Za-z])/
 TEXT.6: /\\(text|mathrm|operatorname|mathit|textrm|textit|textbf|mathsf|mbox)\s*\{[^{}]*\}/
 MULOP.5: /\\(cdot|times|odot|circ|oslash|ast)(?![A-Za-z])/
-RELOP.5: /\\(geq?|leq?|neq?|geqslant|leqslant)(?![A-Za-z])/ | "<" | ">"
+RELOP.5: /\\(geq?|leq?|neq?|geqslant|leqslant|gt|lt)(?![A-Za-z])/ | "<" | ">"
 BEGIN_CASES.6: /\\begin\s*\{cases\}/
 END_CASES.6: /\\end\s*\{cases\}/
 LBRACE.5: /\\\{|\\lbrace(?![A-Za-z])/
 RBRACE.5: /\\\}|\\rbrace(?![A-Za-z])/
 LVERT.8: /\\left\s*(\||\\vert(?![A-Za-z]))|\\lvert(?![A-Za-z])/
 RVERT.8: /\\right\s*(\||\\vert(?![A-Za-z]))|\\rvert(?![A-Za-z])/
-ROWSEP.5: "\\\\"
+ROWSEP.5: /\\\\(\s*\[[^\]]*\])?/
 CMD: /\\[A-Za-z]+/
 LETTER: /[A-Za-z]/
 NUMBER: /\d+(\.\d+)?/
-EQ: "="
+EQ.6: "=" | ":=" | /\\(leftarrow|gets|coloneqq|triangleq)(?![A-Za-z])/
 PLUS: "+"
 MINUS: "-"
 STAR: "*"

@@ -3,7 +3,8 @@
 A statement line is LaTeX when it starts with a backslash or holds a LaTeX command (`\\frac`,
 `\\partial`, `\\sum`, any backslash and a letter), `_{`, `^{` or `&`. One line may hold an aligned chain:
 each `=` is a step, `&` and `\\\\` only lay it out, a row that starts with `\\text`, `\\quad` or a cases
-block is a remark, and a row with its own left-hand side or `\\Rightarrow` starts a new statement.
+block is a remark, as is what follows `&&` in a row, and a row with its own left-hand side or
+`\\Rightarrow` starts a new statement.
 
 The text is parsed by the grammar of `latexgrammar` (never evaluated, never given to SymPy's LaTeX
 parser), then each symbol is resolved against the derivation's names (see `Symbol.candidates`):
@@ -94,18 +95,33 @@ def layout(text: str) -> str:
         for m in reversed(list(re.finditer(pattern, text))):
             text = _blank(text, m.start(), m.end())
     rows = _rows(text)
+    for start, end in rows:
+        # `&& \text{...}` (the LaTeX printer's "(helper)") and `\quad \text{where ...}`: remarks to the row's end
+        m = re.search(r"&\s*&|\\q?quad\s*\\text(?![A-Za-z])", text[start:end])
+        if m:
+            text = _blank(text, start + m.start(), end)
+    aside = False  # inside a remark that has its own `&=` steps (`\text{part A} &= ...`)
     for k, (start, end) in enumerate(rows):
         row = text[start:end]
         content = row.lstrip(" \t\n&")
+        aligned = row.lstrip(" \t\n").startswith("&")
         sep = (rows[k - 1][1], start) if k else None  # the `\\` before the row
-        if k and re.match(r"(=|\\(Rightarrow|implies|Longrightarrow|therefore)(?![A-Za-z]))", content):
-            text = _blank(text, *sep)
+        remark = re.match(r"\\(quad|qquad|text|begin\s*\{cases\}|neq?|because|mathrm)(?![A-Za-z])", content)
+        if not aligned and re.match(r"\\text(?![A-Za-z])", content):  # `\text{part A} &= ...`
+            text, aside = _blank(text, sep[0] if k else start, end), True
+        elif k and re.match(r"=", content) and aside:
+            text = _blank(text, sep[0], end)
         elif k and re.match(
-            r"\\(quad|qquad|text|begin\s*\{cases\}|neq?|because|mathrm)(?![A-Za-z])", content
+            r"(=|\\(Rightarrow|implies|Longrightarrow|Leftrightarrow|iff|therefore)(?![A-Za-z]))", content
         ):
+            text = _blank(text, *sep)
+            aside = aside and content.startswith("=")
+        elif k and remark:
             text = _blank(text, sep[0], end)
         elif k and not content.strip():
             text = _blank(text, *sep)
+        else:
+            aside = False
     # alignment marks outside cases; a final full stop or comma
     depth = 0
     out = list(text)
@@ -137,8 +153,8 @@ def _rows(text: str) -> list[tuple[int, int]]:
             depth -= 1
         elif text.startswith("\\\\", k) and depth == 0:
             rows.append((start, k))
-            start = k + 2
-            k += 2
+            spacing = re.match(r"\\\\(\s*\[[^\]]*\])?", text[k:])  # \\[1ex]: a row break with space
+            start = k = k + spacing.end()
             continue
         elif text[k] == "\\":
             k += 2
@@ -167,6 +183,8 @@ def parse(line: Line, file: str | None) -> list[Tex]:
     left-hand side starts another)."""
     text = layout(line.text)
     src = Source(line.text, line.number, 1, file)
+    if not text.strip():  # only layout: `\end{align*}` on a line of its own
+        return []
     try:
         tree = parser().parse(text)
     except UnexpectedInput as e:
@@ -236,7 +254,7 @@ def source_of(tree, text: str) -> str:
         return ""
     if meta.line == meta.end_line:
         start = meta.column - 1
-        opening = re.search(r"(\\left\s*)?((\\[{]|[[({])\s*)?$", lines[meta.line - 1][:start])
+        opening = re.search(r"(\\left\s*)?((\\[{]|[\[({])\s*)?$", lines[meta.line - 1][:start])
         start = opening.start() if opening else start
         return lines[meta.line - 1][start : meta.end_column - 1]
     parts = [lines[meta.line - 1][meta.column - 1 :]] + lines[meta.line : meta.end_line - 1]
@@ -346,6 +364,7 @@ class Reader:
 
     def __init__(self, tex: Tex, names: Names):
         self.tex, self.names, self.src = tex, names, tex.src
+        self.bound: list[set[str]] = []  # the indices of the sums enclosing the formula being read
 
     def err(self, tree, message) -> DerivationError:
         line, col, _ = _span(tree)
@@ -638,6 +657,11 @@ class Reader:
         """\\sum_{i} (or _{i,j}, _{ij}, _{i=1}^{N}) over the rest of the product."""
         if not rest:
             raise self.err(factor, "a sum needs a summand after it")
+        has_index = any(s.data == "sub" for s in factor.children[1:])
+        if self.matrix and not has_index:  # \sum x: every entry of x
+            body = self._product([(None, rest[0][1]), *rest[1:]])
+            func = _place(ast.Name(id="sum", ctx=ast.Load()), factor, self.src)
+            return _place(ast.Call(func=func, args=[body], keywords=[]), factor, self.src)
         if self.matrix:
             raise self.err(
                 factor, "a sum over an index in matrix notation: write the indices, or sum(A, axis=0)"
@@ -660,8 +684,24 @@ class Reader:
                 indices += self._subscript(arg)[1]
         if not indices:
             raise self.err(factor, "a sum needs its index below it: \\sum_{n}")
+        # an index summed again inside a sum over it (\sum_i a_i (\sum_i b_i)) is a new index there
+        enclosing = set().union(*self.bound) if self.bound else set()
+        renamed = {}
+        for name, _, _ in indices:
+            if name in enclosing:
+                renamed[name] = next(
+                    f"{name}{k}"
+                    for k in range(2, 100)
+                    if f"{name}{k}" not in enclosing and not self.names.exists(f"{name}{k}")
+                )
+        self.bound.append({renamed.get(i, i) for i, _, _ in indices})
         body = self._product([(None, rest[0][1]), *rest[1:]])
-        names = [_place(ast.Name(id=i, ctx=ast.Load()), factor, self.src) for i, _, _ in indices]
+        self.bound.pop()
+        if renamed:
+            body = _rename_indices(body, renamed, self.names)
+        names = [
+            _place(ast.Name(id=renamed.get(i, i), ctx=ast.Load()), factor, self.src) for i, _, _ in indices
+        ]
         func = _place(ast.Name(id="sum", ctx=ast.Load()), factor, self.src)
         return _place(ast.Call(func=func, args=[body, *names], keywords=[]), factor, self.src)
 
@@ -676,6 +716,8 @@ class Reader:
             value = self._number(primary.children[0])
         elif kind == "font" and self._plain(primary.children[1]) == "1":
             return self._ones(factor)
+        elif kind == "underbrace":  # \underbrace{x}_{\text{label}}: x, its label dropped
+            return self._group(primary.children[1])
         elif kind in ("paren", "bracket", "curly", "bracegroup"):
             items = _items(primary)
             if len(items) != 1:
@@ -728,7 +770,6 @@ class Reader:
                     else _place(ast.Tuple(elts=slots, ctx=ast.Load()), script, self.src)
                 )
                 value = _place(ast.Subscript(value=value, slice=index, ctx=ast.Load()), script, self.src)
-                self.saw_indexed = True
             elif self._plain(arg) in TRANSPOSE:
                 value = _place(ast.Attribute(value=value, attr="T", ctx=ast.Load()), script, self.src)
             else:
@@ -798,7 +839,6 @@ class Reader:
         ):
             names = [_place(ast.Name(id=i, ctx=ast.Load()), ix.tree, self.src) for i, _, _ in ix.indices]
             func = _place(ast.Name(id="delta", ctx=ast.Load()), ix.tree, self.src)
-            self.saw_indexed = True
             return _place(ast.Call(func=func, args=names, keywords=[]), ix.tree, self.src)
         name = self.resolve(ix)
         value = self._named(name, ix.indices, ix.tree)
@@ -812,9 +852,7 @@ class Reader:
 
     def _named(self, name: str, indices, where) -> ast.expr:
         node = _place(ast.Name(id=name, ctx=ast.Load()), where, self.src)
-        rank = self.names.rank(name)
         if indices:
-            self.saw_indexed = True
             slots = [_place(ast.Name(id=i, ctx=ast.Load()), where, self.src) for i, _, _ in indices]
             index = (
                 slots[0]
@@ -822,8 +860,6 @@ class Reader:
                 else _place(ast.Tuple(elts=slots, ctx=ast.Load()), where, self.src)
             )
             return _place(ast.Subscript(value=node, slice=index, ctx=ast.Load()), where, self.src)
-        if rank:
-            self.saw_bare_tensor = True
         return node
 
     # -- fractions: quotients and partial derivatives --------------------------------------------------
@@ -841,6 +877,8 @@ class Reader:
         if len(den) != 2:
             raise self.err(frac, "the denominator of a derivative is \\partial and one symbol")
         top = num[1] if len(num) > 1 else None
+        if top is not None and self.symbol(top) is None:
+            top = num[1:]  # \partial(x - mu): the derivative of an expression
         if len(num) > 3 or (len(num) == 3 and num[2].children[0].data != "paren"):
             top = num[1:]  # \partial h(X_mn): a function of an expression
         return top, den[1]
@@ -944,10 +982,22 @@ class Reader:
         op = {
             ">": ast.Gt, "<": ast.Lt, "\\ge": ast.GtE, "\\geq": ast.GtE, "\\geqslant": ast.GtE,
             "\\le": ast.LtE, "\\leq": ast.LtE, "\\leqslant": ast.LtE, "=": ast.Eq, "\\ne": ast.NotEq,
-            "\\neq": ast.NotEq,
+            "\\neq": ast.NotEq, "\\gt": ast.Gt, "\\lt": ast.Lt,
         }[str(rel.children[0])]  # fmt: skip
         compare = ast.Compare(left=self._expr(left), ops=[op()], comparators=[self._expr(right)])
         return _place(compare, item, self.src)
+
+
+def _rename_indices(node: ast.expr, renamed: dict[str, str], names: Names) -> ast.expr:
+    """`node` with the index names in `renamed` replaced (names of tensors and scalars are left alone)."""
+
+    class Rename(ast.NodeTransformer):
+        def visit_Name(self, n):
+            if n.id in renamed and names.rank(n.id) is None:
+                return ast.copy_location(ast.Name(id=renamed[n.id], ctx=n.ctx), n)
+            return n
+
+    return Rename().visit(node)
 
 
 def _items(group: Tree) -> list[Tree]:
@@ -1023,6 +1073,15 @@ class StatementReader(Reader):
             line, col = self.src.at(_at(*_span(primary)[:2], self.src))
             target = JacobianTarget(self.resolve(of), of.indices, self.resolve(wrt), wrt.indices, line, col)
             return _Claim("jacobian", jacobian=target)
+        if primary.data in ("paren", "bracegroup") and not scripts and len(_items(primary)) == 1:
+            item = _items(primary)[0]
+            return self.claim(item.children[0]) if len(item.children) == 1 else None  # (\sigma^2) = ...
+        if (
+            primary.data == "bracegroup"
+            and len(scripts) == 1
+            and (inner := self._unbrace(primary)) is not None
+        ):
+            primary = inner  # {\Big[ dL/dW \Big]}_{ij}
         if primary.data in ("bracket", "paren", "curly") and len(scripts) == 1 and scripts[0].data == "sub":
             items = _items(primary)
             inner = (
@@ -1044,6 +1103,16 @@ class StatementReader(Reader):
         if ix.symbol.key in self.names.symbols:
             return _Claim("name", self.names.symbols[ix.symbol.key], ix.indices)
         return _Claim("name", ix.symbol.canonical, ix.indices)
+
+    def _unbrace(self, group: Tree) -> Tree | None:
+        """The bracket inside braces `{[...]}`, or None."""
+        items = _items(group)
+        if len(items) != 1 or len(items[0].children) != 1:
+            return None
+        factor = _only_factor(items[0].children[0])
+        if factor is None or len(factor.children) != 1 or factor.children[0].data not in ("bracket", "paren"):
+            return None
+        return factor.children[0]
 
     def statement(self) -> Parsed:
         sides = self.tex.sides
@@ -1092,16 +1161,39 @@ class StatementReader(Reader):
 
     def _step(self, side: Tree) -> ast.expr:
         """A side as index notation, or as matrix notation when it names tensors without indices."""
-        self.saw_indexed = self.saw_bare_tensor = False
-        try:
-            rhs = self.expression(side, matrix=False)
-        except DerivationError:
-            if not self.saw_bare_tensor or self.saw_indexed:
-                raise
-            rhs = None
-        if self.saw_bare_tensor and not self.saw_indexed:
-            rhs = self.expression(side, matrix=True)
-        return rhs
+        return self.expression(side, matrix=self._matrix_form(side))
+
+    def _matrix_form(self, side: Tree) -> bool:
+        """Whether a side is matrix notation: it names a tensor without indices, a vector of ones, a
+        transpose or a sum without an index, and nothing with indices."""
+        indexed = matrix = False
+        for factor in side.iter_subtrees():
+            if factor.data != "factor":
+                continue
+            primary, scripts = factor.children[0], factor.children[1:]
+            subs = [s for s in scripts if s.data == "sub"]
+            sups = [self._plain(s.children[1]) for s in scripts if s.data == "sup"]
+            if primary.data == "summation":
+                indexed, matrix = indexed or bool(subs), matrix or not subs
+                continue
+            if primary.data == "font" and self._plain(primary.children[1]) == "1":
+                matrix = True
+                continue
+            if primary.data in ("paren", "bracket", "curly", "bracegroup", "frac") and subs:
+                indexed = True
+            if any(t in TRANSPOSE for t in sups):
+                matrix = True
+            ix = self.symbol(factor) if primary.data not in ("frac", "summation") else None
+            if ix is None:
+                continue
+            if ix.indices:
+                indexed = True
+            elif ix.symbol.base != "delta":
+                try:
+                    matrix = matrix or bool(self.names.rank(self.resolve(ix)))
+                except DerivationError:
+                    pass  # an unknown symbol: reported where it is read
+        return matrix and not indexed
 
 
 def _same(a: _Claim, b: _Claim) -> bool:

@@ -45,6 +45,7 @@ class Term:
 
     expr: ast.expr
     axes: list[tuple[str, str | None]]
+    row: bool = False  # a vector written transposed (x^T): a row, for products by juxtaposition
 
     @property
     def rank(self) -> int:
@@ -122,7 +123,7 @@ class Translator:
         inner = self.term(node.value)
         if inner.rank > 2:
             raise self.err(node, f".T of a tensor with {inner.rank} axes is ambiguous: write its indices")
-        return Term(inner.expr, inner.axes[::-1])
+        return Term(inner.expr, inner.axes[::-1], row=inner.rank == 1 and not inner.row)
 
     def _t_UnaryOp(self, node):
         if not isinstance(node.op, ast.USub):
@@ -133,12 +134,13 @@ class Translator:
     def _t_BinOp(self, node):
         a, b = self.term(node.left), self.term(node.right)
         if isinstance(node.op, ast.MatMult):
-            return self.matmul(operator(node, self.src), a, b)
+            juxtaposed = type(node.op).__name__ == "Juxtapose"  # a LaTeX product (verify.notation.latexin)
+            return self.matmul(operator(node, self.src), a, b, juxtaposed)
         if not isinstance(node.op, ast.Add | ast.Sub | ast.Mult | ast.Div | ast.Pow):
             raise self.err(node, "operator not allowed in a matrix formula: use + - * / ** @ and .T")
         (a, b), axes = self.broadcast(operator(node, self.src), [a, b], _OPS[type(node.op)])
         op = ast.copy_location(ast.BinOp(left=a.expr, op=node.op, right=b.expr), node)
-        return Term(op, axes)
+        return Term(op, axes, row=a.row or b.row)
 
     def _t_Subscript(self, node):
         raise self.err(node, "an indexed tensor in a matrix formula: write the statement in one notation")
@@ -197,7 +199,22 @@ class Translator:
             out.append(t)
         return out, axes
 
-    def matmul(self, node, a: Term, b: Term) -> Term:
+    def matmul(self, node, a: Term, b: Term, juxtaposed: bool = False) -> Term:
+        """a @ b as NumPy reads it; juxtaposed (LaTeX `A B`, `A \\cdot B`), a scalar factor multiplies,
+        and a column vector times a row vector (x y^T) is their outer product."""
+        if juxtaposed and (a.rank == 0 or b.rank == 0):
+            (a, b), axes = self.broadcast(node, [a, b], "a product")
+            product = ast.copy_location(ast.BinOp(left=a.expr, op=ast.Mult(), right=b.expr), node)
+            return Term(product, axes, row=a.row or b.row)
+        if juxtaposed and a.rank == 1 and b.rank == 1 and not a.row and b.row:
+            product = ast.copy_location(ast.BinOp(left=a.expr, op=ast.Mult(), right=b.expr), node)
+            return Term(product, a.axes + b.axes)
+        if juxtaposed and (
+            (a.rank == 1 and not a.row and b.rank == 2) or (a.rank == 2 and b.rank == 1 and b.row)
+        ):
+            raise self.err(
+                node, f"{_shape([a])} times {_shape([b])}: a column vector's place is on the right"
+            )
         if a.rank == 0 or b.rank == 0:
             raise self.err(node, "@ multiplies vectors and matrices: a scalar factor takes *")
         if a.rank > 2 or b.rank > 2:
@@ -208,7 +225,7 @@ class Translator:
         b = self.rename(b, inner_b[0], inner_a[0])
         product = ast.copy_location(ast.BinOp(left=a.expr, op=ast.Mult(), right=b.expr), node)
         axes = a.axes[:-1] + b.axes[1:]
-        return Term(self.sum_over(node, product, [inner_a[0]]), axes)
+        return Term(self.sum_over(node, product, [inner_a[0]]), axes, row=a.rank == 1 and b.rank == 2)
 
     def sum_over(self, node, body: ast.expr, indices: list[str]) -> ast.expr:
         names = [ast.copy_location(ast.Name(id=i, ctx=ast.Load()), node) for i in indices]
@@ -281,8 +298,10 @@ class Translator:
         return out
 
     def _call_ones(self, node):
-        """ones(N) (or ones(N, K)): the constant 1 along fresh axes of those sizes."""
-        axes = [(self.fresh(s), s) for s in self._sizes_of(node)]
+        """ones(N) (or ones(N, K)): the constant 1 along fresh axes of those sizes; ones() a vector whose
+        size is that of what it meets (LaTeX's \\mathbb{1})."""
+        sizes = self._sizes_of(node) if node.args else [None]
+        axes = [(self.fresh(s), s) for s in sizes]
         return Term(ast.copy_location(ast.Constant(value=1), node), axes)
 
     def _call_eye(self, node):

@@ -1,0 +1,144 @@
+"""LaTeX input: the LaTeX that `show --latex` prints reads back as the same derivation (for every
+catalogue entry), symbols resolve by the documented rules or a [symbols] section, and every error in
+LaTeX points at its line and at the column within the LaTeX."""
+
+import re
+
+import pytest
+import sympy as sp
+
+from verify import load
+from verify.catalogue import paths as catalogue
+from verify.latex import derivation_latex
+from verify.model import DerivationError
+from verify.notation import latexin
+from verify.text import split_sections
+
+
+def aligned_blocks(tex: str) -> list[str]:
+    """The align* environments of a LaTeX fragment, as printed."""
+    return re.findall(r"\\begin\{align\*\}.*?\\end\{align\*\}", tex, re.S)
+
+
+def read_back(path) -> str:
+    """A derivation file whose [forward] and [gradients] are the two align* blocks that show --latex
+    prints for `path`, pasted as they are; [inputs] and [sizes] are the original's."""
+    forward, gradients = aligned_blocks(derivation_latex(load(path)))
+    _, sections = split_sections(path.read_text(encoding="utf-8"), None)
+    kept = [
+        f"[{name}]\n" + "\n".join(t for _, t in sections[name][1])
+        for name in ("inputs", "sizes")
+        if name in sections
+    ]
+    return "\n".join(["[forward]", forward, "[gradients]", gradients, *kept]) + "\n"
+
+
+def signature(d):
+    """Everything that makes a derivation what it is: each statement's target, indices, right-hand side
+    (SymPy's structure), what it claims, and every tensor's role and shape."""
+    statements = [
+        (s.target, s.indices, sp.srepr(s.rhs), s.of, s.jacobian, s.chain) for s in d.forward + d.gradients
+    ]
+    tensors = {name: (t.role, t.shape) for name, t in d.tensors.items()}
+    return statements, tensors, set(d.inputs), d.output, d.sizes, d.fixed_values, d.domains
+
+
+@pytest.mark.parametrize("path", catalogue(), ids=lambda p: p.stem)
+def test_show_latex_reads_back_as_the_same_derivation(path):
+    """Pasting the printed align* blocks into a .deriv file gives back the derivation they print."""
+    assert signature(load(read_back(path))) == signature(load(path))
+
+
+CHAIN = r"""[forward]
+Y_{mn} = \sum_k X_{mk} W_{nk} + B_{n}
+[gradients]
+J_{mnk} = \frac{\partial Y_{mn}}{\partial X_{mk}} = W_{nk}
+\frac{\partial L}{\partial X_{ij}} = \sum_{m,n} \frac{\partial L}{\partial Y_{mn}} \frac{\partial Y_{mn}}{\partial X_{ij}}
+  = \sum_{n} \frac{\partial L}{\partial Y_{in}} W_{nj}
+"""
+
+
+def test_chain_and_jacobian_render_and_read_back():
+    """A named Jacobian and a chain print as LaTeX that reads back: `J = dY/dX &= ...` and `&= step`
+    rows. A Jacobian entry inside a formula is the named Jacobian (with a delta off its block)."""
+    d = load(CHAIN)
+    text = "[forward]\n" + "\n".join(aligned_blocks(derivation_latex(d))[0:1]) + "\n[gradients]\n"
+    text += aligned_blocks(derivation_latex(d))[1] + "\n"
+    assert signature(load(text)) == signature(d)
+    step1 = d.gradients[1]
+    assert "delta(i, m)" in str(step1.rhs).replace("KroneckerDelta", "delta") or step1.rhs.has(
+        sp.KroneckerDelta
+    )
+
+
+SIGMA = r"""[forward]
+\mu_{j} = \frac{1}{N} \sum_n x_{nj}
+\sigma^2_j = \frac{1}{N} \sum_n (x_{nj} - \mu_j)^2
+\hat{x}_{nj} = \frac{x_{nj} - \mu_j}{\sqrt{\sigma_j^2 + \epsilon}}
+[gradients]
+\frac{\partial L}{\partial \sigma^2_j} = -\frac{1}{2} \sum_n \frac{\partial L}{\partial \hat{x}_{nj}} (x_{nj} - \mu_j) (\sigma^2_j + \epsilon)^{-\frac{3}{2}}
+"""
+
+
+def test_symbols_resolve_by_the_rules():
+    """\\sigma^2 defines and reads var, \\hat{x} xhat, \\epsilon eps, \\mu mu; a power after a
+    subscript reads the same as before it."""
+    d = load(SIGMA)
+    assert [s.target for s in d.forward] == ["mu", "var", "xhat"]
+    assert d.inputs == ["x", "eps"]
+    assert d.gradients[0].target == "dvar"
+
+
+def test_symbols_section_maps_the_rest():
+    """[symbols] maps a symbol the rules do not resolve (the CMU handout's u_B for the mean, m for the
+    batch size) to a name."""
+    text = r"""[forward]
+mu[j] = sum(x[n,j], n) / N
+y[n,j] = x[n,j] - mu[j]
+[gradients]
+\frac{\partial L}{\partial u_{\mathcal{B},j}} = -\sum_{i=1}^{m} \frac{\partial L}{\partial y_{ij}}
+[symbols]
+u = mu
+m = N
+"""
+    d = load(text)
+    assert d.gradients[0].target == "dmu"
+    assert str(d.gradients[0].rhs) == "-Sum(dy[i, j], (i, 0, N - 1))"
+
+
+@pytest.mark.parametrize(
+    "gradient,line,column,message",
+    [
+        (r"\frac{\partial L}{\partial x_{n}} = \zeta_n", 6, 37, r"unknown symbol \zeta: no name zeta here"),
+        (r"\frac{\partial L}{\partial x_{n}} = \tilde{x}_n", 6, 37, "ambiguous: it may be xtilde or xt"),
+        (
+            r"\frac{\partial L}{\partial x_{n}} = \frac{\partial L}{\partial y_{n}} \cdot",
+            6,
+            76,
+            "ends too early",
+        ),
+        (r"\frac{\partial L}{\partial x_{n}} = 2 \sum_n", 6, 39, "a sum needs a summand"),
+        (
+            "\\frac{\\partial L}{\\partial x_{n}}\n  = 2 \\frac{\\partial L}{\\partial y_{n}} \\zeta",
+            7,
+            41,
+            "unknown symbol",
+        ),
+    ],
+)
+def test_latex_errors_point_into_the_latex(gradient, line, column, message):
+    """A LaTeX error is one line `file:line:col: message`, the column counted within the LaTeX."""
+    text = (
+        f"[forward]\nxt[n] = x[n]\nxtilde[n] = 2 * x[n]\ny[n] = xt[n] * xtilde[n]\n[gradients]\n{gradient}\n"
+    )
+    with pytest.raises(DerivationError) as e:
+        load(text)
+    assert (e.value.line, e.value.column) == (line, column), str(e.value)
+    assert message in e.value.message
+
+
+def test_latex_lines_are_recognised():
+    """A statement is LaTeX when it holds a LaTeX command, `_{`, `^{` or `&`; index notation never does."""
+    assert latexin.is_latex(r"\frac{\partial L}{\partial W} = X")
+    assert latexin.is_latex("y_{n} = x_{n}")
+    assert not latexin.is_latex("dW[i, j] = sum(dy[n, i] * x[n, j], n)")
