@@ -97,3 +97,47 @@ def test_section_text_cannot_run_code(tmp_path, section, line):
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert not marker.exists()
+
+
+LATEX_AND_MATRIX = [
+    ("forward", r"y_{{ni}} = x_{{ni}} \cdot \text{{{call}}}"),
+    ("forward", r"y_{{ni}} = \mathit{{{call}}}_{{ni}}"),
+    ("forward", r"\mathit{{__import__}}_{{ni}} = x_{{ni}}"),
+    ("gradients", r"\frac{{\partial L}}{{\partial x_{{ni}}}} = \operatorname{{{call}}}(y_{{ni}})"),
+    ("gradients", r"\frac{{\partial L}}{{\partial x_{{ni}}}} = 2 \frac{{\partial L}}{{\partial y_{{ni}}}} & {call}"),
+    ("gradients", r"\frac{{\partial L}}{{\partial \mathbf{{x}}}} = {call}"),
+    ("gradients", "dx = {call} @ dy"),
+    ("gradients", "dx = (dy.T @ {call}).T"),
+    ("gradients", "dx = sum(dy, axis={call})"),
+    ("gradients", "dx = 2 * dy.__class__"),
+    ("symbols", r"\tilde{{x}} = {call}"),
+    ("symbols", r"\mathit{{q}} = __import__"),
+]
+
+
+@pytest.mark.parametrize("section,line", LATEX_AND_MATRIX)
+def test_latex_and_matrix_text_cannot_run_code(tmp_path, section, line):
+    """Code inside LaTeX (text, operator names, symbols, alignment) or matrix notation is an invalid
+    input (exit 2, one line), never executed: both front-ends only parse, and what they produce is the
+    same whitelisted index notation."""
+    marker = tmp_path / "ran"
+    call = f"__import__('os').system('touch {marker}')"
+    sections = {
+        "forward": "y[n,i] = x[n,i] * 2",
+        "gradients": "dx[n,i] = 2 * dy[n,i]",
+        "inputs": "x: (N, I)",
+        "symbols": "",
+    }
+    sections[section] = line.format(call=call)
+    text = "".join(f"[{name}]\n{body}\n" for name, body in sections.items())
+    path = tmp_path / "evil.deriv"
+    path.write_text(text)
+    r = subprocess.run(
+        [sys.executable, "-m", "verify", "check", str(path), "--oracle", "exact", "--oracle", "fd"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not marker.exists()

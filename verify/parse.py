@@ -936,6 +936,8 @@ class _Loader:
             }
             names = latexin.Names(rank, frozenset(self.sizes), self.symbols, loss, False, jacobians)
         p = latexin.read(tex, names)
+        if p.target and reserved(p.target):
+            raise self.err(f"{reserved(p.target)} and cannot be defined", p.line)
         self.unchecked += [(line, col, f"not checked: {why}") for line, col, why in p.unchecked]
         return p
 
@@ -947,6 +949,8 @@ class _Loader:
             name = line.text[eq + 1 :].strip() if eq > 0 else ""
             if not _NAME.match(name):
                 raise self.err("expected 'LaTeX symbol = name' in [symbols]", line.number)
+            if reserved(name) and name not in FUNCTIONS:
+                raise self.err(f"{reserved(name)}: map the symbol to another name", line.number, eq + 2)
             out[latexin.symbol_key(line.text[:eq], line, self.file)] = name
         return out
 

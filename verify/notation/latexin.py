@@ -695,8 +695,10 @@ class Reader:
                     if f"{name}{k}" not in enclosing and not self.names.exists(f"{name}{k}")
                 )
         self.bound.append({renamed.get(i, i) for i, _, _ in indices})
-        body = self._product([(None, rest[0][1]), *rest[1:]])
-        self.bound.pop()
+        try:
+            body = self._product([(None, rest[0][1]), *rest[1:]])
+        finally:
+            self.bound.pop()
         if renamed:
             body = _rename_indices(body, renamed, self.names)
         names = [
@@ -1161,6 +1163,7 @@ class StatementReader(Reader):
 
     def _step(self, side: Tree) -> ast.expr:
         """A side as index notation, or as matrix notation when it names tensors without indices."""
+        self.bound = []
         return self.expression(side, matrix=self._matrix_form(side))
 
     def _matrix_form(self, side: Tree) -> bool:
