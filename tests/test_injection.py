@@ -104,7 +104,10 @@ LATEX_AND_MATRIX = [
     ("forward", r"y_{{ni}} = \mathit{{{call}}}_{{ni}}"),
     ("forward", r"\mathit{{__import__}}_{{ni}} = x_{{ni}}"),
     ("gradients", r"\frac{{\partial L}}{{\partial x_{{ni}}}} = \operatorname{{{call}}}(y_{{ni}})"),
-    ("gradients", r"\frac{{\partial L}}{{\partial x_{{ni}}}} = 2 \frac{{\partial L}}{{\partial y_{{ni}}}} & {call}"),
+    (
+        "gradients",
+        r"\frac{{\partial L}}{{\partial x_{{ni}}}} = 2 \frac{{\partial L}}{{\partial y_{{ni}}}} & {call}",
+    ),
     ("gradients", r"\frac{{\partial L}}{{\partial \mathbf{{x}}}} = {call}"),
     ("gradients", "dx = {call} @ dy"),
     ("gradients", "dx = (dy.T @ {call}).T"),

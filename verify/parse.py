@@ -1057,9 +1057,11 @@ class _Loader:
         want = self.tensors[of].shape if of is not None else target_shape
         shapes = self._gradient_shapes()
         if matrix.uses_matrix_notation(rhs, shapes) or (p.bare_target and want):
-            rhs, indices = self._matrix_step(p, step, target, of, want, shapes)
+            rhs, indices, sizes = self._matrix_step(p, step, target, of, want, shapes)
             p = replace(p, target_indices=indices)
             source = p.source or p.text
+            if want is None and all(s in self.sizes for s in sizes):  # a helper: the shape it was given
+                target_shape = tuple(self.sizes[s] for s in sizes)
         else:
             rhs = matrix.embed(rhs, src, shapes)
 
@@ -1136,8 +1138,8 @@ class _Loader:
         return matrix.Shapes(shape_of, frozenset(self.sizes), True, taken)
 
     def _matrix_step(self, p: _Parsed, step: Step, target: str, of, want, shapes):
-        """A step in matrix notation as index notation, and the target's indices: the target's own
-        letters where it has them, else one per axis of the result. A gradient has the shape of its
+        """A step in matrix notation as index notation, the target's indices (its own letters where it has
+        them, else one per axis of the result) and the result's sizes. A gradient has the shape of its
         variable (denominator layout); a result of another shape is an error that says which."""
         letters = [n for n, _, _ in p.target_indices] or None
         term = matrix.translate(step.rhs, step.src, shapes, letters)
@@ -1164,7 +1166,7 @@ class _Loader:
             if got != expected:
                 raise self.err(f"{name} is {_dims(got)}, but {what} is {_dims(expected)}", *where)
         indices = p.target_indices or [(i, p.line, 1) for i, _ in term.axes]
-        return term.expr, indices
+        return term.expr, indices, got
 
     def _index_ranges(self, p: _Parsed, conv: _Converter, walk: _Walk, target_shape) -> dict[int, sp.Symbol]:
         """The size each index variable of a gradient statement ranges over, by id of the variable.
