@@ -92,3 +92,30 @@ def test_mixing_notations_in_one_expression_is_an_error():
     assert "an indexed tensor in a matrix formula" in e.value.message
     d = verify.load(MATRIX.replace("dW = dY.T @ X", "dW[k, d] = (dY.T @ X)[k, d]"))
     assert str(d.statement("dW").rhs) == "Sum(X[n, d]*dY[n, k], (n, 0, N - 1))"
+
+
+def test_deltas_pinned_by_sums_are_contracted_for_the_exact_oracle():
+    """A step written with deltas inside nested sums, as reports write them, is evaluated in its
+    contracted form (so that its cost is that of the contracted form), and the value is the same."""
+    import mpmath
+    import numpy as np
+    import sympy as sp
+
+    from verify.exacteval import Evaluator, contracted, elements
+
+    d = verify.load(
+        "[forward]\nY[m,n] = sum(X[m,k] * W[n,k], k)\n[gradients]\n"
+        "dW[i,j] = sum(dY[m,n] * sum(delta(n,i) * delta(k,j) * X[m,k], k), m, n)\n"
+    )
+    rhs = d.statement("dW").rhs
+    short = contracted(rhs)
+    assert not short.has(sp.KroneckerDelta) and str(short) == "Sum(X[m, j]*dY[m, i], (m, 0, M - 1))"
+    sizes = {d.sizes["M"]: 3, d.sizes["N"]: 2, d.sizes["K"]: 4}
+    rng = np.random.default_rng(0)
+    values = {
+        name: rng.integers(-5, 5, size=(3, 4 if name == "X" else 2)).astype(object) for name in ("X", "dY")
+    }
+    ev = Evaluator({k: np.vectorize(mpmath.mpf, otypes=[object])(v) for k, v in values.items()}, sizes)
+    for i, j in elements((2, 4)):
+        env = {sp.Symbol("i", integer=True): i, sp.Symbol("j", integer=True): j}
+        assert ev(rhs, env) == ev(short, env)

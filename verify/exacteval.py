@@ -171,11 +171,80 @@ def run_statement(st: Statement, d: Derivation, values: dict, sizes: Mapping[str
     """Evaluate one statement for every element of its target; returns an object array or an mpf."""
     ev = Evaluator(values, size_values(d, sizes), observe)
     shape = concrete_shape(d, st.target, sizes)
+    rhs = contracted(st.rhs)
     if not shape:
-        return ev(st.rhs, {})
+        return ev(rhs, {})
     out = np.empty(shape, dtype=object)
     for e in elements(shape):
-        out[e] = ev(st.rhs, dict(zip(st.indices, e, strict=True)))
+        out[e] = ev(rhs, dict(zip(st.indices, e, strict=True)))
+    return out
+
+
+_CONTRACTED: dict[sp.Expr, sp.Expr] = {}
+
+
+def contracted(expr: sp.Expr) -> sp.Expr:
+    """`expr` with every sum over an index that a Kronecker delta pins taken at that index
+    (sum(f(k) * delta(k, j), k) is f(j); the parser gives a delta's two indices one range), so that a
+    derivation step written with deltas (sum(dy[m,n] * sum(delta(m,i) * delta(k,j) * W[n,k], k), m, n),
+    as reports write them) costs what its contracted form costs. Exact: nothing is approximated."""
+    if not (expr.has(sp.KroneckerDelta) and expr.has(sp.Sum)):
+        return expr
+    if expr not in _CONTRACTED:
+        _CONTRACTED[expr] = _contract(expr)
+    return _CONTRACTED[expr]
+
+
+def _contract(e: sp.Expr) -> sp.Expr:
+    if isinstance(e, sp.Sum):
+        body = _contract(e.function)
+        terms = sp.Add.make_args(sp.expand(body)) if body.has(sp.KroneckerDelta) else (body,)
+        return sp.Add(*(_contract_term(t, list(e.limits)) for t in terms))
+    if isinstance(e, sp.Indexed) or not e.args:
+        return e
+    args = [_contract(a) for a in e.args]
+    if args == list(e.args):
+        return e
+    return e.func(*args, evaluate=False) if isinstance(e, sp.Piecewise | sp.Max | sp.Min) else e.func(*args)
+
+
+def _contract_term(term: sp.Expr, limits: list) -> sp.Expr:
+    factors = _hoisted(list(sp.Mul.make_args(term)))
+    changed = True
+    while changed:
+        changed = False
+        for f in factors:
+            if not isinstance(f, sp.KroneckerDelta):
+                continue
+            a, b = f.args
+            summed = next((lim for lim in limits if lim[0] in (a, b) and a != b), None)
+            if summed is None:
+                continue
+            gone = summed[0]
+            keep = b if gone == a else a
+            factors.remove(f)
+            factors = [g.xreplace({gone: keep}) for g in factors]
+            limits = [lim for lim in limits if lim[0] != gone]
+            changed = True
+            break
+    body = sp.Mul(*factors)
+    return sp.Sum(body, *limits) if limits else body
+
+
+def _hoisted(factors: list) -> list:
+    """Factors of a product, with each inner sum's factors that do not use its indices moved out of it
+    (so that a delta inside an inner sum can meet the outer sum that binds its index)."""
+    out = []
+    for f in factors:
+        if isinstance(f, sp.Sum) and f.function.is_Mul:
+            bound = {lim[0] for lim in f.limits}
+            inner = sp.Mul.make_args(f.function)
+            outside = [g for g in inner if not (g.free_symbols & bound)]
+            if outside:
+                inside = [g for g in inner if g.free_symbols & bound]
+                out += outside + [sp.Sum(sp.Mul(*inside), *f.limits)]
+                continue
+        out.append(f)
     return out
 
 

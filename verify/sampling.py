@@ -16,7 +16,7 @@ import mpmath
 import numpy as np
 
 from . import limits
-from .exacteval import DIGITS, concrete_shape, elements, run_all
+from .exacteval import DIGITS, concrete_shape, contracted, elements, run_all
 from .model import NORMAL, Derivation, DerivationError, Domain
 
 DRAWS = 2
@@ -178,7 +178,7 @@ def check_evaluations(d: Derivation, sizes: dict[str, int]) -> int:
     at = {d.sizes[k]: v for k, v in sizes.items()}
     counts = {}
     for st in d.forward + d.gradients:
-        count = limits.evaluations(st.rhs, at)
+        count = limits.evaluations(contracted(st.rhs), at)
         for s in d.shape(st.target):
             count *= at[s]
         counts[st.target] = (count, st)
