@@ -6,6 +6,8 @@ import re
 
 import pytest
 import sympy as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from verify import load
 from verify.catalogue import paths as catalogue
@@ -142,3 +144,28 @@ def test_latex_lines_are_recognised():
     assert latexin.is_latex(r"\frac{\partial L}{\partial W} = X")
     assert latexin.is_latex("y_{n} = x_{n}")
     assert not latexin.is_latex("dW[i, j] = sum(dy[n, i] * x[n, j], n)")
+
+
+LATEX_TOKENS = [
+    r"\frac", "{", "}", "(", ")", "[", "]", r"\left(", r"\right)", r"\left[", r"\right]", "_", "^", "x", "y",
+    "W", "i", "j", "n", r"\partial", "L", r"\sum", "=", "+", "-", r"\cdot", r"\odot", r"\oslash", "&", r"\\",
+    r"\hat", r"\tilde", r"\mathbf", r"\sigma", "2", "T", r"\top", r"\delta", r"\exp", r"\log", r"\sqrt",
+    r"\mathbb{1}", r"\text{diag}", r"\begin{cases}", r"\end{cases}", r"\text{if }", ">", "0", ",",
+    r"\Rightarrow", r"\epsilon", "1", "/", r"\underbrace", r"\quad", r"\mathcal", r"\left|", r"\right|", " ",
+    "\n ", "$$", r"\begin{aligned}", r"\end{aligned}", r"\tag{1}", ".", "@", ".T", "dy", "x[n,i]",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(LATEX_TOKENS), min_size=1, max_size=30), st.booleans(), st.booleans())
+def test_latex_soup(tokens, in_forward, as_gradient):
+    """Whatever LaTeX comes in, reading it gives a derivation or one one-line DerivationError."""
+    line = "".join(tokens)
+    if as_gradient:
+        line = r"\frac{\partial L}{\partial x_{ni}} = " + line
+    forward, gradients = ("y[n,i] = x[n,i] * 2", "dx[n,i] = 2 * dy[n,i]")
+    forward, gradients = (line, gradients) if in_forward else (forward, line)
+    try:
+        load(f"[forward]\n{forward}\n[gradients]\n{gradients}\n")
+    except DerivationError as e:
+        assert "\n" not in str(e)

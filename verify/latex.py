@@ -535,7 +535,8 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
     head = " & ".join(["", *(escape(o) for o in oracles), "verdict"])
     rows = []
     for g in r.gradients:
-        label = f"${p.claim_inline(d.statement(g.target))}$"
+        st = d.statement(g.target)
+        label = f"${p.claim_inline(st)}$" + escape(g.name[len(st.claim) :])  # and " step 2/3", " (line 7)"
         cells = [_cell(g.oracles.get(o)) for o in oracles]
         verdict = "verified" if g.status == "verified" else rf"\textbf{{{escape(g.status)}}}"
         rows.append(" & ".join([label, *cells, verdict]))

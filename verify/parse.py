@@ -417,7 +417,7 @@ def _shape_part(text: str, line: int, file: str | None):
 
 
 def _dims(sizes) -> str:
-    return " x ".join(sizes) if sizes else "a scalar"
+    return " x ".join(s or "?" for s in sizes) if sizes else "a scalar"
 
 
 def _statements(line: Line, file: str | None) -> list:
@@ -462,6 +462,8 @@ class _Loader:
         self.symbols = self._symbols_section()
         self.unchecked: list[tuple[int, int, str]] = []
         parsed = [s for ln in forward_lines for s in _statements(ln, self.file)]
+        if not parsed:  # only LaTeX layout and remarks
+            raise self.err("section [forward] defines nothing", forward_lines[0].number)
         self.parsed_forward = parsed
         walks = self._forward_pass(parsed)
         self._name_sizes(walks)

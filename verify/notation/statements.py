@@ -55,7 +55,6 @@ class Parsed:
     jacobian: JacobianTarget | None = None
     latex: bool = False
     bare_target: bool = False  # written without brackets: a scalar, or a tensor in matrix notation
-    dropped: list[Step] = field(default_factory=list)  # restatements of the target inside a chain
     source: str = ""  # the text as written, when it was translated (matrix notation, LaTeX)
     unchecked: list[tuple[int, int, str]] = field(default_factory=list)  # steps that are not formulas
 
