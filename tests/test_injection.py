@@ -65,6 +65,21 @@ def test_file_name_cannot_run_code(tmp_path):
     assert not marker.exists()
 
 
+def assert_refused(tmp_path, sections: dict[str, str]) -> None:
+    """`verify check` on a file of these sections exits 2 with one line on stderr and no traceback."""
+    text = "".join(f"[{name}]\n{body}\n" for name, body in sections.items())
+    path = tmp_path / "evil.deriv"
+    path.write_text(text)
+    r = subprocess.run(
+        [sys.executable, "-m", "verify", "check", str(path), "--oracle", "exact", "--oracle", "fd"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
 @pytest.mark.parametrize(
     "section,line",
     [
@@ -85,17 +100,7 @@ def test_section_text_cannot_run_code(tmp_path, section, line):
         "sizes": "",
     }
     sections[section] = line.format(payload=call)
-    text = "".join(f"[{name}]\n{body}\n" for name, body in sections.items())
-    path = tmp_path / "evil.deriv"
-    path.write_text(text)
-    r = subprocess.run(
-        [sys.executable, "-m", "verify", "check", str(path), "--oracle", "exact", "--oracle", "fd"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert_refused(tmp_path, sections)
     assert not marker.exists()
 
 
@@ -132,15 +137,5 @@ def test_latex_and_matrix_text_cannot_run_code(tmp_path, section, line):
         "symbols": "",
     }
     sections[section] = line.format(call=call)
-    text = "".join(f"[{name}]\n{body}\n" for name, body in sections.items())
-    path = tmp_path / "evil.deriv"
-    path.write_text(text)
-    r = subprocess.run(
-        [sys.executable, "-m", "verify", "check", str(path), "--oracle", "exact", "--oracle", "fd"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert_refused(tmp_path, sections)
     assert not marker.exists()

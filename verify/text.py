@@ -246,16 +246,8 @@ def parse_tail(text: str, offset: int, line: int, file: str | None) -> tuple[ast
 
 def split_assignment(text: str) -> int:
     """The offset of the statement's '=' (not part of == <= >= !=), or -1."""
-    depth = 0
-    for k, ch in enumerate(text):
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if ch == "=" and depth == 0:
-            before = text[k - 1] if k else ""
-            after = text[k + 1] if k + 1 < len(text) else ""
-            if before not in "=<>!" and after != "=":
-                return k
-    return -1
+    found = split_equalities(text)
+    return found[0] if found else -1
 
 
 def split_equalities(text: str) -> list[int]:
