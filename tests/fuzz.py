@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import os
 import random
@@ -35,7 +36,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -526,6 +527,7 @@ class Outcome:
     stdout: str
     stderr: str
     cpu_seconds: float = 0.0
+    codegen: list[str] = field(default_factory=list)  # where the generated code differs from exact values
     problem: str = ""  # empty when the run meets the acceptance
 
     def judge(self, timeout: float) -> Outcome:
@@ -542,6 +544,8 @@ def problem(o: Outcome, timeout: float) -> str:
         return "traceback"
     if o.status not in ALLOWED_STATUS:
         return f"exit status {o.status}: {o.stderr.strip().splitlines()[-1] if o.stderr.strip() else ''}"
+    if o.codegen:
+        return "generated code differs from the exact values: " + "; ".join(o.codegen)[:300]
     if o.status == 2:
         errors = [line for line in o.stderr.splitlines() if line.startswith(o.path + ":")]
         if not errors:
@@ -592,8 +596,72 @@ def worker(oracles: list[str]) -> None:
             "cpu_seconds": cpu,
             "stdout": out[-4000:],
             "stderr": err[-4000:],
+            "codegen": generated_code_mismatches(path) if status in (0, 1, 3) else [],
         }
         channel.write(json.dumps(result) + "\n")
+
+
+EQUAL = 3  # two sizes made equal, as tests/test_codegen.py does
+
+
+def generated_code_mismatches(path: str, backends=("numpy", "torch")) -> list[str]:
+    """Where the generated forward and backward of a derivation that checks differ from the exact
+    evaluation of the same statements: at the sizes the check draws and with each pair of sizes equal.
+    This judges the code generator, not the formulas: right or wrong, a statement must be computed as
+    written."""
+    import numpy as np
+
+    from verify import codegen, sampling
+    from verify.catalogue import load
+
+    try:
+        d = load(path)
+    except Exception as e:
+        return [f"loading again: {type(e).__name__}: {e}"]
+    patterns = [{}] + [{a: EQUAL, b: EQUAL} for a, b in itertools.combinations(d.sizes, 2)][:5]
+    out = []
+    for pattern in patterns:
+        if any(d.fixed_sizes.get(name, EQUAL) != EQUAL for name in pattern):
+            continue
+        dp = replace(d, fixed_sizes={**d.fixed_sizes, **pattern})
+        try:
+            sample = sampling.draw(dp, seed=7)
+        except Exception:  # no valid sample at these sizes: nothing to compare
+            continue
+        where = "=".join(pattern) or "distinct sizes"
+        for backend in backends:
+            try:
+                values = _to_backend(sample.values, backend)
+                gen = codegen.compile_derivation(dp, backend)
+                fwd = gen.forward(**values)
+                got = {**fwd, **gen.backward(**values, **fwd)}
+            except Exception as e:
+                out.append(f"{backend} at {where} raised {type(e).__name__}: {str(e)[:100]}")
+                continue
+            for name, value in got.items():
+                want = np.array([float(x) for x in np.ravel(sample.forward[name])]).reshape(
+                    np.shape(sample.forward[name])
+                )
+                value = np.asarray(value.detach().numpy() if hasattr(value, "detach") else value, dtype=float)
+                if value.shape != want.shape:
+                    out.append(f"{name} ({backend}, {where}): shape {value.shape}, exact {want.shape}")
+                    continue
+                finite = np.isfinite(want)
+                scale = max(1.0, float(np.max(np.abs(want[finite]), initial=0.0)))
+                if np.any(np.abs(value[finite] - want[finite]) > 1e-6 * scale):
+                    err = float(np.max(np.abs(value[finite] - want[finite])))
+                    out.append(f"{name} ({backend}, {where}): off by {err:.3g} (scale {scale:.3g})")
+    return out
+
+
+def _to_backend(values: dict, backend: str) -> dict:
+    import numpy as np
+
+    if backend == "torch":
+        import torch
+
+        return {k: torch.tensor(np.asarray(v, dtype=np.float64)) for k, v in values.items()}
+    return {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
 
 
 def _rss(pid: int) -> int:
@@ -649,7 +717,9 @@ class Worker:
         if b"\n" in self.buffer:
             line, self.buffer = self.buffer.split(b"\n", 1)
             r = json.loads(line)
-            return Outcome(self.path, r["status"], r["seconds"], r["stdout"], r["stderr"], r["cpu_seconds"])
+            return Outcome(
+                self.path, r["status"], r["seconds"], r["stdout"], r["stderr"], r["cpu_seconds"], r["codegen"]
+            )
         elapsed = time.perf_counter() - self.started
         why = None
         if self.proc.poll() is not None:
