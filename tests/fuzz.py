@@ -527,7 +527,9 @@ class Outcome:
     stdout: str
     stderr: str
     cpu_seconds: float = 0.0
-    codegen: list[str] = field(default_factory=list)  # where the generated code differs from exact values
+    codegen: list[str] = field(
+        default_factory=list
+    )  # generated code unlike the exact values; show/codegen failing
     problem: str = ""  # empty when the run meets the acceptance
 
     def judge(self, timeout: float) -> Outcome:
@@ -545,7 +547,7 @@ def problem(o: Outcome, timeout: float) -> str:
     if o.status not in ALLOWED_STATUS:
         return f"exit status {o.status}: {o.stderr.strip().splitlines()[-1] if o.stderr.strip() else ''}"
     if o.codegen:
-        return "generated code differs from the exact values: " + "; ".join(o.codegen)[:300]
+        return "generated code or another command failed: " + "; ".join(o.codegen)[:300]
     if o.status == 2:
         errors = [line for line in o.stderr.splitlines() if line.startswith(o.path + ":")]
         if not errors:
@@ -557,11 +559,16 @@ def problem(o: Outcome, timeout: float) -> str:
     return ""
 
 
-def _run_in_process(path: str, oracles: list[str]) -> tuple[int, str, str]:
+def _run_in_process(command: str | list[str], oracles: list[str]) -> tuple[int, str, str]:
+    """`python -m verify check PATH` (or the given argument list) in this process, output captured."""
     from verify.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    args = ["check", path] + [a for o in oracles for a in ("--oracle", o)]
+    args = (
+        command
+        if isinstance(command, list)
+        else ["check", command] + [a for o in oracles for a in ("--oracle", o)]
+    )
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             status = main(args)
@@ -596,9 +603,33 @@ def worker(oracles: list[str]) -> None:
             "cpu_seconds": cpu,
             "stdout": out[-4000:],
             "stderr": err[-4000:],
-            "codegen": generated_code_mismatches(path) if status in (0, 1, 3) else [],
+            "codegen": _also(path) if status in (0, 1, 3) else [],
         }
         channel.write(json.dumps(result) + "\n")
+
+
+def _also(path: str) -> list[str]:
+    """What else must hold for a derivation that checks: its generated code computes its statements,
+    and the other commands print it."""
+    try:
+        return generated_code_mismatches(path) + other_commands(path)
+    except Exception as e:  # the harness's own failure, shown as the case's problem
+        return [f"fuzz harness: {type(e).__name__}: {e}"]
+
+
+def other_commands(path: str) -> list[str]:
+    """`show`, `show --latex` and `codegen` for every backend, on a derivation that checks: each must
+    exit 0 (they print what `check` accepted)."""
+    out = []
+    for args in (
+        ["show"],
+        ["show", "--latex"],
+        *(["codegen", "--backend", b] for b in ("numpy", "jax", "torch")),
+    ):
+        status, _, err = _run_in_process([args[0], path, *args[1:]], [])
+        if status != 0:
+            out.append(f"{' '.join(args)} exited {status}: {err.strip()[-150:]}")
+    return out
 
 
 EQUAL = 3  # two sizes made equal, as tests/test_codegen.py does
@@ -639,7 +670,7 @@ def generated_code_mismatches(path: str, backends=("numpy", "torch")) -> list[st
                 out.append(f"{backend} at {where} raised {type(e).__name__}: {str(e)[:100]}")
                 continue
             for name, value in got.items():
-                want = np.array([float(x) for x in np.ravel(sample.forward[name])]).reshape(
+                want = np.array([_real(x) for x in np.ravel(sample.forward[name])]).reshape(
                     np.shape(sample.forward[name])
                 )
                 value = np.asarray(value.detach().numpy() if hasattr(value, "detach") else value, dtype=float)
@@ -652,6 +683,14 @@ def generated_code_mismatches(path: str, backends=("numpy", "torch")) -> list[st
                     err = float(np.max(np.abs(value[finite] - want[finite])))
                     out.append(f"{name} ({backend}, {where}): off by {err:.3g} (scale {scale:.3g})")
     return out
+
+
+def _real(x) -> float:
+    """An exact value as a float; NaN (not compared) where it is not real."""
+    try:
+        return float(x)
+    except TypeError:
+        return float("nan")
 
 
 def _to_backend(values: dict, backend: str) -> dict:

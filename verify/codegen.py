@@ -14,7 +14,7 @@ from typing import Any
 import sympy as sp
 
 from .catalogue import load
-from .lower import Eye, Program, Zeros, backward_program, forward_program, shift_name
+from .lower import AsArray, Eye, Program, Zeros, backward_program, forward_program, shift_name
 from .model import Derivation, DerivationError
 from .printers import printer
 
@@ -50,13 +50,18 @@ def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str) 
     uses_dtype = False
     for a in prog.body:
         used_sizes |= {s.name for s in a.expr.free_symbols if s in size_symbols}
-        uses_dtype |= a.expr.has(Zeros) or (backend == "torch" and a.expr.has(Eye))
+        uses_dtype |= a.expr.has(Zeros, AsArray) or (backend == "torch" and a.expr.has(Eye))
     for size_name in sorted(used_sizes):
         array, axis = prog.sizes[size_name]
         lines.append(f"    {size_name} = {array}.shape[{axis}]")
     if uses_dtype:
-        first = next(p for p in prog.params if d.shape(p))
-        lines.append(f"    dtype = {first}.dtype")
+        tensors = [p for p in prog.params if p in d.tensors and d.shape(p)]
+        if tensors:
+            lines.append(f"    dtype = {tensors[0]}.dtype")
+        elif prog.params:  # scalars only
+            lines.append(f"    dtype = {pr.ns}.asarray({prog.params[0]}).dtype")
+        else:  # a forward of numbers alone
+            lines.append(f"    dtype = {pr.ns}.float64")
     refs = _reference_counts(prog)
     inline = {a.name: a.expr for a in prog.body if not a.statement and refs.get(a.name, 0) == 1}
     inline_symbols = {sp.Symbol(k, real=True) for k in inline}

@@ -21,6 +21,7 @@ import sympy as sp
 from sympy.core.relational import Relational
 
 from .model import Derivation, Statement
+from .primitives import BY_NODE
 
 
 class Einsum(sp.Function):
@@ -47,6 +48,23 @@ class Zeros(sp.Function):
     """Zeros(*sizes): an array of zeros of that shape, in the inputs' dtype. Added to a statement whose
     expression does not use every index of its target (a constant, or `0 * a[n, j]` that SymPy already
     simplified away), so that the result has the target's full shape rather than a broadcastable one."""
+
+    @property
+    def is_number(self):
+        # an array, even of no axes: never a number SymPy may compare (Max(Zeros() + 1, 0) must stay)
+        return False
+
+
+class AsArray(sp.Function):
+    is_commutative = True
+    is_real = True
+    """AsArray(x): a number or an expression of sizes as a 0-d array in the inputs' dtype, where a
+    backend function would otherwise get a Python number (torch.tanh(0.5) raises; np.sqrt(2.0) is a
+    float64 beside float32 arrays)."""
+
+    @property
+    def is_number(self):
+        return False
 
 
 class Eye(sp.Function):
@@ -99,6 +117,7 @@ class _Lowering:
         return {s for s in e.free_symbols if self.is_index(s)}
 
     def temp(self, expr, axes) -> tuple[sp.Symbol, tuple]:
+        expr = self.full(expr, axes)
         key = sp.srepr(expr) + "|" + ",".join(a.name for a in axes)
         if key not in self.cse:
             self.counter += 1
@@ -108,6 +127,34 @@ class _Lowering:
             self.body.append(Assign(name, expr, axes, False))
             self.cse[key] = name
         return array(self.cse[key]), axes
+
+    def carried(self, expr, axes) -> set:
+        """The axes that `expr`, lowered with axes `axes`, really has. SymPy may have cancelled every
+        factor that had one (v[n] / v[n] in a product over n and k), and then the array broadcasts to
+        fewer axes than claimed."""
+        out: set = set()
+        stack = [expr]
+        while stack:
+            e = stack.pop()
+            if isinstance(e, Align):
+                out |= set(e.args[1])
+            elif isinstance(e, sp.Piecewise):
+                # by its values alone: SymPy drops a condition whose branches are equal (where(c, 0, 0))
+                stack.extend(value for value, _ in e.args)
+            elif isinstance(e, Einsum | ReduceSum | Eye | Zeros | AsArray):
+                out |= set(axes)  # bare, such a node has the expression's axes (see `align`)
+            elif isinstance(e, sp.Symbol):
+                if e.is_real and not e.is_integer and e.name not in self.scalars:
+                    out |= set(axes)
+            else:
+                stack.extend(e.args)
+        return out
+
+    def full(self, expr, axes):
+        """`expr` with every axis of `axes` (zeros added where SymPy cancelled one away)."""
+        if self.carried(expr, axes) == set(axes):
+            return expr
+        return Zeros(*(self.range_of(a) for a in axes)) + expr
 
     def order(self, axes_sets, preferred) -> tuple:
         """Union of axes, in the preferred (target) order first, then by first appearance."""
@@ -152,6 +199,8 @@ class _Lowering:
     def lower(self, e, pref) -> tuple[sp.Expr, tuple]:
         if isinstance(e, sp.Indexed):
             return self.indexed(e, pref)
+        if isinstance(e, sp.Symbol) and e.name in self.helpers and not self.helpers[e.name].indices:
+            return self.lower(self.inline(e.name, ()), pref)
         if isinstance(e, sp.Sum):
             return self.summation(e, pref)
         if isinstance(e, sp.KroneckerDelta):
@@ -178,9 +227,17 @@ class _Lowering:
         lowered = [self.lower(a, pref) for a in e.args]
         axes = self.order([a for _, a in lowered], pref)
         args = [self.align(x, a, axes) for x, a in lowered]
+        if _is_call(e) and not any(self.has_array(a) for a in args):
+            # a backend function of numbers and sizes alone: give it an array (torch.tanh(0.5) raises)
+            args = [AsArray(args[0]), *args[1:]] if isinstance(e, sp.Pow) else [AsArray(a) for a in args]
         if isinstance(e, sp.Max | sp.Min | Relational):
             return e.func(*args, evaluate=False), axes
         return e.func(*args), axes
+
+    def has_array(self, expr) -> bool:
+        """Whether `expr` reads an array (or a scalar input): not numbers and sizes alone."""
+        symbols = (s for s in expr.free_symbols if isinstance(s, sp.Symbol))
+        return expr.has(Zeros, AsArray) or any(s.is_real and not s.is_integer for s in symbols)
 
     def range_of(self, i):
         """The size index `i` ranges over in the statement being lowered: the parser's range of a free
@@ -229,6 +286,9 @@ class _Lowering:
             name = ix.base.label.name
             if name in self.helpers:
                 reps[ix] = self.expand_helpers(self.inline(name, ix.indices))
+        for x in e.atoms(sp.Symbol):
+            if x.name in self.helpers and not self.helpers[x.name].indices:  # a scalar helper
+                reps[x] = self.expand_helpers(self.inline(x.name, ()))
         return e.xreplace(reps) if reps else e
 
     def sum_term(self, term, bound, extent, pref):
@@ -303,12 +363,25 @@ class _Lowering:
         # A factor common to every term is multiplied once: dy*y - y*s becomes y*(dy - s), one
         # whole-array product fewer.
         expr = sp.factor_terms(expr, sign=False)
-        if set(axes) != set(st.indices):
+        # Every statement is an array of its target's full shape in the inputs' dtype: also one whose
+        # expression lost an index (a constant, `0 * a[n, j]`, v[n] / v[n]) or reads no array at all.
+        if not st.indices and not self.has_array(expr):
+            expr = AsArray(expr)
+        elif (
+            set(axes) != set(st.indices) or self.carried(expr, axes) != set(axes) or not self.has_array(expr)
+        ):
             expr = Zeros(*(st.ranges[i] for i in st.indices)) + self.align(expr, axes, st.indices)
             axes = st.indices
         if tuple(axes) != tuple(st.indices):
             expr = Align(expr, sp.Tuple(*axes), sp.Tuple(*st.indices))
         self.body.append(Assign(st.target, expr, st.indices, True))
+
+
+def _is_call(e) -> bool:
+    """Whether `e` prints as a backend function call (exp, max, sqrt, ...) rather than an operator."""
+    if isinstance(e, sp.Pow):
+        return not e.exp.is_Integer
+    return type(e) in BY_NODE or isinstance(e, sp.Max | sp.Min)
 
 
 def _by_rank(e) -> list[sp.Indexed]:
@@ -360,7 +433,7 @@ def _complete(d: Derivation, params: list[str], body: list[Assign], candidates: 
     out = list(params)
     for name in candidates:
         shape = {s.name for s in d.shape(name)}
-        tensor_needed = any(a.expr.has(Zeros, Eye) for a in body) and not any(
+        tensor_needed = any(a.expr.has(Zeros, Eye, AsArray) for a in body) and not any(
             d.shape(p) for p in out if p in d.tensors
         )
         if name not in out and ((shape & sizes) - known or (shape and tensor_needed)):
@@ -394,7 +467,7 @@ def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None) -> Pr
         keep = set(wanted)
         for st in reversed(d.gradients):
             if st.target in keep:
-                keep |= {a.base.label.name for a in st.rhs.atoms(sp.Indexed)}
+                keep |= st.reads
     for st in d.gradients:
         if st.checked and st.target in keep:
             low.statement(st)

@@ -15,6 +15,8 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 
 from . import primitives
 
+_EXACT_INTEGERS = 2**53
+
 
 class _ArrayMixin:
     """What all three backends share; `ns` is the module prefix as the generated code imports it."""
@@ -51,7 +53,13 @@ class _ArrayMixin:
         return e.name
 
     def _print_Rational(self, e):
+        if max(abs(e.p), e.q) >= _EXACT_INTEGERS:
+            return repr(float(e))
         return f"{e.p}/{e.q}"
+
+    def _print_Integer(self, e):
+        # beyond 2**53 a Python int is no float64 and overflows torch's int64 conversion: print the float
+        return repr(float(e)) if abs(e.p) >= _EXACT_INTEGERS else str(e.p)
 
     def _print_Half(self, e):
         return "0.5"
@@ -165,6 +173,9 @@ class _ArrayMixin:
     def _print_Eye(self, e):
         return self._call("eye", *(self._print(a) for a in e.args))
 
+    def _print_AsArray(self, e):
+        return self._call("asarray", self._print(e.args[0]), "dtype=dtype")
+
     def _print_Zeros(self, e):
         shape = "(" + ", ".join(self._print(a) for a in e.args) + ("," if len(e.args) == 1 else "") + ")"
         return self._call("zeros", shape, "dtype=dtype")
@@ -194,6 +205,9 @@ def _closes_at_end(text: str) -> bool:
 
 def _print_primitive(printer: _ArrayMixin, e: sp.Expr, prim: primitives.Primitive) -> str:
     """A function of `verify.primitives`, from its record's array code for this backend."""
+    if prim.arity == 2 and len(e.args) > 2:
+        # SymPy merges min(min(a, b), c) into one Min of three: the two-argument code takes it nested
+        e = e.func(e.args[0], e.func(*e.args[1:], evaluate=False), evaluate=False)
     code = prim.code(printer.backend)
     if callable(code):
         return code(printer, e)
