@@ -878,6 +878,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", type=Path, help="folder for the cases, the failures and summary.json")
     parser.add_argument("--fresh", action="store_true", help="each case as its own python -m verify process")
+    parser.add_argument("--rerun", type=Path, help="a file of case paths, one a line, to run again instead")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -885,7 +886,10 @@ def main(argv=None) -> int:
         return 0
     out = args.out or Path(tempfile.mkdtemp(prefix="gradverify-fuzz-"))
     (out / "cases").mkdir(parents=True, exist_ok=True)
-    paths = write_cases(out / "cases", range(args.first_seed, args.first_seed + args.cases))
+    if args.rerun:
+        paths = args.rerun.read_text().split()
+    else:
+        paths = write_cases(out / "cases", range(args.first_seed, args.first_seed + args.cases))
     done = Counter()
     start = time.perf_counter()
 

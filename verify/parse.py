@@ -160,8 +160,10 @@ class _Converter:
         x, y = a.expr, b.expr
         if (op is ast.Div and y == 0) or (op is ast.Pow and x == 0 and y.is_Number and y < 0):
             raise self.err(node, "division by zero")
-        if op is ast.Pow and x.is_number and y.is_Number:
-            problem = limits.power_problem(x, y)
+        # SymPy takes the power of a product's numeric factor too: (100 * v[n])**1e300 holds 100**1e300
+        base = x.args[0] if x.is_Mul and x.args[0].is_Number else x
+        if op is ast.Pow and base.is_number and y.is_Number:
+            problem = limits.power_problem(base, y)
             if problem:
                 raise self.err(node, f"the power {_text(self.src, node)} {problem}")
         if op is ast.Add:
