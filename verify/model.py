@@ -19,6 +19,8 @@ class DerivationError(Exception):
     """A parse or semantic error at a place in a derivation file: printed as `file:line:col: message`."""
 
     def __init__(self, message: str, line: int = 0, column: int = 0, file: str | None = None):
+        # one line, whatever file text the message quotes (a token spanning a line break)
+        message = " ".join(message.split())
         super().__init__(message)
         self.message, self.line, self.column, self.file = message, line, column, file
 
