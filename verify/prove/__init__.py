@@ -1,0 +1,177 @@
+"""Proofs for every size: each written gradient shown equal to the true one at symbolic N, J, K.
+
+`prove(items)` returns, per derivation, a `Proof` per checked gradient: `proved` (for all sizes, under
+its stated conditions: non-zero denominators, the domain rules used, away from kinks), `not-proved`
+(with the residue, the difference that did not reduce to zero, as a hint) or `gave-up` (the time limit
+passed, or the prover broke). The prover never calls a formula wrong: only the sampled check does.
+
+How (see `search` and `algebra`): the true gradient is one step of reverse accumulation differentiated
+by SymPy at symbolic element indices; both sides become polynomials over opaque atoms (tensor elements,
+moments such as sum(x[n, j], n), exp and step atoms, square roots) after a Kronecker-delta contraction
+of our own; `cancel` and the atoms' relations decide zero. A proof is also checked against the exact
+oracle at one sample (`selfcheck`), so a bug of the prover cannot pass as a proof. Each proof runs in a
+worker process (`worker`) that is killed when its time limit passes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from ..model import Derivation
+from .conditions import Condition, ConditionKind
+from .worker import BOOT_S, Done, Failed, Job, Worker
+
+TIME_LIMIT_S = 10.0
+
+__all__ = ["TIME_LIMIT_S", "Condition", "ConditionKind", "Proof", "ProofRun", "ProofStatus", "prove"]
+
+
+class ProofStatus(StrEnum):
+    PROVED = "proved"
+    NOT_PROVED = "not-proved"
+    GAVE_UP = "gave-up"
+
+
+@dataclass
+class Proof:
+    """The prover's outcome for one gradient. `conditions` holds every condition, those the declared
+    domains make true for every input included (`always`); `stated` are the others."""
+
+    gradient: str
+    status: ProofStatus
+    seconds: float
+    sizes: tuple[str, ...] = ()
+    conditions: list[Condition] = field(default_factory=list)
+    residue: str = ""
+    reason: str = ""
+    stage: str = ""
+
+    @property
+    def stated(self) -> list[Condition]:
+        return [c for c in self.conditions if not c.always]
+
+    def summary(self) -> str:
+        """One line: 'proved for all N, J if x[n, k] != 0', 'not proved: why', 'gave up: why'."""
+        if self.status is ProofStatus.PROVED:
+            text = "proved for all " + ", ".join(self.sizes) if self.sizes else "proved"
+            return text + ("; conditions: " + "; ".join(c.text for c in self.stated) if self.stated else "")
+        if self.status is ProofStatus.GAVE_UP:
+            return f"gave up: {self.reason}"
+        return f"not proved: {self.reason}" + (f"; residue: {self.residue}" if self.residue else "")
+
+    def to_json(self) -> dict:
+        out = {
+            "status": str(self.status),
+            "conditions": [c.text for c in self.stated],
+            "residue": self.residue,
+            "seconds": round(self.seconds, 4),
+        }
+        if self.status is ProofStatus.PROVED:
+            out["sizes"] = list(self.sizes)
+            out["always_true"] = [c.text for c in self.conditions if c.always]
+            out["stage"] = self.stage
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+class ProofRun:
+    """Proofs of several derivations, computed in a worker process while the caller does other work
+    (the sampled check): `results()` waits for them. Each gradient has `time_limit` seconds; the
+    self-check's sample of each derivation has as many again."""
+
+    def __init__(
+        self, derivations: Iterable[Derivation | None], seed: int = 0, time_limit: float = TIME_LIMIT_S
+    ):
+        self.derivations = list(derivations)
+        self.seed = seed
+        self.time_limit = time_limit
+        self.sample_seconds: list[float] = [0.0] * len(self.derivations)
+        self._worker = Worker()
+        self._results: list[dict[str, Proof]] | None = None
+        if any(d is not None and d.checked for d in self.derivations):
+            self._worker.start()  # it boots (imports SymPy) while the caller goes on
+
+    def results(self) -> list[dict[str, Proof]]:
+        """Per derivation (in order; {} for None), its proofs by gradient name."""
+        if self._results is None:
+            try:
+                self._results = [
+                    self._prove(k, d) if d is not None else {} for k, d in enumerate(self.derivations)
+                ]
+            finally:
+                self._worker.stop()
+        return self._results
+
+    def _prove(self, index: int, d: Derivation) -> dict[str, Proof]:
+        out: dict[str, Proof] = {}
+        sizes = tuple(d.sizes)
+        k = 0
+        while k < len(d.checked):
+            proved = tuple(name for name, p in out.items() if p.status is ProofStatus.PROVED)
+            self._worker.send(Job(d, k, proved, self.seed))
+            k = self._follow(index, d, k, out, sizes)
+        return out
+
+    def _follow(self, index: int, d: Derivation, k: int, out: dict, sizes) -> int:
+        """Read the worker's events for a job starting at gradient k; returns where the next job starts."""
+        deadline = time.monotonic() + max(BOOT_S, self.time_limit)
+        phase = "starting the prover"
+        while True:
+            try:
+                event = self._worker.receive(deadline - time.monotonic())
+            except (EOFError, OSError):
+                code = self._worker.exit_code()
+                self._worker.stop(kill=True)
+                return self._give_up(
+                    d, k, out, f"the prover's process ended (exit code {code}) while {phase}"
+                )
+            if event is None:
+                self._worker.stop(kill=True)
+                return self._give_up(d, k, out, f"time limit of {self.time_limit:g} s passed while {phase}")
+            if isinstance(event, Done):
+                g = d.checked[event.k]
+                o = event.outcome
+                status = ProofStatus.PROVED if o.closed else ProofStatus.NOT_PROVED
+                out[g.target] = Proof(g.target, status, event.seconds, sizes, o.conditions, o.residue, o.reason,
+                                      o.stage)  # fmt: skip
+                k = event.k + 1
+            elif isinstance(event, Failed):
+                g = d.checked[event.k]
+                out[g.target] = Proof(
+                    g.target, ProofStatus.GAVE_UP, event.seconds, sizes, reason=event.message
+                )
+                k = event.k + 1
+            elif event[0] == "finished":
+                return len(d.checked)
+            elif event[0] == "sampled":
+                self.sample_seconds[index] = event[1]
+            else:  # "sample" or "start": a new phase
+                k = event[1]
+                phase = (
+                    "drawing the self-check's sample"
+                    if event[0] == "sample"
+                    else f"proving {d.checked[k].target}"
+                )
+            deadline = time.monotonic() + self.time_limit  # every event is progress: the next phase's limit
+
+    def _give_up(self, d: Derivation, k: int, out: dict, reason: str) -> int:
+        g = d.checked[k]
+        out[g.target] = Proof(g.target, ProofStatus.GAVE_UP, self.time_limit, tuple(d.sizes), reason=reason)
+        return k + 1
+
+    def close(self) -> None:
+        self._worker.stop(kill=True)
+
+
+def prove(items, seed: int = 0, time_limit: float = TIME_LIMIT_S) -> list[dict[str, Proof]]:
+    """Proofs of the checked gradients of each derivation (a Derivation, a path, a catalogue name or the
+    text), in order, by gradient name. A derivation that does not parse raises its DerivationError."""
+    from ..catalogue import load
+
+    items = list(items) if isinstance(items, list | tuple) else [items]
+    derivations = [i if isinstance(i, Derivation) else load(i) for i in items]
+    return ProofRun(derivations, seed, time_limit).results()

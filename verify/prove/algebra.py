@@ -1,0 +1,517 @@
+"""The prover's normal form: index expressions as polynomials over opaque atoms, and the zero test.
+
+An atom is a SymPy symbol standing for one canonical thing: a tensor element `x[n, j]`, a Kronecker
+delta between two indices, a function of a normalised argument (`exp`, `log`, the step `[u > 0]`), the
+square root of a normalised base, or a sum over one index of a normalised monomial (a moment such as
+`sum(x[n, j] * dy[n, j], n)`). `Algebra.norm` turns an expression into an expanded polynomial over
+atoms (with rational-function coefficients in sizes and scalars), bottom-up:
+
+- a sum is split over the terms of its body; factors free of the summed index move out; a term free of
+  it becomes size times term; a term holding `delta(k, e)` becomes the rest at `k = e` (index typing
+  guarantees that e ranges over k's range, so no range condition arises); what is left is a moment atom
+  whose bound index is renamed canonically (`·0` for the innermost level, `·1` around it, ...);
+- `exp` of a sum is the product of `exp` of its monomials, so exp(a) * exp(-a) cancels; sigmoid and
+  tanh are written through exp; softplus(u) is log(1 + exp(u));
+- a domain rule turns `sum(t[n, k], k)` into 1 for a one-hot or simplex `t` along k.
+
+Treating distinct atoms as independent variables makes a zero result a proof for every size and every
+input where the denominators are non-zero: `is_zero` cancels the difference of two normal forms and
+reduces its numerator with the relations the atoms do satisfy (r**2 = B for a root r of B, s**2 = s for
+a step, a delta or a one-hot entry), and splits on a delta between two free indices (equal, or not).
+
+Nothing here calls `simplify` or `Sum.doit()` (SymPy issue #27359: wrong answers on such sums; doit
+crashes on batch-norm derivatives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..model import Derivation
+from ..primitives import sigmoid, softplus
+
+BOUND = "·"  # canonical bound indices are named ·0, ·1, ...: no derivation can name an index so
+
+
+class Unsupported(Exception):
+    """A form the prover does not handle: the gradient is `not proved`, with this as the reason."""
+
+
+class Step(sp.Function):
+    """The indicator [u > 0]: 1 where its argument is positive, 0 where it is negative, undefined at 0
+    (a kink). Its derivative is 0, so a proof with steps holds away from the kinks. `max`, `min`, `abs`,
+    `where` and SymPy's Heaviside are written with it (`to_steps`)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, u):
+        if u.is_positive:
+            return sp.S.One
+        if u.is_negative:
+            return sp.S.Zero
+        if u.could_extract_minus_sign():
+            return 1 - cls(-u)
+        return None
+
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
+
+
+def _indicator(cond) -> sp.Expr:
+    """The 0/1 value of a `where` condition, away from its kink."""
+    if cond is sp.true:
+        return sp.S.One
+    if not isinstance(cond, sp.core.relational.Relational):
+        raise Unsupported(f"the condition {cond} is not a single comparison")
+    lhs, rhs = cond.lhs, cond.rhs
+    if isinstance(cond, sp.Eq | sp.Ne):
+        if not (lhs.is_integer and rhs.is_integer):
+            raise Unsupported("where(a == b) on values holds on a set the samples never reach")
+        delta = sp.KroneckerDelta(lhs, rhs)
+        return delta if isinstance(cond, sp.Eq) else 1 - delta
+    if lhs.is_integer and rhs.is_integer:
+        raise Unsupported(f"the index comparison {cond}")
+    u = lhs - rhs
+    return Step(u) if isinstance(cond, sp.StrictGreaterThan | sp.GreaterThan) else Step(-u)
+
+
+def to_steps(e: sp.Expr) -> sp.Expr:
+    """`e` with max, min, abs, where, sign and Heaviside written through `Step` (equal away from kinks)."""
+    if e.is_Atom or isinstance(e, sp.Indexed):
+        return e
+    if isinstance(e, sp.Piecewise):
+        out, rest = sp.S.Zero, sp.S.One  # rest: the indicator that no earlier branch applied
+        for value, cond in e.args:
+            if cond is sp.true:
+                return out + rest * to_steps(value)
+            ind = _indicator(cond.func(*(to_steps(a) for a in cond.args)))
+            out += rest * ind * to_steps(value)
+            rest *= 1 - ind
+        raise Unsupported("a where() without an otherwise branch")
+    args = [to_steps(a) for a in e.args] if not isinstance(e, sp.Sum) else [to_steps(e.function)]
+    if isinstance(e, sp.Max | sp.Min):
+        first, *others = args
+        out = first
+        for b in others:
+            s = Step(out - b)
+            out = out * s + b * (1 - s) if isinstance(e, sp.Max) else b * s + out * (1 - s)
+        return out
+    if isinstance(e, sp.Abs):
+        return args[0] * (2 * Step(args[0]) - 1)
+    if isinstance(e, sp.sign):
+        return 2 * Step(args[0]) - 1
+    if isinstance(e, sp.Heaviside):
+        return Step(args[0])
+    if isinstance(e, sp.Sum):
+        return sp.Sum(args[0], *e.limits)
+    return e.func(*args)
+
+
+@dataclass(frozen=True)
+class Atom:
+    """What an atom symbol stands for. `definition` is written over other atom symbols; `indices` are the
+    free index symbols it depends on (through the atoms inside it too); `depth` is the number of sums
+    nested inside it, so that its bound index, if it is a sum, is named BOUND + str(depth - 1)."""
+
+    kind: str  # tensor | delta | function | root | sum
+    definition: sp.Expr
+    indices: frozenset
+    depth: int
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A domain fact the normal form used: `sum(t[n, k], k) = 1` for a one-hot or simplex t along k, or
+    `t[n, k]**2 = t[n, k]` for a one-hot t."""
+
+    name: str  # the input
+    domain: str  # onehot | simplex
+    axis: int
+    kind: str  # row-sum | idempotent
+
+
+def _expand(e: sp.Expr) -> sp.Expr:
+    return sp.expand(e, deep=False, power_exp=False, power_base=False, log=False)
+
+
+class Algebra:
+    """Normal forms over one derivation's atoms. One instance per derivation: the atom table and the
+    memo serve every gradient."""
+
+    def __init__(self, d: Derivation):
+        self.sizes = frozenset(d.sizes.values())
+        self.domains = {
+            name: dom
+            for name, dom in d.domains.items()
+            if dom.kind in ("onehot", "simplex") and dom.axis is not None
+        }
+        self.atoms: dict[sp.Symbol, Atom] = {}
+        self._by_definition: dict[tuple, sp.Symbol] = {}
+        self._memo: dict[sp.Expr, sp.Expr] = {}
+        self._subst_memo: dict[tuple, sp.Expr] = {}
+        self._restored: dict[sp.Symbol, sp.Expr] = {}
+        self.rules: set[Rule] = set()
+
+    # -- atoms ------------------------------------------------------------------------------------------
+
+    def _atom(self, kind: str, definition: sp.Expr, indices: Iterable, depth: int) -> sp.Symbol:
+        key = (kind, definition)
+        found = self._by_definition.get(key)
+        if found is not None:
+            return found
+        sym = sp.Symbol(f"α{len(self.atoms)}")
+        self.atoms[sym] = Atom(kind, definition, frozenset(indices), depth)
+        self._by_definition[key] = sym
+        return sym
+
+    def is_index(self, s) -> bool:
+        return isinstance(s, sp.Symbol) and s.is_integer is True and s not in self.sizes
+
+    def deps(self, e: sp.Expr) -> frozenset:
+        """The free index symbols `e` depends on, through its atoms."""
+        out: set = set()
+        for s in e.free_symbols:
+            atom = self.atoms.get(s)
+            if atom is not None:
+                out |= atom.indices
+            elif self.is_index(s):
+                out.add(s)
+        return frozenset(out)
+
+    def depth(self, e: sp.Expr) -> int:
+        return max((self.atoms[s].depth for s in e.free_symbols if s in self.atoms), default=0)
+
+    # -- normal form --------------------------------------------------------------------------------------
+
+    def norm(self, e: sp.Expr) -> sp.Expr:
+        """The expanded polynomial over atoms equal to `e` (raw SymPy: Sum, Indexed, KroneckerDelta,
+        functions, Step; no Max, Min, Abs or Piecewise: see `to_steps`)."""
+        found = self._memo.get(e)
+        if found is None:
+            found = self._norm(e)
+            self._memo[e] = found
+        return found
+
+    def _norm(self, e: sp.Expr) -> sp.Expr:
+        if e.is_Number or e is sp.S.Exp1:
+            return e
+        if isinstance(e, sp.Symbol):
+            return e
+        if isinstance(e, sp.Indexed):
+            return self.tensor(e)
+        if isinstance(e, sp.KroneckerDelta):
+            return self.delta(*e.args)
+        if isinstance(e, sp.Add):
+            return _expand(sp.Add(*(self.norm(a) for a in e.args)))
+        if isinstance(e, sp.Mul):
+            return self.idempotent(_expand(sp.Mul(*(self.norm(a) for a in e.args))))
+        if isinstance(e, sp.Pow):
+            return self.power(self.norm(e.base), e.exp)
+        if isinstance(e, sp.Sum):
+            body = self.norm(e.function)
+            for k, lo, hi in e.limits:
+                body = self.sum(body, k, self.norm(lo), self.norm(hi))
+            return body
+        if isinstance(e, sp.exp):
+            return self.exp(self.norm(e.args[0]))
+        if isinstance(e, sp.log):
+            return self.log(self.norm(e.args[0]))
+        if isinstance(e, Step):
+            return self.step(self.norm(e.args[0]))
+        if isinstance(e, sigmoid):  # e / (1 + e) with e = exp(u)
+            x = self.exp(self.norm(e.args[0]))
+            return _expand(x * self.power(_expand(x + 1), -1))
+        if isinstance(e, sp.tanh):  # (e - 1) / (e + 1) with e = exp(2u)
+            x = self.exp(_expand(2 * self.norm(e.args[0])))
+            return _expand((x - 1) * self.power(_expand(x + 1), -1))
+        if isinstance(e, softplus):
+            return self.log(_expand(1 + self.exp(self.norm(e.args[0]))))
+        raise Unsupported(f"{type(e).__name__} ({e})")
+
+    def tensor(self, e: sp.Indexed) -> sp.Expr:
+        for i in e.indices:
+            if not self.is_index(i) and not i.is_Integer:
+                raise Unsupported(
+                    f"the subscript {i} of {e.base.label}: an affine read may fall outside the axis (zero "
+                    "padding), which the prover does not model"
+                )
+        return self._atom("tensor", e, (i for i in e.indices if self.is_index(i)), 0)
+
+    def delta(self, a, b) -> sp.Expr:
+        if a == b:
+            return sp.S.One
+        if a.is_Integer and b.is_Integer:
+            return sp.S.Zero
+        if not all(self.is_index(x) or x.is_Integer for x in (a, b)):
+            raise Unsupported(f"delta({a}, {b}) between index expressions")
+        return self._atom("delta", sp.KroneckerDelta(a, b), (x for x in (a, b) if self.is_index(x)), 0)
+
+    def power(self, base: sp.Expr, p) -> sp.Expr:
+        p = sp.sympify(p)
+        if not p.is_Rational:
+            raise Unsupported(f"the power ({base})**({p}) with a symbolic exponent")
+        if p.is_Integer and (p >= 0 or not isinstance(base, sp.Add)):
+            return self.idempotent(_expand(base**p))
+        num, den = sp.fraction(sp.together(base))
+        if den != 1:  # a Laurent polynomial: its monomial denominator comes out
+            return _expand(self.power(_expand(num), p) * self.power(_expand(den), -p))
+        content, prim = base.as_content_primitive()
+        if prim.could_extract_minus_sign():
+            content, prim = -content, _expand(-prim)
+        if p.is_Integer:
+            return content**p * prim**p
+        if p.q != 2:
+            raise Unsupported(f"the power ({base})**({p}): only square roots are eliminated")
+        if content < 0:
+            raise Unsupported(f"the square root of {base}, negative for every value")
+        root = self._atom("root", sp.Pow(prim, sp.S.Half, evaluate=False), self.deps(prim), self.depth(prim))
+        return _expand(content**p * root ** (2 * p))
+
+    def exp(self, u: sp.Expr) -> sp.Expr:
+        """exp of a sum of monomials: the product of exp(monomial)**coefficient (an integer power where
+        the coefficient is an integer; exp(m / q)**p otherwise)."""
+        out = sp.S.One
+        for term in sp.Add.make_args(u):
+            c, m = term.as_coeff_Mul()
+            if m == 1:
+                out *= sp.exp(c)
+                continue
+            if not c.is_Rational:
+                raise Unsupported(f"exp of {term}")
+            atom = self._atom("function", sp.exp(m / c.q, evaluate=False), self.deps(m), self.depth(m))
+            out *= atom**c.p
+        return out
+
+    def log(self, u: sp.Expr) -> sp.Expr:
+        atom = self.atoms.get(u)
+        if atom is not None and atom.kind == "function" and isinstance(atom.definition, sp.exp):
+            return atom.definition.args[0]  # log(exp(m)) = m for real m
+        return self._atom("function", sp.log(u, evaluate=False), self.deps(u), self.depth(u))
+
+    def step(self, u: sp.Expr) -> sp.Expr:
+        if u.is_Number:
+            if u == 0:
+                raise Unsupported("a step at its kink")
+            return sp.S.One if u > 0 else sp.S.Zero
+        content, prim = u.as_content_primitive()
+        if content < 0:
+            prim = -prim
+        if prim.could_extract_minus_sign():
+            return 1 - self.step(_expand(-prim))
+        return self._atom("function", Step(prim, evaluate=False), self.deps(prim), self.depth(prim))
+
+    def idempotent_atom(self, s) -> bool:
+        """Whether s**2 = s: a step, a delta, or an element of a one-hot input."""
+        atom = self.atoms.get(s)
+        if atom is None:
+            return False
+        if atom.kind == "delta" or isinstance(atom.definition, Step):
+            return True
+        if atom.kind == "tensor":
+            dom = self.domains.get(atom.definition.base.label.name)
+            return dom is not None and dom.kind == "onehot"
+        return False
+
+    def idempotent(self, e: sp.Expr) -> sp.Expr:
+        """`e` with every positive power of an idempotent atom (s**2 = s) replaced by the atom."""
+        reps = {}
+        for p in e.atoms(sp.Pow):
+            if p.exp.is_Integer and p.exp > 1 and self.idempotent_atom(p.base):
+                reps[p] = p.base
+                self._note_idempotent(p.base)
+        return _expand(e.xreplace(reps)) if reps else e
+
+    def _note_idempotent(self, s) -> None:
+        atom = self.atoms[s]
+        if atom.kind == "tensor":  # a one-hot entry: a domain rule
+            name = atom.definition.base.label.name
+            dom = self.domains[name]
+            self.rules.add(Rule(name, dom.kind, dom.axis, "idempotent"))
+
+    # -- sums ---------------------------------------------------------------------------------------------
+
+    def sum(self, body: sp.Expr, k, lo, hi) -> sp.Expr:
+        """sum(body, k = lo..hi) in normal form: split over terms, deltas contracted, moments canonical."""
+        if lo != 0:
+            raise Unsupported(f"a sum over {k} from {lo}")
+        if hi == lo:
+            return self.subst(body, {k: lo})
+        size = hi + 1
+        out = []
+        for term in sp.Add.make_args(body):
+            coeff, factors = term.as_coeff_mul()
+            dep = [f for f in factors if k in self.deps(f)]
+            if not dep:
+                out.append(term * size)
+                continue
+            rest = sp.Mul(coeff, *(f for f in factors if k not in self.deps(f)))
+            contract = self._contraction(dep, k)
+            if contract is not None:
+                delta, at = contract
+                others = list(dep)
+                others.remove(delta)
+                out.append(rest * self.subst(sp.Mul(*others), {k: at}))
+            else:
+                out.append(rest * self.moment(sp.Mul(*dep), k, hi))
+        return _expand(sp.Add(*out))
+
+    def _contraction(self, factors, k):
+        """A factor delta(k, e) with e a plain index other than k, and e; else None."""
+        for f in factors:
+            atom = self.atoms.get(f)
+            if atom is not None and atom.kind == "delta":
+                a, b = atom.definition.args
+                other = b if a == k else a if b == k else None
+                if other is not None and self.is_index(other):
+                    return f, other
+        return None
+
+    def moment(self, body: sp.Expr, k, hi) -> sp.Expr:
+        depth = self.depth(body) + 1
+        canonical = sp.Symbol(f"{BOUND}{depth - 1}", integer=True)
+        body = self.subst(body, {k: canonical}) if k != canonical else body
+        rule = self._row_sum(body, canonical)
+        if rule is not None:
+            self.rules.add(rule)
+            return sp.S.One
+        indices = (self.deps(body) - {canonical}) | self.deps(hi)
+        return self._atom("sum", sp.Sum(body, (canonical, 0, hi)), indices, depth)
+
+    def _row_sum(self, body, k) -> Rule | None:
+        """The rule that makes sum(body, k) equal 1: body is t[..., k, ...] with k at the one-hot or
+        simplex axis of t and nowhere else."""
+        atom = self.atoms.get(body)
+        if atom is None or atom.kind != "tensor":
+            return None
+        e = atom.definition
+        dom = self.domains.get(e.base.label.name)
+        if dom is None or dom.axis >= len(e.indices) or e.indices[dom.axis] != k:
+            return None
+        if sum(i == k for i in e.indices) != 1:
+            return None
+        return Rule(e.base.label.name, dom.kind, dom.axis, "row-sum")
+
+    # -- substitution of indices --------------------------------------------------------------------------
+
+    def subst(self, e: sp.Expr, m: dict) -> sp.Expr:
+        """`e` with the index symbols in `m` replaced, every atom that depends on one rebuilt."""
+        keys = frozenset(m)
+        reps = {}
+        for s in e.free_symbols:
+            atom = self.atoms.get(s)
+            if atom is not None:
+                if atom.indices & keys:
+                    reps[s] = self._subst_atom(s, m)
+            elif s in m:
+                reps[s] = m[s]
+        return self.idempotent(_expand(e.xreplace(reps))) if reps else e
+
+    def _subst_atom(self, s, m: dict) -> sp.Expr:
+        atom = self.atoms[s]
+        relevant = {k: v for k, v in m.items() if k in atom.indices}
+        key = (s, tuple(sorted(relevant.items(), key=str)))
+        found = self._subst_memo.get(key)
+        if found is not None:
+            return found
+        e = atom.definition
+        if atom.kind == "tensor":
+            out = self.tensor(e.xreplace(relevant))
+        elif atom.kind == "delta":
+            out = self.delta(*(a.xreplace(relevant) for a in e.args))
+        elif atom.kind == "root":
+            out = self.power(self.subst(e.base, relevant), sp.S.Half)
+        elif atom.kind == "sum":
+            ((k, lo, hi),) = e.limits
+            out = self.sum(self.subst(e.function, relevant), k, lo, hi.xreplace(relevant))
+        elif isinstance(e, sp.exp):
+            out = self.exp(_expand(self.subst(e.args[0], relevant)))
+        elif isinstance(e, sp.log):
+            out = self.log(self.subst(e.args[0], relevant))
+        else:
+            out = self.step(self.subst(e.args[0], relevant))
+        self._subst_memo[key] = out
+        return out
+
+    # -- back to index expressions ------------------------------------------------------------------------
+
+    def restore(self, e: sp.Expr) -> sp.Expr:
+        """`e` with every atom replaced by what it stands for: an index expression again (for the residue,
+        the conditions and the self-check)."""
+        reps = {s: self._restore_atom(s) for s in e.free_symbols if s in self.atoms}
+        return e.xreplace(reps) if reps else e
+
+    def _restore_atom(self, s) -> sp.Expr:
+        found = self._restored.get(s)
+        if found is None:
+            atom = self.atoms[s]
+            e = atom.definition
+            if atom.kind == "sum":
+                ((k, lo, hi),) = e.limits
+                found = sp.Sum(self.restore(e.function), (k, lo, hi))
+            elif atom.kind == "root":
+                found = sp.sqrt(self.restore(e.base))
+            elif atom.kind == "function":
+                found = e.func(self.restore(e.args[0]))
+            else:
+                found = e
+            self._restored[s] = found
+        return found
+
+    # -- the zero test ------------------------------------------------------------------------------------
+
+    def is_zero(self, e: sp.Expr) -> tuple[bool, sp.Expr]:
+        """Whether the normal form `e` is zero for all values of its atoms that satisfy their relations,
+        and the reduced residue (numerator over denominator) when it is not."""
+        e = self.idempotent(e)
+        if e == 0:
+            return True, e
+        num, den = sp.fraction(sp.cancel(sp.together(e)))
+        num = self.reduce(_expand(num))
+        if num == 0:
+            return True, num
+        for s in sorted(num.free_symbols, key=str):
+            atom = self.atoms.get(s)
+            if atom is None or atom.kind != "delta":
+                continue
+            a, b = atom.definition.args
+            if not (self.is_index(a) and self.is_index(b)):
+                continue
+            # a delta between two free indices: zero when they differ and when they are equal
+            apart, _ = self.is_zero(num.xreplace({s: 0}))
+            equal, _ = self.is_zero(self.subst(num, {b: a}))
+            if apart and equal:
+                return True, sp.S.Zero
+            break
+        return False, num / den
+
+    def reduce(self, num: sp.Expr) -> sp.Expr:
+        """The polynomial `num` reduced by the atoms' relations: r**2 = B for every root, s**2 = s for
+        every idempotent atom. A remainder of zero means num vanishes wherever the relations hold."""
+        for _ in range(8):
+            gens = [s for s in num.free_symbols if self.atoms.get(s) is not None
+                    and (self.atoms[s].kind == "root" or self.idempotent_atom(s))]  # fmt: skip
+            if not gens:
+                return num
+            out = []
+            changed = False
+            for monom, coeff in sp.Poly(num, *gens).terms():
+                term = coeff
+                for g, k in zip(gens, monom, strict=True):
+                    if k >= 2:
+                        changed = True
+                        if self.atoms[g].kind == "root":
+                            term *= self.atoms[g].definition.base ** (k // 2)
+                            k = k % 2
+                        else:
+                            self._note_idempotent(g)
+                            k = 1
+                    term *= g**k
+                out.append(term)
+            num = _expand(sp.Add(*out))
+            if not changed:
+                return num
+        return num
