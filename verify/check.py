@@ -18,26 +18,49 @@ from .oracles.jax_vjp import fast_compiles
 from .report import DerivationReport, ForwardReport, GradientReport, Report
 
 
-def check(path_or_text, oracles=None, seed: int = 0) -> Report:
-    """Check one derivation (a path, a catalogue name or the text) or a list of them."""
+def check(path_or_text, oracles=None, seed: int = 0, prove: bool = False, time_limit: float | None = None) -> Report:
+    """Check one derivation (a path, a catalogue name or the text) or a list of them. With `prove`, each
+    gradient also carries the prover's outcome (`verify.prove`, `time_limit` seconds per gradient),
+    computed in a worker process meanwhile; it never changes a verdict."""
     items = list(path_or_text) if isinstance(path_or_text, list | tuple) else [path_or_text]
     names = tuple(oracles) if oracles else ORACLES
     unknown = [o for o in names if o not in ORACLE_CLASSES]
     if unknown:
         raise ValueError(f"unknown oracle {unknown[0]!r}: oracles are {', '.join(ORACLES)}")
-    elsewhere = _start_elsewhere(items, names, seed)
-    reports = []
-    for k, item in enumerate(items):
-        prepared = _prepare(item, seed)
-        if isinstance(prepared, DerivationReport):
-            reports.append(prepared)
-            continue
-        d, draws = prepared
-        runs = {}
-        for name in names:
-            runs[name] = _collect(elsewhere, name, k) or run_oracle(name, d, draws)
-        reports.append(_assemble(d, draws, runs, seed))
+    proofs = _start_proofs(items, seed, time_limit) if prove else None
+    try:
+        elsewhere = _start_elsewhere(items, names, seed)
+        reports = []
+        for k, item in enumerate(items):
+            prepared = _prepare(item, seed)
+            if isinstance(prepared, DerivationReport):
+                reports.append(prepared)
+                continue
+            d, draws = prepared
+            runs = {}
+            for name in names:
+                runs[name] = _collect(elsewhere, name, k) or run_oracle(name, d, draws)
+            reports.append(_assemble(d, draws, runs, seed))
+        if proofs is not None:
+            for report, found in zip(reports, proofs.results(), strict=True):
+                for g in report.gradients:
+                    g.proof = found.get(g.target)
+    finally:
+        if proofs is not None:
+            proofs.close()
     return Report(reports, names)
+
+
+def _start_proofs(items, seed: int, time_limit: float | None):
+    from .prove import TIME_LIMIT_S, ProofRun
+
+    derivations = []
+    for item in items:
+        try:
+            derivations.append(item if isinstance(item, Derivation) else load(item))
+        except DerivationError:
+            derivations.append(None)  # reported invalid by the check; nothing to prove
+    return ProofRun(derivations, seed, time_limit or TIME_LIMIT_S)
 
 
 def _prepare(item, seed):

@@ -1,4 +1,4 @@
-"""python -m verify (or gradverify): all | list | new | check | show | codegen | latex | bench.
+"""python -m verify (or gradverify): all | list | new | check | show | codegen | latex | prove | bench.
 
 Exit status 0 when everything checked is verified, 1 when any gradient is wrong, 2 when any input is
 invalid, 3 when nothing is wrong but something is inconclusive, 4 when the tool itself failed (a bug:
@@ -126,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for standard output)")
+        proving(p, "also try to prove each gradient for all sizes (never changes the exit status)")
+
+    def proving(p, help_text):
+        if help_text:
+            p.add_argument("--prove", action="store_true", help=help_text)
+        p.add_argument("--time-limit", type=float, metavar="S", help="seconds per gradient for the prover (10)")
 
     checking(command("all", help="check every catalogue derivation"))
     command("list", help="catalogue names and titles")
@@ -146,6 +152,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pdf", action="store_true")
     p.add_argument("--oracle", action="append", choices=ORACLES, help="run only these oracles (repeatable)")
     p.add_argument("--seed", type=int, default=0)
+    proving(p, "also prove each gradient for all sizes and say so in the document")
+    p = command("prove", help="prove gradients equal to the true ones for all sizes")
+    p.add_argument("targets", nargs="*", metavar="NAME|FILE", help="every catalogue derivation by default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for standard output)")
+    proving(p, "")
     p = command("bench", help="speed ratios, side by side")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
@@ -155,9 +167,11 @@ def _parser() -> argparse.ArgumentParser:
 def _run_checks(items, args) -> int:
     from .check import check
 
-    report = check(items, oracles=args.oracle, seed=args.seed)
+    prove = args.command == "prove" or args.prove
+    report = check(items, oracles=args.oracle, seed=args.seed, prove=prove, time_limit=args.time_limit)
     args.status = report.exit_code  # the verdict stands even if the reader of the output goes away
-    print(report.table())
+    if args.json != "-":  # then standard output holds only the JSON
+        print(report.table())
     for d in report.derivations:
         if d.error is not None:
             print(str(d.error), file=sys.stderr)
@@ -273,6 +287,9 @@ def _dispatch(args) -> int:
         return _run_checks([str(p) for p in found], args)
     if args.command == "check":
         return _run_checks(list(args.files), args)
+    if args.command == "prove":  # the sampled check beside each proof: the exact oracle's verdict
+        args.oracle = ["exact"]
+        return _run_checks(list(args.targets) or [str(p) for p in paths()], args)
     if args.command == "list":
         for path in paths():
             d = load(path)

@@ -532,18 +532,20 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
     """The verification table of one derivation: per gradient and oracle the status and the largest
     relative error, the library forward checks, the verdict with every diagnosis, sizes and seed."""
     p = DerivationPrinter(d)
-    head = " & ".join(["", *(escape(o) for o in oracles), "verdict"])
+    proofs = any(g.proof is not None for g in r.gradients)
+    head = " & ".join(["", *(escape(o) for o in oracles), "verdict", *(["proof"] if proofs else [])])
     rows = []
     for g in r.gradients:
         st = d.statement(g.target)
         label = f"${p.claim_inline(st)}$" + escape(g.name[len(st.claim) :])  # and " step 2/3", " (line 7)"
         cells = [_cell(g.oracles.get(o)) for o in oracles]
         verdict = "verified" if g.status == "verified" else rf"\textbf{{{escape(g.status)}}}"
-        rows.append(" & ".join([label, *cells, verdict]))
+        proof = [escape(str(g.proof.status).replace("-", " ")) if g.proof else "--"] if proofs else []
+        rows.append(" & ".join([label, *cells, verdict, *proof]))
     out = [
         r"\subsection*{Verification}",
         r"\begin{center}\footnotesize\setlength{\tabcolsep}{4pt}",
-        rf"\begin{{tabular}}{{l{'l' * len(oracles)}l}}",
+        rf"\begin{{tabular}}{{l{'l' * len(oracles)}l{'l' * proofs}}}",
         r"\toprule",
         head + r" \\",
         r"\midrule",
@@ -589,9 +591,31 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
                     rf"\item the forward differs from \texttt{{{escape(f.against)}}} ({escape(f.oracle)})."
                 )
         out.append(r"\end{itemize}")
+    if proofs:
+        out += _proofs_latex(d, r, p)
     sizes = "; ".join(", ".join(f"${escape(k)} = {v}$" for k, v in s.items()) for s in r.sizes)
     out.append(rf"\par\noindent Seed {r.seed}; sizes drawn: {sizes}.")
     return "\n".join(out) + "\n"
+
+
+def _proofs_latex(d: Derivation, r: DerivationReport, p: DerivationPrinter) -> list[str]:
+    """What the prover showed for every size: "proved for all N, J; conditions ...", or why not."""
+    out = [r"\par\noindent\textbf{Proofs for every size} (\texttt{python -m verify prove}):", r"\begin{itemize}"]
+    for g in r.gradients:
+        if g.proof is None:
+            continue
+        claim = p.claim_inline(d.statement(g.target))
+        if g.proof.status == "proved":
+            sizes = ", ".join(escape(s) for s in g.proof.sizes)
+            text = f"proved for all ${sizes}$" if sizes else "proved"
+            if g.proof.stated:
+                text += "; conditions: " + "; ".join(rf"\texttt{{{escape(c.text)}}}" for c in g.proof.stated)
+        elif g.proof.status == "gave-up":
+            text = f"gave up: {escape(g.proof.reason)}"
+        else:
+            text = f"not proved: {escape(g.proof.reason)} (the sampled check says {escape(g.status)})"
+        out.append(rf"\item ${claim}$: {text}.")
+    return out + [r"\end{itemize}"]
 
 
 def _cell(res: Result | None) -> str:
@@ -630,7 +654,13 @@ def main(args) -> int:
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 2
-    report = check(derivations, oracles=getattr(args, "oracle", None), seed=args.seed)
+    report = check(
+        derivations,
+        oracles=getattr(args, "oracle", None),
+        seed=args.seed,
+        prove=getattr(args, "prove", False),
+        time_limit=getattr(args, "time_limit", None),
+    )
     invalid = [str(r.error) for r in report.derivations if r.error is not None]
     if invalid:
         print("\n".join(invalid), file=sys.stderr)

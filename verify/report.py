@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .comparison import Result
 from .model import DerivationError, Statement
+
+if TYPE_CHECKING:
+    from .prove import Proof
 
 
 @dataclass
@@ -19,6 +23,7 @@ class GradientReport:
     oracles: dict[str, Result]
     diagnosis: str = ""
     statement: Statement | None = None
+    proof: Proof | None = None  # the prover's outcome, with --prove
 
     @property
     def target(self) -> str:
@@ -34,6 +39,8 @@ class GradientReport:
             out["jacobian"] = {"of": st.jacobian.of, "wrt": st.jacobian.wrt}
         out["oracles"] = {k: v.to_json() for k, v in self.oracles.items()}
         out["diagnosis"] = self.diagnosis
+        if self.proof is not None:
+            out["proof"] = self.proof.to_json()
         return out
 
 
@@ -111,8 +118,13 @@ class Report:
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
 
+    @property
+    def proved(self) -> bool:
+        """Whether the prover ran (check --prove): the table then has a proof column."""
+        return any(g.proof is not None for d in self.derivations for g in d.gradients)
+
     def table(self) -> str:
-        head = ["derivation", "gradient", *self.oracles, "verdict"]
+        head = ["derivation", "gradient", *self.oracles, "verdict", *(["proof"] if self.proved else [])]
         rows = []
         notes = []
         for d in self.derivations:
@@ -125,9 +137,12 @@ class Report:
                     notes.append(f"{d.name}: forward differs from {f.against} ({f.oracle}): {_err(f.result)}")
             for g in d.gradients:
                 cells = [_cell(g.oracles.get(o)) for o in self.oracles]
-                rows.append([d.name, g.name, *cells, g.status])
+                proof = [_proof_cell(g.proof)] if self.proved else []
+                rows.append([d.name, g.name, *cells, g.status, *proof])
                 if g.diagnosis:
                     notes.append(f"{d.name}: {g.name}: {g.diagnosis}")
+                if g.proof is not None and (g.proof.stated or g.proof.status != "proved"):
+                    notes.append(f"{d.name}: {g.name}: {g.proof.summary()}")
             notes += d.unchecked_lines()
         widths = [max(len(str(r[k])) for r in [head, *rows]) for k in range(len(head))]
         lines = [
@@ -144,8 +159,12 @@ class Report:
         grads = [g for d in self.derivations for g in d.gradients]
         ok = sum(g.status == "verified" for g in grads)
         parts = [f"{by['verified']} verified", f"{by['wrong']} wrong", f"{by['invalid']} invalid"]
+        proved = f", {sum(g.proof is not None and g.proof.status == 'proved' for g in grads)} proved for all sizes"
         return (
-            f"{n} derivation{'s' * (n != 1)}: " + ", ".join(parts) + f"; {ok}/{len(grads)} gradients verified"
+            f"{n} derivation{'s' * (n != 1)}: "
+            + ", ".join(parts)
+            + f"; {ok}/{len(grads)} gradients verified"
+            + (proved if self.proved else "")
         )
 
 
@@ -156,6 +175,10 @@ def _cell(r: Result | None) -> str:
         return "skip"
     text = f"{r.max_rel_err:.1e}" if r.max_rel_err is not None else "-"
     return text if r.status == "pass" else f"FAIL {text}" if r.max_rel_err is not None else "FAIL"
+
+
+def _proof_cell(proof: Proof | None) -> str:
+    return "-" if proof is None else str(proof.status).replace("-", " ")
 
 
 def _err(r: Result) -> str:

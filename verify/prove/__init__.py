@@ -92,7 +92,7 @@ class ProofRun:
         self.sample_seconds: list[float] = [0.0] * len(self.derivations)
         self._worker = Worker()
         self._results: list[dict[str, Proof]] | None = None
-        if any(d is not None and d.checked for d in self.derivations):
+        if any(d is not None and d.claims for d in self.derivations):
             self._worker.start()  # it boots (imports SymPy) while the caller goes on
 
     def results(self) -> list[dict[str, Proof]]:
@@ -108,9 +108,9 @@ class ProofRun:
 
     def _prove(self, index: int, d: Derivation) -> dict[str, Proof]:
         out: dict[str, Proof] = {}
-        sizes = tuple(d.sizes)
+        sizes = tuple(sorted(d.sizes, key=lambda n: (n != "N", n)))  # the batch first: "for all N, J"
         k = 0
-        while k < len(d.checked):
+        while k < len(d.claims):
             proved = tuple(name for name, p in out.items() if p.status is ProofStatus.PROVED)
             self._worker.send(Job(d, k, proved, self.seed))
             k = self._follow(index, d, k, out, sizes)
@@ -133,20 +133,20 @@ class ProofRun:
                 self._worker.stop(kill=True)
                 return self._give_up(d, k, out, f"time limit of {self.time_limit:g} s passed while {phase}")
             if isinstance(event, Done):
-                g = d.checked[event.k]
+                g = d.claims[event.k]
                 o = event.outcome
                 status = ProofStatus.PROVED if o.closed else ProofStatus.NOT_PROVED
                 out[g.target] = Proof(g.target, status, event.seconds, sizes, o.conditions, o.residue, o.reason,
                                       o.stage)  # fmt: skip
                 k = event.k + 1
             elif isinstance(event, Failed):
-                g = d.checked[event.k]
+                g = d.claims[event.k]
                 out[g.target] = Proof(
                     g.target, ProofStatus.GAVE_UP, event.seconds, sizes, reason=event.message
                 )
                 k = event.k + 1
             elif event[0] == "finished":
-                return len(d.checked)
+                return len(d.claims)
             elif event[0] == "sampled":
                 self.sample_seconds[index] = event[1]
             else:  # "sample" or "start": a new phase
@@ -154,12 +154,12 @@ class ProofRun:
                 phase = (
                     "drawing the self-check's sample"
                     if event[0] == "sample"
-                    else f"proving {d.checked[k].target}"
+                    else f"proving {d.claims[k].label}"
                 )
             deadline = time.monotonic() + self.time_limit  # every event is progress: the next phase's limit
 
     def _give_up(self, d: Derivation, k: int, out: dict, reason: str) -> int:
-        g = d.checked[k]
+        g = d.claims[k]
         out[g.target] = Proof(g.target, ProofStatus.GAVE_UP, self.time_limit, tuple(d.sizes), reason=reason)
         return k + 1
 

@@ -18,7 +18,7 @@ proves the gradient; every stage is sound, so a later one only costs time.
 
 from __future__ import annotations
 
-import time
+import functools
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -87,8 +87,39 @@ class Outcome:
     stage: str = ""
 
 
+@dataclass(frozen=True)
+class Root:
+    """What the adjoints are adjoints of: the checked scalar L (name None), or for a Jacobian claim the
+    forward value `name` at `at` (a unit upstream vector on that element)."""
+
+    name: str | None = None
+    at: tuple = ()
+
+    def symbol(self, of: str) -> str:
+        """The opaque tensor standing for d(root)/d(of)."""
+        return adjoint_name(of) if self.name is None else f"∂{self.name}/∂{of}"
+
+
+LOSS = Root()
+
+
+@dataclass
+class Claim:
+    """A statement to prove, as two sides that are functions of `indices` (with `ranges`): the written
+    one (helpers and earlier statements expanded) and the true one (with opaque adjoints of `root`)."""
+
+    statement: Statement
+    written: sp.Expr
+    true: sp.Expr
+    indices: tuple[sp.Symbol, ...]
+    ranges: dict
+    root: Root
+    wrt: str  # the name differentiated with respect to
+
+
 class DerivationProver:
-    """Proves the checked gradients of one derivation in order, each using the earlier proved ones."""
+    """Proves the claims of one derivation (gradients, steps of chains, Jacobians) in order, each using
+    the earlier proved gradients."""
 
     def __init__(self, d: Derivation, seed: int = 0, shortcut: bool = True):
         self.d = d
@@ -101,7 +132,6 @@ class DerivationProver:
         self.defined: dict[str, Statement] = {}  # gradient and helper statements before the current one
         self.proved: set[str] = set()
         self._rhs: dict[int, sp.Expr] = {}
-        self._adjoints = {adjoint_name(name): name for name in self.readers}
         self._reference: Reference | None = None
         self.signs = Signs(d)
 
@@ -118,15 +148,16 @@ class DerivationProver:
         """The statement's right-hand side at element indices `args` (fresh summed indices)."""
         return substitute(fresh(self.rhs(st)), dict(zip(st.indices, args, strict=True)))
 
-    def adjoint(self, name: str, args) -> sp.Expr:
-        """dL/dname at `args`: the upstream gradient for the output (1 for a scalar loss), else opaque."""
-        if name == self.d.output:
-            if not args:
-                return sp.S.One
-            return sp.Indexed(base(self.d.upstream), *args)
-        if not args:
-            return sp.Symbol(adjoint_name(name), real=True)
-        return sp.Indexed(base(adjoint_name(name)), *args)
+    def adjoint(self, name: str, args, root: Root) -> sp.Expr:
+        """d(root)/dname at `args`: the upstream gradient for the output (1 for a scalar loss), a unit
+        vector for a Jacobian's numerator, 0 for a name the root does not depend on, else opaque."""
+        if root.name is None and name == self.d.output:
+            return sp.Indexed(base(self.d.upstream), *args) if args else sp.S.One
+        if name == root.name:
+            return sp.Mul(*(sp.KroneckerDelta(a, b) for a, b in zip(args, root.at, strict=True)))
+        if root.name is not None and root.name not in self.downstream(name):
+            return sp.S.Zero
+        return sp.Indexed(base(root.symbol(name)), *args) if args else sp.Symbol(root.symbol(name), real=True)
 
     def downstream(self, v: str) -> set[str]:
         out: set[str] = set()
@@ -165,34 +196,71 @@ class DerivationProver:
     def _reference_to(self, name: str, args) -> sp.Expr:
         st = self.defined[name]
         if st.of is not None and name in self.proved:
-            return self.adjoint(st.of, args)
+            return self.adjoint(st.of, args, LOSS)
         return self._resolve(self.instantiate(st, args))
 
-    def one_step(self, v: str, at) -> sp.Expr:
-        """dL/dv[at] by one step of reverse accumulation, the readers' adjoints opaque."""
+    def one_step(self, v: str, at, root: Root) -> sp.Expr:
+        """d(root)/dv[at] by one step of reverse accumulation, the readers' adjoints opaque."""
         wrt = sp.Indexed(base(v), *at) if at else sp.Symbol(v, real=True)
         terms = []
         for s in self.readers.get(v, []):
             idx = tuple(sp.Dummy(i.name, integer=True) for i in s.indices)
+            weight = self.adjoint(s.target, idx, root)
+            if weight == 0:
+                continue
             der = sp.diff(self.instantiate(s, idx), wrt)
             if der == 0:
                 continue
-            term = self.adjoint(s.target, idx) * der
+            term = weight * der
             if idx:
                 term = sp.Sum(
                     term, *((k, 0, n - 1) for k, n in zip(idx, self.d.shape(s.target), strict=True))
                 )
             terms.append(term)
+        if root.name == v:  # a Jacobian of a name with respect to itself
+            terms.append(self.adjoint(v, at, root))
         return sp.Add(*terms)
 
-    def expand_adjoints(self, e: sp.Expr, keep: set[str]) -> sp.Expr:
+    def expand_adjoints(self, e: sp.Expr, keep: set[str], root: Root) -> sp.Expr:
+        symbols = {root.symbol(name): name for name in self.readers}
         while True:
-            found = self._reads(e, self._adjoints)
-            reps = {node: self.one_step(self._adjoints[name], args)
-                    for node, (name, args) in found.items() if self._adjoints[name] not in keep}  # fmt: skip
+            found = self._reads(e, symbols)
+            reps = {node: self.one_step(symbols[name], args, root)
+                    for node, (name, args) in found.items() if symbols[name] not in keep}  # fmt: skip
             if not reps:
                 return e
             e = substitute(e, reps)
+
+    def claim(self, st: Statement) -> Claim:
+        """The two sides of a gradient or Jacobian statement. A Jacobian dy[n,k]/dx[n,m] = J claims the
+        full Jacobian: at y[n,k], x[n',m] it is delta(n, n') * J[n,k,m]; the true side is taken at n'."""
+        written = self.written(st)
+        if st.jacobian is None:
+            symbols = self._loss_symbols
+            keep = {symbols[name] for name, _ in self._reads(written, symbols).values()}
+            true = self.expand_adjoints(self.one_step(st.of, st.indices, LOSS), keep, LOSS)
+            return Claim(st, written, true, st.indices, dict(st.ranges), LOSS, st.of)
+        jac = st.jacobian
+        primed = {i: sp.Symbol(f"{i.name}'", integer=True) for i in jac.shared}
+        wrt_at = tuple(primed.get(i, i) for i in jac.wrt_indices)
+        root = Root(jac.of, jac.of_indices)
+        true = self.expand_adjoints(self.one_step(jac.wrt, wrt_at, root), set(), root)
+        block = sp.Mul(*(sp.KroneckerDelta(i, p) for i, p in primed.items()))
+        ranges = {**st.ranges, **{p: st.ranges[i] for i, p in primed.items()}}
+        return Claim(st, block * written, true, jac.of_indices + wrt_at, ranges, root, jac.wrt)
+
+    @property
+    def _loss_symbols(self) -> dict[str, str]:
+        return {adjoint_name(name): name for name in self.readers}
+
+    def stages(self, c: Claim):
+        """The comparisons to try, cheapest first."""
+        yield Stage("forward names opaque", c.written, c.true, (c.written, c.true))
+        down = self.downstream(c.wrt)
+        if self._reads(c.written, down) or self._reads(c.true, down):
+            yield self.unfold((c.written, c.true), down, "unfolded " + ", ".join(sorted(down)))
+        expanded = (self.expand_adjoints(c.written, set(), LOSS), self.expand_adjoints(c.true, set(), c.root))
+        yield self.unfold(expanded, set(self.forward), "inlined down to the inputs")
 
     def unfold(self, sides: tuple[sp.Expr, sp.Expr], names: set[str], label: str) -> Stage:
         """A stage with every read of `names` in both sides replaced by its definition."""
@@ -205,36 +273,25 @@ class DerivationProver:
                     break
                 done |= {name for name, _ in found.values()}
                 e = substitute(e, {node: self.instantiate(self.forward[name], args)
-                                for node, (name, args) in found.items()})  # fmt: skip
+                                   for node, (name, args) in found.items()})  # fmt: skip
             out.append(e)
         return Stage(label, out[0], out[1], sides, frozenset(done))
 
-    def stages(self, g: Statement):
-        written = self.written(g)
-        keep = {self._adjoints[name] for _, (name, _) in self._reads(written, self._adjoints).items()}
-        true = self.expand_adjoints(self.one_step(g.of, g.indices), keep)
-        yield Stage("forward names opaque", written, true, (written, true))
-        down = self.downstream(g.of)
-        if self._reads(written, down) or self._reads(true, down):
-            yield self.unfold((written, true), down, "unfolded " + ", ".join(sorted(down)))
-        expanded = (self.expand_adjoints(written, set()), self.expand_adjoints(true, set()))
-        yield self.unfold(expanded, set(self.forward), "inlined down to the inputs")
-
     # -- proving ------------------------------------------------------------------------------------------
 
-    def prove(self, g: Statement) -> Outcome:
-        """Try to prove gradient statement g; afterwards g is defined (and proved, when it was) for the
-        gradients after it."""
-        for st in self.d.gradients:  # the helpers and gradients before g, as written
-            if st is g:
+    def prove(self, st: Statement) -> Outcome:
+        """Try to prove a claim (gradient, chain step or Jacobian statement); afterwards it is defined
+        (and proved, when it was) for the statements after it."""
+        for earlier in self.d.gradients:  # the helpers and gradients before it, as written
+            if earlier is st:
                 break
-            self.defined.setdefault(st.target, st)
+            self.defined.setdefault(earlier.target, earlier)
         try:
-            outcome = self._prove(g)
+            outcome = self._prove(st)
         finally:
-            self.defined[g.target] = g
+            self.defined[st.target] = st
         if outcome.closed:
-            self.proved.add(g.target)
+            self.proved.add(st.target)
         return outcome
 
     def reference(self) -> Reference:
@@ -243,13 +300,14 @@ class DerivationProver:
             self._reference = Reference.draw(self.d, self.seed)
         return self._reference
 
-    def _prove(self, g: Statement) -> Outcome:
+    def _prove(self, st: Statement) -> Outcome:
         # The sample decides quickly when no proof can exist: then one stage gives the residue as a hint.
-        differs = self.reference().compare_values(g) is not None
+        differs = self.reference().disagreement(st) is not None
         last = Outcome(False)
         seen = []
         try:
-            for stage in self.stages(g):
+            c = self.claim(st)
+            for stage in self.stages(c):
                 if (stage.written, stage.true) in seen:
                     continue
                 seen.append((stage.written, stage.true))
@@ -260,33 +318,40 @@ class DerivationProver:
                     return Outcome(False, reason="self-check failed: the normal forms cancel but the sample "
                                    "disagrees: a bug of the prover", stage=stage.label)  # fmt: skip
                 if zero:
-                    return self._closed(g, stage, algebra, w, t)
-                last = Outcome(False, residue=self._print(algebra.restore(residue), g), stage=stage.label,
-                               reason="the difference does not reduce to zero")  # fmt: skip
+                    return self._closed(c, stage, algebra, w, t)
+                # the hint is the first stage's residue: in the derivation's own names, forward ones opaque
+                hint = last.residue or self._print(algebra.restore(residue), c)
+                last = Outcome(
+                    False, residue=hint, stage=stage.label, reason="the difference does not reduce to zero"
+                )
                 if differs and self.shortcut:
-                    last.reason = "the written gradient differs from the true one at a sample"
+                    last.reason = "the written claim differs from the true one at a sample"
                     break
         except Unsupported as e:
             return Outcome(False, residue=last.residue, reason=f"unsupported: {e}", stage=last.stage)
         return last
 
-    def _closed(self, g: Statement, stage: Stage, algebra: Algebra, w, t) -> Outcome:
-        ref = self._reference
+    def _closed(self, c: Claim, stage: Stage, algebra: Algebra, w, t) -> Outcome:
+        ref = self.reference()
         values = AtomValues(algebra, ref)
-        failure = ref.compare(values, t, g.indices, adjoint_name(g.of), g.of) or ref.compare(
-            values, w, g.indices, g.target, g.target
-        )
+        true, written = ref.expected(c.statement)
+        failure = ref.compare(values, t, c.indices, true)
+        if failure is not None:
+            failure = f"the true side is {failure}"
+        else:
+            failure = ref.compare(values, w, c.indices, written)
+            failure = failure and f"the written side is {failure}"
         if failure is not None:
             return Outcome(
                 False, reason=f"self-check failed ({failure}): a bug of the prover", stage=stage.label
             )
-        return Outcome(True, self.conditions(g, stage, algebra), stage=stage.label)
+        return Outcome(True, self.conditions(c, stage, algebra), stage=stage.label)
 
     # -- conditions and printing --------------------------------------------------------------------------
 
-    def conditions(self, g: Statement, stage: Stage, algebra: Algebra) -> list[Condition]:
+    def conditions(self, c: Claim, stage: Stage, algebra: Algebra) -> list[Condition]:
         out: dict[tuple, Condition] = {}
-        found = collect(list(stage.folded), g.ranges, self.d)
+        found = collect(list(stage.folded), c.ranges, self.d)
         for name in sorted(stage.unfolded):
             st = self.forward[name]
             found += collect([self.rhs(st)], st.ranges, self.d)
@@ -321,26 +386,23 @@ class DerivationProver:
         axis = idx[rule.axis]
         if rule.kind == "row-sum":
             expr, new_ranges = readable(sp.Sum(entry, (axis, 0, shape[rule.axis] - 1)), ranges)
-            text = f"{self._print(expr)} = 1 ({rule.name} is {rule.domain})"
+            text = f"{self._print(expr)} = 1 ({rule.name} is {'one-hot' if rule.domain == 'onehot' else rule.domain})"
         else:
             expr, new_ranges = readable(entry, ranges)
             text = f"{self._print(expr)}**2 = {self._print(expr)} ({rule.name} is one-hot)"
         return Condition(ConditionKind.DOMAIN, expr, tuple(new_ranges.items()), text, False, rule)
 
-    def _print(self, e: sp.Expr, g: Statement | None = None) -> str:
-        from ..cli import DerivPrinter  # the derivation language's printer
-
-        if g is not None:
-            ranges = dict(g.ranges)
-            ranges.update({i: s for i, s in self._index_ranges(e).items() if i not in ranges})
-            e, _ = readable(e, ranges, keep=g.indices)
-        return DerivPrinter().doprint(e)
+    def _print(self, e: sp.Expr, c: Claim | None = None) -> str:
+        if c is not None:
+            e, _ = readable(e, {**self._index_ranges(e), **c.ranges}, keep=c.indices)
+        return _printer().doprint(e)
 
     def _index_ranges(self, e: sp.Expr) -> dict:
         """Ranges of free indices met inside tensor subscripts (a residue may hold contracted ones)."""
         out = {}
         for a in e.atoms(sp.Indexed):
-            name = a.base.label.name.removeprefix("dL/d")
+            name = a.base.label.name
+            name = name.removeprefix("dL/d") if name.removeprefix("dL/d") in self.d.tensors else name
             if name in self.d.tensors:
                 for i, size in zip(a.indices, self.d.shape(name), strict=False):
                     if isinstance(i, sp.Symbol):
@@ -348,7 +410,13 @@ class DerivationProver:
         return out
 
 
-def timed(prover: DerivationProver, g: Statement) -> tuple[Outcome, float]:
-    start = time.perf_counter()
-    outcome = prover.prove(g)
-    return outcome, time.perf_counter() - start
+@functools.cache
+def _printer():
+    """The derivation language's printer, writing the step atom as the language does: where(u > 0, 1, 0)."""
+    from ..cli import DerivPrinter
+
+    class Printer(DerivPrinter):
+        def _print_Step(self, e):
+            return f"where({self._print(e.args[0])} > 0, 1, 0)"
+
+    return Printer()

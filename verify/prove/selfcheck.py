@@ -5,14 +5,15 @@ changes those values, so it cannot turn into a false proof unnoticed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mpmath
+import numpy as np
 import sympy as sp
 
-from .. import sampling
-from ..exacteval import DIGITS, Evaluator, adjoints, concrete_shape, elements, local_derivatives, size_values
-from ..model import Derivation
+from .. import jacobians, sampling
+from ..exacteval import DIGITS, Evaluator, adjoints, elements, jacobian, local_derivatives, size_values
+from ..model import Derivation, Statement
 from .algebra import Algebra
 
 TOLERANCE = mpmath.mpf(10) ** -25  # relative to the largest value: 50-digit arithmetic, summed differently
@@ -70,44 +71,59 @@ class Reference:
     """One sample of a derivation with every value the prover's expressions read: inputs, upstream,
     forward values, written gradients (by name) and the exact adjoints (by `adjoint_name`)."""
 
+    d: Derivation
     values: dict
     sizes: dict[sp.Symbol, int]
-    shapes: dict[str, tuple[int, ...]]
+    forward: dict  # the sample's forward values and written statements
+    concrete: dict[str, int]
+    derivatives: dict
+    _jacobians: dict = field(default_factory=dict)
 
     @classmethod
     def draw(cls, d: Derivation, seed: int) -> Reference:
         sample = sampling.draw(d, seed)
         upstream = sample.exact.get(d.upstream, mpmath.mpf(1))
-        adj = adjoints(d, sample.forward, sample.sizes, upstream, local_derivatives(d))
+        derivatives = local_derivatives(d)
+        adj = adjoints(d, sample.forward, sample.sizes, upstream, derivatives)
         values = dict(sample.forward)
         values.update({adjoint_name(k): v for k, v in adj.items()})
-        shapes = {name: concrete_shape(d, name, sample.sizes) for name in d.tensors}
-        return cls(values, size_values(d, sample.sizes), shapes)
+        return cls(d, values, size_values(d, sample.sizes), sample.forward, sample.sizes, derivatives)
 
-    def compare_values(self, g) -> str | None:
-        """None when the written gradient `g` equals the exact adjoint at this sample; else where not."""
-        expected, got = self.values[adjoint_name(g.of)], self.values[g.target]
-        with mpmath.workdps(DIGITS):
-            for at in elements(self.shapes[g.of]):
-                want, have = (expected[at], got[at]) if at else (expected, got)
-                if abs(have - want) > TOLERANCE * max(mpmath.mpf(1), abs(want)):
-                    return f"{g.target}{list(at) if at else ''} is {mpmath.nstr(have, 8)}, not {mpmath.nstr(want, 8)}"
-        return None
+    def expected(self, st: Statement) -> tuple[object, object]:
+        """(true, written) values of a claim at this sample, both indexed like the prover's sides: by the
+        gradient's indices, or for a Jacobian by its full indices (numerator's, then denominator's)."""
+        if st.jacobian is None:
+            return self.values[adjoint_name(st.of)], self.values[st.target]
+        pair = (st.jacobian.of, st.jacobian.wrt)
+        if pair not in self._jacobians:
+            self._jacobians[pair] = jacobian(self.d, self.forward, self.concrete, self.derivatives, *pair)
+        return self._jacobians[pair], jacobians.full(st, self.values[st.target])
 
-    def compare(
-        self, ev: AtomValues, expr: sp.Expr, indices: tuple[sp.Symbol, ...], name: str, shape_of: str
-    ) -> str | None:
-        """None when the normal form `expr` evaluates, at every element (of tensor `shape_of`'s shape), to
-        the value of tensor `name`; else a message saying where not."""
-        expected = self.values[name]
-        with mpmath.workdps(DIGITS):
-            got = {}
-            for at in elements(self.shapes[shape_of]):
-                got[at] = ev(expr, dict(zip(indices, at, strict=True)))
-            want = {at: (expected[at] if at else expected) for at in got}
-            scale = max([mpmath.mpf(1)] + [abs(v) for v in want.values()])
-            for at, v in got.items():
-                if abs(v - want[at]) > TOLERANCE * scale:
-                    where = f"[{', '.join(map(str, at))}]" if at else ""
-                    return f"{name}{where} is {mpmath.nstr(want[at], 8)}, the normal form gives {mpmath.nstr(v, 8)}"
-        return None
+    def disagreement(self, st: Statement) -> str | None:
+        """None when the written claim equals the true one at this sample; else where it does not."""
+        true, written = self.expected(st)
+        return _first_difference(written, lambda at: _at(true, at), "the true value")
+
+    def compare(self, ev: AtomValues, expr: sp.Expr, indices: tuple[sp.Symbol, ...], expected) -> str | None:
+        """None when the normal form `expr`, a function of `indices`, evaluates to `expected` (an array
+        over those indices, or a number) at every element; else a message saying where not."""
+        return _first_difference(
+            expected, lambda at: ev(expr, dict(zip(indices, at, strict=True))), "the normal form"
+        )
+
+
+def _at(a, at):
+    return a[at] if at else a
+
+
+def _first_difference(expected, value_at, what: str) -> str | None:
+    shape = expected.shape if isinstance(expected, np.ndarray) else ()
+    with mpmath.workdps(DIGITS):
+        got = {at: value_at(at) for at in elements(shape)}
+        scale = max([mpmath.mpf(1)] + [abs(_at(expected, at)) for at in got])
+        for at, v in got.items():
+            want = _at(expected, at)
+            if abs(v - want) > TOLERANCE * scale:
+                where = f" at {list(at)}" if at else ""
+                return f"{mpmath.nstr(want, 8)}{where}, {what} gives {mpmath.nstr(v, 8)}"
+    return None

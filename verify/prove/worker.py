@@ -25,7 +25,7 @@ BOOT_S = 60.0  # a fresh interpreter importing SymPy: seconds, even on a loaded 
 
 @dataclass(frozen=True)
 class Job:
-    """Prove d.checked[start:], with the gradients in `proved` (earlier ones) taken as proved."""
+    """Prove d.claims[start:], with the gradients in `proved` (earlier ones) taken as proved."""
 
     d: Derivation
     start: int
@@ -126,16 +126,16 @@ def serve(jobs: Connection, events: Connection) -> None:
         try:
             prover.reference()
         except Exception as e:  # noqa: BLE001 - no sample: every gradient of the job gives up, saying why
-            for k in range(job.start, len(job.d.checked)):
+            for k in range(job.start, len(job.d.claims)):
                 events.send(Failed(k, f"no sample for the self-check: {e}", time.perf_counter() - start))
             events.send(("finished", None))
             continue
         events.send(("sampled", time.perf_counter() - start))
-        for k in range(job.start, len(job.d.checked)):
+        for k in range(job.start, len(job.d.claims)):
             events.send(("start", k))
             start = time.perf_counter()
             try:
-                outcome = prover.prove(job.d.checked[k])
+                outcome = prover.prove(job.d.claims[k])
             except Exception as e:  # noqa: BLE001 - reported as the prover giving up, with what broke
                 where = traceback.extract_tb(e.__traceback__)[-1]
                 message = f"{type(e).__name__}: {e} ({Path(where.filename).name}:{where.lineno})"
