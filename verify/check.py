@@ -18,7 +18,9 @@ from .oracles.jax_vjp import fast_compiles
 from .report import DerivationReport, ForwardReport, GradientReport, Report
 
 
-def check(path_or_text, oracles=None, seed: int = 0, prove: bool = False, time_limit: float | None = None) -> Report:
+def check(
+    path_or_text, oracles=None, seed: int = 0, prove: bool = False, time_limit: float | None = None
+) -> Report:
     """Check one derivation (a path, a catalogue name or the text) or a list of them. With `prove`, each
     gradient also carries the prover's outcome (`verify.prove`, `time_limit` seconds per gradient),
     computed in a worker process meanwhile; it never changes a verdict."""

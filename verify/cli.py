@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import traceback
 from importlib import resources
 from pathlib import Path
@@ -131,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     def proving(p, help_text):
         if help_text:
             p.add_argument("--prove", action="store_true", help=help_text)
-        p.add_argument("--time-limit", type=float, metavar="S", help="seconds per gradient for the prover (10)")
+        p.add_argument(
+            "--time-limit", type=float, metavar="S", help="seconds per gradient for the prover (10)"
+        )
 
     checking(command("all", help="check every catalogue derivation"))
     command("list", help="catalogue names and titles")
@@ -168,10 +171,13 @@ def _run_checks(items, args) -> int:
     from .check import check
 
     prove = args.command == "prove" or args.prove
+    start = time.perf_counter()
     report = check(items, oracles=args.oracle, seed=args.seed, prove=prove, time_limit=args.time_limit)
     args.status = report.exit_code  # the verdict stands even if the reader of the output goes away
     if args.json != "-":  # then standard output holds only the JSON
         print(report.table())
+        if args.command == "prove":
+            print(proof_times(report, time.perf_counter() - start))
     for d in report.derivations:
         if d.error is not None:
             print(str(d.error), file=sys.stderr)
@@ -182,6 +188,21 @@ def _run_checks(items, args) -> int:
         else:
             Path(args.json).write_text(text + "\n", encoding="utf-8")
     return report.exit_code
+
+
+def proof_times(report, wall_s: float) -> str:
+    """The prover's speed: each gradient's proof time (the self-check's sample of each derivation aside)
+    and the wall time of the whole command, check included (the figures BENCHMARKS.md records)."""
+    timed = [
+        (g.proof.seconds, f"{d.name} {g.name}") for d in report.derivations for g in d.gradients if g.proof
+    ]
+    if not timed:
+        return f"prover: nothing to prove; wall {wall_s:.1f} s"
+    slowest = max(timed)
+    return (
+        f"prover: {len(timed)} gradients in {sum(s for s, _ in timed):.2f} s, slowest {slowest[1]} "
+        f"{slowest[0]:.2f} s; wall {wall_s:.1f} s"
+    )
 
 
 INTERNAL_ERROR = 4
@@ -203,6 +224,7 @@ _STAGES = {
     "export": "export",
     "latex": "LaTeX",
     "bench": "bench",
+    "prove": "the prover",
 }
 
 

@@ -600,7 +600,10 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
 
 def _proofs_latex(d: Derivation, r: DerivationReport, p: DerivationPrinter) -> list[str]:
     """What the prover showed for every size: "proved for all N, J; conditions ...", or why not."""
-    out = [r"\par\noindent\textbf{Proofs for every size} (\texttt{python -m verify prove}):", r"\begin{itemize}"]
+    out = [
+        r"\par\noindent\textbf{Proofs for every size} (\texttt{python -m verify prove}):",
+        r"\begin{itemize}",
+    ]
     for g in r.gradients:
         if g.proof is None:
             continue

@@ -159,7 +159,9 @@ class Report:
         grads = [g for d in self.derivations for g in d.gradients]
         ok = sum(g.status == "verified" for g in grads)
         parts = [f"{by['verified']} verified", f"{by['wrong']} wrong", f"{by['invalid']} invalid"]
-        proved = f", {sum(g.proof is not None and g.proof.status == 'proved' for g in grads)} proved for all sizes"
+        proved = (
+            f", {sum(g.proof is not None and g.proof.status == 'proved' for g in grads)} proved for all sizes"
+        )
         return (
             f"{n} derivation{'s' * (n != 1)}: "
             + ", ".join(parts)

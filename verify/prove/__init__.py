@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from ..model import Derivation
 from .conditions import Condition, ConditionKind
-from .worker import BOOT_S, Done, Failed, Job, Worker
+from .worker import BOOT_S, Failed, Finished, Job, Phase, Sampled, Worker
 
 TIME_LIMIT_S = 10.0
 
@@ -117,50 +117,50 @@ class ProofRun:
         return out
 
     def _follow(self, index: int, d: Derivation, k: int, out: dict, sizes) -> int:
-        """Read the worker's events for a job starting at gradient k; returns where the next job starts."""
+        """Read the worker's events for a job starting at claim k; returns where the next job starts."""
         deadline = time.monotonic() + max(BOOT_S, self.time_limit)
         phase = "starting the prover"
         while True:
             try:
                 event = self._worker.receive(deadline - time.monotonic())
-            except (EOFError, OSError):
+            except Exception as e:  # noqa: BLE001 - EOF (the worker died) or an unreadable message
                 code = self._worker.exit_code()
                 self._worker.stop(kill=True)
-                return self._give_up(
-                    d, k, out, f"the prover's process ended (exit code {code}) while {phase}"
-                )
+                why = f"the prover's process ended (exit code {code})" if isinstance(e, EOFError) else repr(e)
+                return self._give_up(d, k, out, sizes, f"{why} while {phase}")
             if event is None:
                 self._worker.stop(kill=True)
-                return self._give_up(d, k, out, f"time limit of {self.time_limit:g} s passed while {phase}")
-            if isinstance(event, Done):
-                g = d.claims[event.k]
-                o = event.outcome
-                status = ProofStatus.PROVED if o.closed else ProofStatus.NOT_PROVED
-                out[g.target] = Proof(g.target, status, event.seconds, sizes, o.conditions, o.residue, o.reason,
-                                      o.stage)  # fmt: skip
-                k = event.k + 1
-            elif isinstance(event, Failed):
-                g = d.claims[event.k]
+                reason = f"time limit of {self.time_limit:g} s passed while {phase}"
+                return self._give_up(d, k, out, sizes, reason)
+            if isinstance(event, Finished):
+                return len(d.claims)
+            if isinstance(event, Phase):
+                k = event.k
+                what = d.claims[k].label
+                phase = "drawing the self-check's sample" if event.kind == "sample" else f"proving {what}"
+                deadline = event.at + self.time_limit
+                continue
+            if isinstance(event, Sampled):
+                self.sample_seconds[index] = event.seconds
+                continue
+            g = d.claims[event.k]
+            if isinstance(event, Failed):
                 out[g.target] = Proof(
                     g.target, ProofStatus.GAVE_UP, event.seconds, sizes, reason=event.message
                 )
-                k = event.k + 1
-            elif event[0] == "finished":
-                return len(d.claims)
-            elif event[0] == "sampled":
-                self.sample_seconds[index] = event[1]
-            else:  # "sample" or "start": a new phase
-                k = event[1]
-                phase = (
-                    "drawing the self-check's sample"
-                    if event[0] == "sample"
-                    else f"proving {d.claims[k].label}"
+            else:
+                o = event.outcome
+                status = ProofStatus.PROVED if o.closed else ProofStatus.NOT_PROVED
+                out[g.target] = Proof(
+                    g.target, status, event.seconds, sizes, o.conditions, o.residue, o.reason, o.stage
                 )
-            deadline = time.monotonic() + self.time_limit  # every event is progress: the next phase's limit
+            k = event.k + 1
+            deadline = time.monotonic() + self.time_limit  # the next claim's start follows at once
 
-    def _give_up(self, d: Derivation, k: int, out: dict, reason: str) -> int:
-        g = d.claims[k]
-        out[g.target] = Proof(g.target, ProofStatus.GAVE_UP, self.time_limit, tuple(d.sizes), reason=reason)
+    def _give_up(self, d: Derivation, k: int, out: dict, sizes, reason: str) -> int:
+        if k < len(d.claims):  # else the worker stopped after its last claim: nothing is lost
+            g = d.claims[k]
+            out[g.target] = Proof(g.target, ProofStatus.GAVE_UP, self.time_limit, sizes, reason=reason)
         return k + 1
 
     def close(self) -> None:

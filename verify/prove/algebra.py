@@ -251,23 +251,32 @@ class Algebra:
         return self._atom("delta", sp.KroneckerDelta(a, b), (x for x in (a, b) if self.is_index(x)), 0)
 
     def power(self, base: sp.Expr, p) -> sp.Expr:
+        """base**p for a normal-form base: expanded for a natural p or a monomial base; for a sum, its
+        content and sign come out and the rest stays a factor (a negative p) or becomes a root atom r
+        with r**2 = rest (p an odd multiple of 1/2)."""
         p = sp.sympify(p)
         if not p.is_Rational:
             raise Unsupported(f"the power ({base})**({p}) with a symbolic exponent")
         if p.is_Integer and (p >= 0 or not isinstance(base, sp.Add)):
             return self.idempotent(_expand(base**p))
-        num, den = sp.fraction(sp.together(base))
+        if not p.is_Integer and p.q != 2:
+            raise Unsupported(f"the power ({base})**({p}): only square roots are eliminated")
+        laurent = any(q.exp.is_negative for q in base.atoms(sp.Pow))
+        num, den = sp.fraction(sp.together(base)) if laurent else (base, sp.S.One)
         if den != 1:  # a Laurent polynomial: its monomial denominator comes out
+            if not p.is_Integer and not den.free_symbols <= self.sizes:
+                # sqrt(a / b) = sqrt(a) / sqrt(b) only where b > 0: sizes are, other atoms need not be
+                raise Unsupported(f"the square root of a fraction over {den}")
             return _expand(self.power(_expand(num), p) * self.power(_expand(den), -p))
         content, prim = base.as_content_primitive()
-        if prim.could_extract_minus_sign():
-            content, prim = -content, _expand(-prim)
         if p.is_Integer:
+            if prim.could_extract_minus_sign():
+                content, prim = -content, _expand(-prim)
             return content**p * prim**p
-        if p.q != 2:
-            raise Unsupported(f"the power ({base})**({p}): only square roots are eliminated")
-        if content < 0:
-            raise Unsupported(f"the square root of {base}, negative for every value")
+        if content < 0:  # sqrt(c * u) = sqrt(c) * sqrt(u) for c > 0, u of any sign
+            content, prim = -content, _expand(-prim)
+        if prim.free_symbols <= self.sizes and not isinstance(prim, sp.Add):
+            return content**p * prim**p  # a product of sizes, all positive: SymPy's own power is exact
         root = self._atom("root", sp.Pow(prim, sp.S.Half, evaluate=False), self.deps(prim), self.depth(prim))
         return _expand(content**p * root ** (2 * p))
 

@@ -34,6 +34,27 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """The worker began drawing the self-check's sample (`kind` "sample") or proving claim number `k`
+    ("start"), at `at` on the system's monotonic clock (shared by the processes of one machine), so that
+    the caller's deadline counts from the start even when it reads the event late."""
+
+    kind: str
+    k: int
+    at: float
+
+
+@dataclass(frozen=True)
+class Sampled:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The job's last claim is done."""
+
+
+@dataclass(frozen=True)
 class Done:
     """Gradient number `k` finished: its outcome (a search.Outcome) and the seconds it took."""
 
@@ -121,18 +142,18 @@ def serve(jobs: Connection, events: Connection) -> None:
             return
         prover = DerivationProver(job.d, job.seed)
         prover.proved.update(job.proved)
-        events.send(("sample", job.start))
+        events.send(Phase("sample", job.start, time.monotonic()))
         start = time.perf_counter()
         try:
             prover.reference()
         except Exception as e:  # noqa: BLE001 - no sample: every gradient of the job gives up, saying why
             for k in range(job.start, len(job.d.claims)):
                 events.send(Failed(k, f"no sample for the self-check: {e}", time.perf_counter() - start))
-            events.send(("finished", None))
+            events.send(Finished())
             continue
-        events.send(("sampled", time.perf_counter() - start))
+        events.send(Sampled(time.perf_counter() - start))
         for k in range(job.start, len(job.d.claims)):
-            events.send(("start", k))
+            events.send(Phase("start", k, time.monotonic()))
             start = time.perf_counter()
             try:
                 outcome = prover.prove(job.d.claims[k])
@@ -142,4 +163,4 @@ def serve(jobs: Connection, events: Connection) -> None:
                 events.send(Failed(k, message, time.perf_counter() - start))
                 continue
             events.send(Done(k, outcome, time.perf_counter() - start))
-        events.send(("finished", None))
+        events.send(Finished())
