@@ -23,13 +23,13 @@ shifts them alike (`harness`). Every backend gets one thread (GRADVERIFY_BENCH_T
 glibc is told to keep freed memory (`keep_freed_memory`; GRADVERIFY_BENCH_MALLOC=default to leave it).
 GRADVERIFY_BENCH_DTYPES=float64,float32 adds float32 figures (entries with "dtype": "float32", never
 counted against the goals, which are stated for float64). Finally the cold wall time of
-`python -m verify all` in a subprocess.
+`python -m verify all` in a subprocess, and of `python -m verify prove` with each gradient's proof time.
 
 `--json FILE` writes {"entries": [{"name", "what": "backward", "backend", "generated_s", "reference",
 "reference_s", "ratio", ...}], "verify_all_s"} (DESIGN.md section 4), ratio = generated_s / reference_s.
 Extra keys: "variant" (torch: "eager" or "compiled"), "dtype", "goal" (whether this ratio is the one
-the speed goal is stated for), "compile_s", and top-level "machine" and "skipped" ({derivation: ["what:
-why", ...]}).
+the speed goal is stated for), "compile_s", and top-level "machine", "skipped" ({derivation: ["what:
+why", ...]}) and "prove" ({"wall_s", "seconds": {"derivation gradient": s}, "proved", "claims"}).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from .harness import (
     keep_freed_memory,
     limit_threads,
     machine,
+    prove_seconds,
     verify_all_seconds,
 )
 from .report import summary, table
@@ -91,6 +92,7 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
         "verify_all_s": None if quick or names else verify_all_seconds(),
         "verify_all_exact_fd_s": None if quick or names else verify_all_seconds("exact", "fd"),
         "exact_s": None if quick or names else exact_seconds_per_derivation(),
+        "prove": None if quick or names else prove_seconds(),
         "quick": quick,
         "machine": {**machine(), "load_average_at_start": load_at_start, "allocator": allocator},
         "skipped": {k: v for k, v in skipped.items() if v},

@@ -3,10 +3,12 @@ freed memory, the machine described, and the cold wall time of `python -m verify
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -136,6 +138,31 @@ def verify_all_seconds(*oracles: str) -> float:
         [sys.executable, "-m", "verify", "all", *flags], cwd=ROOT, capture_output=True, check=False
     )
     return time.perf_counter() - start
+
+
+def prove_seconds() -> dict:
+    """`python -m verify prove` on the whole catalogue, cold, as a subprocess: its wall time and, from its
+    JSON, each gradient's proof time (issue 18's goals: at most 0.5 s each, 10 s for the catalogue)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "prove.json"
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "verify", "prove", "--json", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
+        )
+        wall = time.perf_counter() - start
+        report = json.loads(out.read_text()) if out.exists() else {"derivations": []}
+    proofs = {
+        f"{d['name']} {g['name']}": g["proof"] for d in report["derivations"] for g in d.get("gradients", [])
+    }
+    return {
+        "wall_s": wall,
+        "seconds": {k: p["seconds"] for k, p in proofs.items()},
+        "proved": sum(p["status"] == "proved" for p in proofs.values()),
+        "claims": len(proofs),
+    }
 
 
 def exact_seconds_per_derivation() -> dict[str, float]:

@@ -127,6 +127,14 @@ def summary(result: dict) -> str:
             f"exact oracle per derivation: at most {result['exact_s'][slowest]:.2f} s ({slowest}), "
             f"{sum(result['exact_s'].values()):.1f} s for the catalogue"
         )
+    proofs = result.get("prove")
+    if proofs and proofs["seconds"]:
+        slowest = max(proofs["seconds"], key=proofs["seconds"].get)
+        lines.append(
+            f"python -m verify prove (cold subprocess): {proofs['wall_s']:.1f} s, {proofs['proved']}/"
+            f"{proofs['claims']} proved; per gradient at most {proofs['seconds'][slowest]:.2f} s ({slowest}), "
+            f"{sum(proofs['seconds'].values()):.1f} s in all"
+        )
     lines.append(
         "load average (1, 5, 15 min) at the start: "
         + " ".join(f"{x:.2f}" for x in result["machine"]["load_average_at_start"] or [])

@@ -135,7 +135,9 @@ class Rule:
 
 
 def _expand(e: sp.Expr) -> sp.Expr:
-    return sp.expand(e, deep=False, power_exp=False, power_base=False, log=False)
+    """The expanded polynomial: products over sums distributed all the way down (deep; with deep=False
+    SymPy leaves a*(b + c) inside a sum unexpanded), powers of atoms and logs left as they are."""
+    return sp.expand(e, power_exp=False, power_base=False, log=False)
 
 
 class Algebra:
