@@ -391,3 +391,17 @@ def test_latex_states_the_proofs():
     report = verify.check([d], oracles=("exact",), prove=True)
     tex = document([d], report)
     assert "proved for all $N, I$" in tex and "away from the kink" in tex
+
+
+def test_right_but_not_proved_keeps_its_verdict():
+    """A right gradient the prover cannot close (it knows no inequality: where(x**2 > 0, 1, 0) is 1 away
+    from the kink, which it cannot see) is `not proved` with its residue, verified by the sampled check."""
+    text = (folder() / "relu.deriv").read_text()
+    text = text.replace(
+        "where(x[n,i] > 0, dy[n,i], 0)", "where(x[n,i] > 0, dy[n,i], 0) * where(x[n,i]**2 > 0, 1, 0)"
+    )
+    report = verify.check(text, oracles=("exact",), prove=True)
+    g = report.derivations[0].gradients[0]
+    assert report.exit_code == 0 and g.status == "verified"
+    assert g.proof.status is ProofStatus.NOT_PROVED
+    assert "where(x[n, i]**2 > 0, 1, 0)" in g.proof.residue

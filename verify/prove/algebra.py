@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import sympy as sp
 
@@ -94,6 +95,8 @@ def to_steps(e: sp.Expr) -> sp.Expr:
         raise Unsupported("a where() without an otherwise branch")
     args = [to_steps(a) for a in e.args] if not isinstance(e, sp.Sum) else [to_steps(e.function)]
     if isinstance(e, sp.Max | sp.Min):
+        if any(a.is_integer and not a.is_Number for a in args):
+            raise Unsupported(f"{e}: a maximum over indices (a window), not of values")
         first, *others = args
         out = first
         for b in others:
@@ -111,13 +114,26 @@ def to_steps(e: sp.Expr) -> sp.Expr:
     return e.func(*args)
 
 
+class AtomKind(StrEnum):
+    TENSOR = "tensor"  # x[n, j]
+    DELTA = "delta"  # delta(i, j) between two indices
+    FUNCTION = "function"  # exp, log or step of a normal form
+    ROOT = "root"  # the square root of a normal form
+    SUM = "sum"  # a moment: the sum over one index of a monomial
+
+
+class RuleKind(StrEnum):
+    ROW_SUM = "row-sum"  # sum(t[n, k], k) = 1
+    IDEMPOTENT = "idempotent"  # t[n, k]**2 = t[n, k]
+
+
 @dataclass(frozen=True)
 class Atom:
     """What an atom symbol stands for. `definition` is written over other atom symbols; `indices` are the
     free index symbols it depends on (through the atoms inside it too); `depth` is the number of sums
     nested inside it, so that its bound index, if it is a sum, is named BOUND + str(depth - 1)."""
 
-    kind: str  # tensor | delta | function | root | sum
+    kind: AtomKind
     definition: sp.Expr
     indices: frozenset
     depth: int
@@ -131,7 +147,7 @@ class Rule:
     name: str  # the input
     domain: str  # onehot | simplex
     axis: int
-    kind: str  # row-sum | idempotent
+    kind: RuleKind
 
 
 def _expand(e: sp.Expr) -> sp.Expr:
@@ -160,7 +176,7 @@ class Algebra:
 
     # -- atoms ------------------------------------------------------------------------------------------
 
-    def _atom(self, kind: str, definition: sp.Expr, indices: Iterable, depth: int) -> sp.Symbol:
+    def _atom(self, kind: AtomKind, definition: sp.Expr, indices: Iterable, depth: int) -> sp.Symbol:
         key = (kind, definition)
         found = self._by_definition.get(key)
         if found is not None:
@@ -241,7 +257,7 @@ class Algebra:
                     f"the subscript {i} of {e.base.label}: an affine read may fall outside the axis (zero "
                     "padding), which the prover does not model"
                 )
-        return self._atom("tensor", e, (i for i in e.indices if self.is_index(i)), 0)
+        return self._atom(AtomKind.TENSOR, e, (i for i in e.indices if self.is_index(i)), 0)
 
     def delta(self, a, b) -> sp.Expr:
         if a == b:
@@ -250,7 +266,7 @@ class Algebra:
             return sp.S.Zero
         if not all(self.is_index(x) or x.is_Integer for x in (a, b)):
             raise Unsupported(f"delta({a}, {b}) between index expressions")
-        return self._atom("delta", sp.KroneckerDelta(a, b), (x for x in (a, b) if self.is_index(x)), 0)
+        return self._atom(AtomKind.DELTA, sp.KroneckerDelta(a, b), (x for x in (a, b) if self.is_index(x)), 0)
 
     def power(self, base: sp.Expr, p) -> sp.Expr:
         """base**p for a normal-form base: expanded for a natural p or a monomial base; for a sum, its
@@ -279,7 +295,9 @@ class Algebra:
             content, prim = -content, _expand(-prim)
         if prim.free_symbols <= self.sizes and not isinstance(prim, sp.Add):
             return content**p * prim**p  # a product of sizes, all positive: SymPy's own power is exact
-        root = self._atom("root", sp.Pow(prim, sp.S.Half, evaluate=False), self.deps(prim), self.depth(prim))
+        root = self._atom(
+            AtomKind.ROOT, sp.Pow(prim, sp.S.Half, evaluate=False), self.deps(prim), self.depth(prim)
+        )
         return _expand(content**p * root ** (2 * p))
 
     def exp(self, u: sp.Expr) -> sp.Expr:
@@ -293,15 +311,15 @@ class Algebra:
                 continue
             if not c.is_Rational:
                 raise Unsupported(f"exp of {term}")
-            atom = self._atom("function", sp.exp(m / c.q, evaluate=False), self.deps(m), self.depth(m))
+            atom = self._atom(AtomKind.FUNCTION, sp.exp(m / c.q, evaluate=False), self.deps(m), self.depth(m))
             out *= atom**c.p
         return out
 
     def log(self, u: sp.Expr) -> sp.Expr:
         atom = self.atoms.get(u)
-        if atom is not None and atom.kind == "function" and isinstance(atom.definition, sp.exp):
+        if atom is not None and atom.kind is AtomKind.FUNCTION and isinstance(atom.definition, sp.exp):
             return atom.definition.args[0]  # log(exp(m)) = m for real m
-        return self._atom("function", sp.log(u, evaluate=False), self.deps(u), self.depth(u))
+        return self._atom(AtomKind.FUNCTION, sp.log(u, evaluate=False), self.deps(u), self.depth(u))
 
     def step(self, u: sp.Expr) -> sp.Expr:
         if u.is_Number:
@@ -313,16 +331,16 @@ class Algebra:
             prim = -prim
         if prim.could_extract_minus_sign():
             return 1 - self.step(_expand(-prim))
-        return self._atom("function", Step(prim, evaluate=False), self.deps(prim), self.depth(prim))
+        return self._atom(AtomKind.FUNCTION, Step(prim, evaluate=False), self.deps(prim), self.depth(prim))
 
     def idempotent_atom(self, s) -> bool:
         """Whether s**2 = s: a step, a delta, or an element of a one-hot input."""
         atom = self.atoms.get(s)
         if atom is None:
             return False
-        if atom.kind == "delta" or isinstance(atom.definition, Step):
+        if atom.kind is AtomKind.DELTA or isinstance(atom.definition, Step):
             return True
-        if atom.kind == "tensor":
+        if atom.kind is AtomKind.TENSOR:
             dom = self.domains.get(atom.definition.base.label.name)
             return dom is not None and dom.kind == "onehot"
         return False
@@ -338,10 +356,10 @@ class Algebra:
 
     def _note_idempotent(self, s) -> None:
         atom = self.atoms[s]
-        if atom.kind == "tensor":  # a one-hot entry: a domain rule
+        if atom.kind is AtomKind.TENSOR:  # a one-hot entry: a domain rule
             name = atom.definition.base.label.name
             dom = self.domains[name]
-            self.rules.add(Rule(name, dom.kind, dom.axis, "idempotent"))
+            self.rules.add(Rule(name, dom.kind, dom.axis, RuleKind.IDEMPOTENT))
 
     # -- sums ---------------------------------------------------------------------------------------------
 
@@ -374,7 +392,7 @@ class Algebra:
         """A factor delta(k, e) with e a plain index other than k, and e; else None."""
         for f in factors:
             atom = self.atoms.get(f)
-            if atom is not None and atom.kind == "delta":
+            if atom is not None and atom.kind is AtomKind.DELTA:
                 a, b = atom.definition.args
                 other = b if a == k else a if b == k else None
                 if other is not None and self.is_index(other):
@@ -390,13 +408,13 @@ class Algebra:
             self.rules.add(rule)
             return sp.S.One
         indices = (self.deps(body) - {canonical}) | self.deps(hi)
-        return self._atom("sum", sp.Sum(body, (canonical, 0, hi)), indices, depth)
+        return self._atom(AtomKind.SUM, sp.Sum(body, (canonical, 0, hi)), indices, depth)
 
     def _row_sum(self, body, k) -> Rule | None:
         """The rule that makes sum(body, k) equal 1: body is t[..., k, ...] with k at the one-hot or
         simplex axis of t and nowhere else."""
         atom = self.atoms.get(body)
-        if atom is None or atom.kind != "tensor":
+        if atom is None or atom.kind is not AtomKind.TENSOR:
             return None
         e = atom.definition
         dom = self.domains.get(e.base.label.name)
@@ -404,7 +422,7 @@ class Algebra:
             return None
         if sum(i == k for i in e.indices) != 1:
             return None
-        return Rule(e.base.label.name, dom.kind, dom.axis, "row-sum")
+        return Rule(e.base.label.name, dom.kind, dom.axis, RuleKind.ROW_SUM)
 
     # -- substitution of indices --------------------------------------------------------------------------
 
@@ -429,13 +447,13 @@ class Algebra:
         if found is not None:
             return found
         e = atom.definition
-        if atom.kind == "tensor":
+        if atom.kind is AtomKind.TENSOR:
             out = self.tensor(e.xreplace(relevant))
-        elif atom.kind == "delta":
+        elif atom.kind is AtomKind.DELTA:
             out = self.delta(*(a.xreplace(relevant) for a in e.args))
-        elif atom.kind == "root":
+        elif atom.kind is AtomKind.ROOT:
             out = self.power(self.subst(e.base, relevant), sp.S.Half)
-        elif atom.kind == "sum":
+        elif atom.kind is AtomKind.SUM:
             ((k, lo, hi),) = e.limits
             out = self.sum(self.subst(e.function, relevant), k, lo, hi.xreplace(relevant))
         elif isinstance(e, sp.exp):
@@ -460,12 +478,12 @@ class Algebra:
         if found is None:
             atom = self.atoms[s]
             e = atom.definition
-            if atom.kind == "sum":
+            if atom.kind is AtomKind.SUM:
                 ((k, lo, hi),) = e.limits
                 found = sp.Sum(self.restore(e.function), (k, lo, hi))
-            elif atom.kind == "root":
+            elif atom.kind is AtomKind.ROOT:
                 found = sp.sqrt(self.restore(e.base))
-            elif atom.kind == "function":
+            elif atom.kind is AtomKind.FUNCTION:
                 found = e.func(self.restore(e.args[0]))
             else:
                 found = e
@@ -486,7 +504,7 @@ class Algebra:
             return True, num
         for s in sorted(num.free_symbols, key=str):
             atom = self.atoms.get(s)
-            if atom is None or atom.kind != "delta":
+            if atom is None or atom.kind is not AtomKind.DELTA:
                 continue
             a, b = atom.definition.args
             if not (self.is_index(a) and self.is_index(b)):
@@ -504,7 +522,7 @@ class Algebra:
         every idempotent atom. A remainder of zero means num vanishes wherever the relations hold."""
         for _ in range(8):
             gens = [s for s in num.free_symbols if self.atoms.get(s) is not None
-                    and (self.atoms[s].kind == "root" or self.idempotent_atom(s))]  # fmt: skip
+                    and (self.atoms[s].kind is AtomKind.ROOT or self.idempotent_atom(s))]  # fmt: skip
             if not gens:
                 return num
             out = []
@@ -514,7 +532,7 @@ class Algebra:
                 for g, k in zip(gens, monom, strict=True):
                     if k >= 2:
                         changed = True
-                        if self.atoms[g].kind == "root":
+                        if self.atoms[g].kind is AtomKind.ROOT:
                             term *= self.atoms[g].definition.base ** (k // 2)
                             k = k % 2
                         else:

@@ -21,7 +21,7 @@ import sympy as sp
 
 from ..model import Derivation
 from ..primitives import sigmoid, softplus
-from .algebra import Rule, Step
+from .algebra import Rule, RuleKind, Step
 
 
 class ConditionKind(StrEnum):
@@ -61,7 +61,7 @@ class Condition:
 
 def _true(kind: ConditionKind, rule: Rule | None, v) -> bool:
     if kind is ConditionKind.DOMAIN:
-        target = mpmath.mpf(1) if rule is not None and rule.kind == "row-sum" else None
+        target = mpmath.mpf(1) if rule is not None and rule.kind is RuleKind.ROW_SUM else None
         return v == target if target is not None else v * v == v
     if kind is ConditionKind.POSITIVE:
         return v > 0

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from ..model import Derivation, Statement, base
-from .algebra import Algebra, Unsupported, to_steps
+from .algebra import Algebra, RuleKind, Unsupported, to_steps
 from .conditions import Condition, ConditionKind, Signs, collect, readable
 from .selfcheck import AtomValues, Reference, adjoint_name
 
@@ -416,7 +416,7 @@ class DerivationProver:
         ranges = dict(zip(idx, shape, strict=True))
         entry = sp.Indexed(base(rule.name), *idx)
         axis = idx[rule.axis]
-        if rule.kind == "row-sum":
+        if rule.kind is RuleKind.ROW_SUM:
             expr, new_ranges = readable(sp.Sum(entry, (axis, 0, shape[rule.axis] - 1)), ranges)
             text = f"{self._print(expr)} = 1 ({rule.name} is {'one-hot' if rule.domain == 'onehot' else rule.domain})"
         else:

@@ -14,7 +14,7 @@ import sympy as sp
 from .. import jacobians, sampling
 from ..exacteval import DIGITS, Evaluator, adjoints, elements, jacobian, local_derivatives, size_values
 from ..model import Derivation, Statement
-from .algebra import Algebra
+from .algebra import Algebra, AtomKind
 
 TOLERANCE = mpmath.mpf(10) ** -25  # relative to the largest value: 50-digit arithmetic, summed differently
 
@@ -51,7 +51,7 @@ class AtomValues:
         key = (s, tuple(sorted((str(i), env[i]) for i in atom.indices)))
         found = self._cache.get(key)
         if found is None:
-            if atom.kind == "sum":
+            if atom.kind is AtomKind.SUM:
                 ((k, _lo, hi),) = atom.definition.limits
                 size = int(self.ev(hi, env)) + 1
                 found = mpmath.fsum(self(atom.definition.function, {**env, k: i}) for i in range(size))
