@@ -384,13 +384,17 @@ def test_cli_prove(tmp_path, capsys):
     assert proof["status"] == "proved" and proof["conditions"] == ["x[n, i] != 0 (away from the kink)"]
 
 
-def test_latex_states_the_proofs():
+def test_latex_and_notebook_state_the_proofs():
+    """The LaTeX document says "proved for all N, I" with the conditions; a notebook's table has the proof
+    column, the conditions on hover."""
     from verify.latex import document
 
     d = load("elu")
     report = verify.check([d], oracles=("exact",), prove=True)
     tex = document([d], report)
     assert "proved for all $N, I$" in tex and "away from the kink" in tex
+    html = report._repr_html_()
+    assert "<th>proof</th>" in html and "away from the kink" in html
 
 
 def test_right_but_not_proved_keeps_its_verdict():

@@ -67,7 +67,10 @@ def _oracle_cell(r: Result | None) -> str:
 def report_html(report: Report) -> str:
     """The verification table: a row per gradient, the largest normwise relative error per oracle
     (hover for a skip's or an inconclusive result's reason), the verdict coloured; diagnoses below."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in ("derivation", "gradient", *report.oracles, "verdict"))
+    proofs = ["proof"] if report.proved else []
+    head = "".join(
+        f"<th>{escape(h)}</th>" for h in ("derivation", "gradient", *report.oracles, "verdict", *proofs)
+    )
     rows, notes = [], []
     for d in report.derivations:
         if d.error is not None:
@@ -78,6 +81,11 @@ def report_html(report: Report) -> str:
         for g in d.gradients:
             cells = "".join(_oracle_cell(g.oracles.get(o)) for o in report.oracles)
             verdict = _cell(str(g.status), str(g.status))
+            if proofs:  # the prover's outcome, its conditions or residue on hover (check(..., prove=True))
+                proof = g.proof
+                verdict += (
+                    _cell(str(proof.status).replace("-", " "), "", proof.summary()) if proof else "<td></td>"
+                )
             rows.append(f"<tr><td>{escape(d.name)}</td><td>{escape(g.name)}</td>{cells}{verdict}</tr>")
             if g.diagnosis:
                 notes.append(f"{d.name}: {g.name} (line {g.line}): {g.diagnosis}")
