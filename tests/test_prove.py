@@ -451,3 +451,11 @@ def test_right_but_not_proved_keeps_its_verdict():
     assert report.exit_code == 0 and g.status == "verified"
     assert g.proof.status is ProofStatus.NOT_PROVED
     assert "where(x[n, i]**2 > 0, 1, 0)" in g.proof.residue
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "nan", "inf", "soon"])
+def test_cli_time_limit_must_be_positive(limit, capsys):
+    """A time limit that is not a positive number of seconds is bad input: exit 2, one line."""
+    assert main(["prove", "relu", "--time-limit", limit]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a positive number of seconds" in err[0]

@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         if help_text:
             p.add_argument("--prove", action="store_true", help=help_text)
         p.add_argument(
-            "--time-limit", type=float, metavar="S", help="seconds per gradient for the prover (10)"
+            "--time-limit", type=_seconds, metavar="S", help="seconds per gradient for the prover (10)"
         )
 
     checking(command("all", help="check every catalogue derivation"))
@@ -190,6 +190,16 @@ def _run_checks(items, args) -> int:
     return report.exit_code
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def proof_times(report, wall_s: float) -> str:
     """The prover's speed: each gradient's proof time (the self-check's sample of each derivation aside)
     and the wall time of the whole command, check included (the figures BENCHMARKS.md records)."""
@@ -200,7 +210,8 @@ def proof_times(report, wall_s: float) -> str:
         return f"prover: nothing to prove; wall {wall_s:.1f} s"
     slowest = max(timed)
     return (
-        f"prover: {len(timed)} gradients in {sum(s for s, _ in timed):.2f} s, slowest {slowest[1]} "
+        f"prover: {len(timed)} gradient{'s' * (len(timed) != 1)} in {sum(s for s, _ in timed):.2f} s, "
+        f"slowest {slowest[1]} "
         f"{slowest[0]:.2f} s; wall {wall_s:.1f} s"
     )
 
