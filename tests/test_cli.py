@@ -99,13 +99,6 @@ def test_json_contract(tmp_path):
     }
 
 
-def test_json_to_stdout():
-    """`--json -` prints the JSON document after the table."""
-    r = run("check", "derivations/identity.deriv", "--oracle", "exact", "--json", "-")
-    assert r.returncode == 0
-    assert json.loads(r.stdout[r.stdout.index("{") :])["derivations"][0]["status"] == "verified"
-
-
 def test_skipped_framework_is_visible(monkeypatch):
     """An oracle that cannot run is a skip with its reason, never a pass."""
     import verify

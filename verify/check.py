@@ -8,9 +8,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sampling
+import numpy as np
+
+from . import caveats, domains, jacobians, rounding, sampling
 from .catalogue import load
-from .comparison import TOLERANCES, Comparison, Result, Status
+from .comparison import TOLERANCES, Comparison, Result, Status, Truth
 from .diagnose import diagnose
 from .model import Derivation, DerivationError, Statement
 from .oracles import ORACLE_CLASSES, ORACLES, Skip
@@ -150,18 +152,28 @@ def run_oracle(name: str, d: Derivation, draws) -> OracleRun:
     reason = oracle.unavailable()
     if reason is not None:
         return every(Result(Status.SKIP, reason=reason))
-    comps = {g.target: Comparison(TOLERANCES[name]) for g in d.claims}
+    tol = TOLERANCES[name]
+    comps = {g.target: Comparison(tol, g.label) for g in d.claims}
     fwd_comps: dict[str, Comparison] = {}
+    stage = "starting"
     try:
-        for sample in draws:
+        for k, sample in enumerate(draws):
+            stage = f"bounding rounding errors at sample {k + 1}"
+            bounds = rounding.of(d, sample)
+            stage = f"comparing the forward at sample {k + 1}"
+            output = Truth(sample.forward[d.output], _largest(sample.forward[d.output]), bounds.worst)
             for label, generated, library in oracle.forward(sample):
-                fwd_comps.setdefault(label, Comparison(TOLERANCES[name])).add(generated, library, sample)
-            for g, written, reference in oracle.gradients(sample):
-                comps[g].add(written, reference, sample)
+                bound = 2 * tol.scale(bounds.values[d.output])  # both sides compute the forward
+                comp = fwd_comps.setdefault(label, Comparison(tol, "forward"))
+                comp.add(generated, library, sample, bound, output)
+            stage = f"computing gradients at sample {k + 1}"
+            for g, written, reference, bound in oracle.gradients(sample):
+                own, truth = _written_bound(d, d.statement(g), sample, bounds)
+                comps[g].add(written, reference, sample, tol.scale(own) + bound, truth)
     except Skip as e:
         return every(Result(Status.SKIP, reason=str(e)))
-    except Exception as e:  # an oracle that breaks never lets a gradient pass
-        return every(Result(Status.FAIL, reason=f"{name} oracle failed: {type(e).__name__}: {e}"))
+    except Exception as e:  # the tool broke, not the formula: never a verdict, always shown
+        return every(Result(Status.ERROR, reason=f"{name} oracle raised {type(e).__name__} {stage}: {e}"))
     results = {}
     for g, c in comps.items():
         results[g] = c.result
@@ -173,6 +185,32 @@ def run_oracle(name: str, d: Derivation, draws) -> OracleRun:
         [ForwardReport(name, label, c.result) for label, c in fwd_comps.items()],
         oracle,
     )
+
+
+def _written_bound(d: Derivation, g: Statement, sample, bounds) -> tuple[object, Truth]:
+    """The float64 bound of claim g's written value, and what is known exactly about it: for a gradient
+    its value and the size of the true adjoint; for a Jacobian statement both at full size."""
+    if g.jacobian is None:
+        return bounds.values[g.target], Truth(sample.forward[g.target], bounds.size(g.of), bounds.worst)
+    full = rounding.jacobian(d, sample, g.jacobian.of, g.jacobian.wrt)
+    written = jacobians.full(g, sample.forward[g.target])
+    own = jacobians.full(g, bounds.values[g.target])
+    return own, Truth(written, rounding.size(full.true, full.bound), bounds.worst)
+
+
+def _largest(value):
+    return max((abs(x) for x in np.ravel(value)), default=0)
+
+
+def verdict(results: dict[str, Result]) -> tuple[Status, str]:
+    """A gradient's verdict from its oracles' results, and why when it is not verified: wrong when an
+    oracle failed, verified when none failed and at least one passed, inconclusive when none decided."""
+    if any(r.status == Status.FAIL for r in results.values()):
+        return Status.WRONG, ""
+    if any(r.status == Status.PASS for r in results.values()):
+        return Status.VERIFIED, ""
+    why = "; ".join(f"{name} {r.status}: {r.reason}" for name, r in results.items())
+    return Status.INCONCLUSIVE, f"no oracle could decide ({why})" if why else "no oracle ran"
 
 
 def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> DerivationReport:
@@ -187,10 +225,9 @@ def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> De
         found = [run.arrays[g.target] for name, run in sorted(runs.items(), key=lambda kv: kv[0] != "exact")
                  if g.target in run.arrays]  # fmt: skip
         arrays = found[0] if found else None
-        ran = [r for r in results.values() if r.status != "skip"]
-        status = "unchecked" if not ran else "verified" if all(r.status == "pass" for r in ran) else "wrong"
+        status, reason = verdict(results)
         diagnosis = ""
-        if status == "wrong":
+        if status == Status.WRONG:
             diagnosis = diagnose(d, g.target, arrays, exact, results)
             used = _uses(d, g.target) & set(wrong_lines)
             if used:
@@ -208,15 +245,31 @@ def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> De
                     )
             if g.chain is None or g.chain[0] == g.chain[1]:
                 wrong_lines[g.target] = g.line
-        gradients.append(GradientReport(g.label, g.line, status, results, diagnosis, g))
-    bad_forward = any(f.result.status == "fail" for f in forward)
-    status = "verified"
-    if bad_forward or any(g.status != "verified" for g in gradients):
-        status = "wrong"
-    sizes = [dict(s.sizes) for s in draws]
+        gradients.append(GradientReport(g.label, g.line, status, results, diagnosis, g, reason=reason))
+    statuses = {g.status for g in gradients}
+    status = Status.VERIFIED
+    if any(f.result.status == Status.FAIL for f in forward) or Status.WRONG in statuses:
+        status = Status.WRONG
+    elif Status.INCONCLUSIVE in statuses:
+        status = Status.INCONCLUSIVE
     return DerivationReport(
-        d.name, d.file, status, d.title, None, gradients, forward, seed, sizes, d.unchecked
-    )
+        d.name, d.file, str(status), d.title, None, gradients, forward, seed,
+        [dict(s.sizes) for s in draws], d.unchecked, domains=_domains(d), warnings=caveats.warnings(d),
+        near=[s.near for s in draws],
+    )  # fmt: skip
+
+
+def _domains(d: Derivation) -> dict[str, dict[str, str]]:
+    """Every drawn input's domain, and where it was inferred from when it was."""
+    out = {}
+    for name in d.inputs:
+        if name in d.fixed_values:
+            continue
+        found = None if name in d.domains else domains.inferred(d).get(name)
+        out[name] = {"domain": domains.of(d, name).describe()}
+        if found is not None:
+            out[name]["inferred"] = found.why.describe()
+    return out
 
 
 def _uses(d: Derivation, target: str) -> set[str]:

@@ -15,12 +15,11 @@ import traceback
 from importlib import resources
 from pathlib import Path
 
-from sympy.printing.str import StrPrinter
-
-from . import primitives
+from . import caveats, domains
 from .catalogue import folder, load, paths
-from .model import Derivation, DerivationError, step_of
+from .model import Derivation, DerivationError
 from .oracles import ORACLES
+from .unparse import expression_text, target_text
 
 # the console script `gradverify` and `python -m verify` are one program; messages use the name typed
 PROG = "gradverify" if Path(sys.argv[0]).name == "gradverify" else "python -m verify"
@@ -35,32 +34,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-class DerivPrinter(StrPrinter):
-    """Prints SymPy index expressions back in the derivation language."""
-
-    def _print_Indexed(self, e):
-        return f"{e.base.label}[{', '.join(self._print(i) for i in e.indices)}]"
-
-    def _print_Sum(self, e):
-        return f"sum({self._print(e.function)}, {', '.join(self._print(lim[0]) for lim in e.limits)})"
-
-    def _print_KroneckerDelta(self, e):
-        return f"delta({self._print(e.args[0])}, {self._print(e.args[1])})"
-
-    def _print_Piecewise(self, e):
-        (a, cond), (b, _) = e.args[0], e.args[-1]
-        return f"where({self._print(cond)}, {self._print(a)}, {self._print(b)})"
-
-
-def _print_call(printer: DerivPrinter, e, prim: primitives.Primitive) -> str:
-    return f"{prim.name}({', '.join(printer._print(a) for a in e.args)})"
-
-
-primitives.install(DerivPrinter, _print_call)
-
-
 def show_text(d: Derivation) -> str:
-    p = DerivPrinter()
     out = [f"{d.name}: {d.title}"]
     for key in ("source", "notes"):
         if key in d.header:
@@ -70,14 +44,18 @@ def show_text(d: Derivation) -> str:
     out.append("inputs:")
     for name in d.inputs:
         shape = " x ".join(s.name for s in d.shape(name)) or "scalar"
-        what = f"= {d.fixed_values[name]}" if name in d.fixed_values else d.domain(name).describe()
+        what = f"= {d.fixed_values[name]}" if name in d.fixed_values else domains.describe(d, name)
         out.append(f"  {name}: {shape}, {what}")
     out.append(f"output: {d.output}; upstream gradient: {d.upstream if d.upstream in d.tensors else '1'}")
     out.append("forward:")
     for st in d.forward:
         if st.source:
             out.append(f"  # {' '.join(st.source.split())}")
-        out.append(f"  {_target(st)} = {p.doprint(st.rhs)}")
+        out.append(f"  {target_text(st)} = {expression_text(st.rhs)}")
+    needs = domains.conditions(d)
+    if needs:
+        out.append("the forward is real and finite where (draws that break it are redrawn):")
+        out += [f"  {c.describe()}" for c in needs]
     out.append("gradients:")
     out += [f"  (line {line}, column {col}: {message})" for line, col, message in d.unchecked]
     for st in d.gradients:
@@ -87,23 +65,10 @@ def show_text(d: Derivation) -> str:
         note = f"    (checked: {what})" if what else "    (helper)"
         if st.source:
             out.append(f"  # {' '.join(st.source.split())}")
-        lhs = _target(st) if st.chain is None or st.chain[0] == 1 else " " * len(_target(st))
-        out.append(f"  {lhs} = {p.doprint(st.rhs)}{note}")
+        lhs = target_text(st) if st.chain is None or st.chain[0] == 1 else " " * len(target_text(st))
+        out.append(f"  {lhs} = {expression_text(st.rhs)}{note}")
+    out += [f"warning: {w}" for w in caveats.warnings(d)]
     return "\n".join(out)
-
-
-def _indexed(name: str, indices) -> str:
-    return f"{name}[{', '.join(i.name for i in indices)}]" if indices else name
-
-
-def _target(st) -> str:
-    """A statement's target as written: name[i, j]; dy[n,k]/dx[n,m] for a Jacobian, after its name when
-    it has one; the conclusion's name for every step of a chain."""
-    jac = st.jacobian
-    if jac is None:
-        return _indexed(step_of(st.target), st.indices)
-    quotient = f"{_indexed('d' + jac.of, jac.of_indices)}/{_indexed('d' + jac.wrt, jac.wrt_indices)}"
-    return f"{_indexed(step_of(st.target), st.indices)} = {quotient}" if jac.named else quotient
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -181,6 +146,8 @@ def _run_checks(items, args) -> int:
     for d in report.derivations:
         if d.error is not None:
             print(str(d.error), file=sys.stderr)
+    for line in report.errors():  # exit 4: an oracle broke, which is no verdict on the formula
+        print(f"{PROG}: internal error: {line}", file=sys.stderr)
     if args.json:
         text = report.dumps()
         if args.json == "-":

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sympy as sp
 
 from .catalogue import load
 from .lower import AsArray, Eye, Program, Zeros, backward_program, forward_program, shift_name
 from .model import Derivation, DerivationError
-from .printers import printer
+from .printers import kink_printer, printer
 
 BACKENDS = ("numpy", "jax", "torch")
 
@@ -28,8 +29,8 @@ def _shape_text(d: Derivation, name: str) -> str:
     return " x ".join(s.name for s in shape) if shape else "scalar"
 
 
-def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str) -> str:
-    pr = printer(backend)
+def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str, pr=None) -> str:
+    pr = pr or printer(backend)
     params = []
     for p in prog.params:
         if p in d.fixed_values:
@@ -168,8 +169,8 @@ def _namespace(backend: str) -> dict:
     return {"torch": torch}
 
 
-def _compile(text: str, backend: str, label: str) -> dict:
-    namespace = _namespace(backend)
+def _compile(text: str, backend: str, label: str, extra: dict | None = None) -> dict:
+    namespace = {**_namespace(backend), **(extra or {})}
     exec(compile(text, f"<gradverify {label} {backend}>", "exec"), namespace)  # noqa: S102  generated code only
     return namespace
 
@@ -233,6 +234,35 @@ def forward_given(d: Derivation, backend: str, given: tuple[str, ...] = (), shif
         _CACHE[key] = (d, ns["forward"])
     fn = _CACHE[key][1]
     return lambda **values: fn(**_select(fn, values))
+
+
+def observed_forward(d: Derivation, given: tuple[str, ...] = ()):
+    """A compiled NumPy forward (with the names in `given` as inputs) that also reports where it stands
+    at every kink: `fn(**values)` returns (forward values, [sign of each max, min, abs and comparison
+    argument, in the order evaluated]). Two calls whose signs differ lie on different sides of a kink,
+    which a finite difference across them cannot cross."""
+    key = (id(d), "numpy kinks", given)
+    if key not in _CACHE:
+        pr = kink_printer()
+        doc = "Forward pass, reporting the sign of every kink argument."
+        text = "\n".join(
+            [pr.imports, "", "", _function(d, forward_program(d, given), "numpy", "forward", doc, pr)]
+        )
+        signs: list = []
+
+        def kink(argument, value):
+            signs.append(np.sign(argument))
+            return value
+
+        fn = _compile(text, "numpy", d.name, {"_kink": kink})["forward"]
+
+        def run(**values):
+            signs.clear()
+            out = fn(**_select(fn, values))
+            return out, list(signs)
+
+        _CACHE[key] = (d, run)
+    return _CACHE[key][1]
 
 
 __all__ = [

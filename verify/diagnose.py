@@ -16,8 +16,9 @@ from .oracles import Exact
 
 def diagnose(d: Derivation, name: str, arrays, exact: Exact | None, results: dict[str, Result]) -> str:
     failing = [(k, r) for k, r in results.items() if r.status == "fail"]
-    if arrays is None:
-        return "; ".join(f"{k}: {r.reason}" for k, r in failing if r.reason) or "wrong"
+    reasons = [f"{r.reason} ({k})" for k, r in failing if r.reason]  # not real, or the wrong shape
+    if arrays is None or reasons:
+        return "; ".join(reasons) or "wrong"
     written, reference, sample = arrays
     w = np.array([float(x) for x in np.ravel(written)]).reshape(np.shape(written))
     r = np.array([float(x) for x in np.ravel(reference)]).reshape(np.shape(reference))

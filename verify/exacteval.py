@@ -23,6 +23,9 @@ def elements(shape: tuple[int, ...]):
     return itertools.product(*(range(s) for s in shape))
 
 
+_METHODS: dict[tuple[type, type], object] = {}
+
+
 class Evaluator:
     """Evaluates an expression with tensors bound to object arrays of mpf, indices bound to integers.
 
@@ -32,21 +35,35 @@ class Evaluator:
     def __init__(self, tensors: Mapping[str, object], sizes: Mapping[sp.Symbol, int], observe=None):
         self.tensors = tensors
         self.sizes = sizes
-        self.observe = observe  # called with (kind, site, value) at every kink: max, min, abs, < and >
+        # called with (kind, site, value, env) at every kink: max, min, abs, < and >; `env` binds the
+        # statement's free indices and the sums' indices, so that (site, env) names one element's kink
+        self.observe = observe
         self.reads: set | None = None  # when a set, every tensor element read is recorded in it
 
     def __call__(self, expr: sp.Expr, env: Mapping[sp.Symbol, int]):
         return self.ev(expr, env)
 
     def ev(self, expr, env):
-        prim = BY_NODE.get(type(expr))
+        method = _METHODS.get((type(self), type(expr)))
+        if method is None:
+            method = _METHODS[type(self), type(expr)] = self._method(type(expr))
+        return method(self, expr, env)
+
+    @classmethod
+    def _method(cls, node: type):
+        """The function evaluating a node type: its primitive's record, or `_ev_<Node>` of the nearest
+        class in its MRO (looked up once per evaluator class and node type)."""
+        prim = BY_NODE.get(node)
         if prim is not None:
-            return self._ev_primitive(expr, env, prim)
-        for cls in type(expr).__mro__:
-            method = getattr(self, "_ev_" + cls.__name__, None)
+            return lambda self, e, env: self._ev_primitive(e, env, prim)
+        for base in node.__mro__:
+            method = getattr(cls, "_ev_" + base.__name__, None)
             if method is not None:
-                return method(expr, env)
-        raise TypeError(f"cannot evaluate {type(expr).__name__}: {expr}")
+                return method
+        return lambda self, e, env: self._unknown(e)
+
+    def _unknown(self, e):
+        raise TypeError(f"cannot evaluate {type(e).__name__}: {e}")
 
     def _ev_Rational(self, e, env):
         return mpmath.mpf(int(e.p)) / int(e.q)
@@ -87,12 +104,10 @@ class Evaluator:
         return out
 
     def _ev_Pow(self, e, env):
-        base, exp = self.ev(e.base, env), e.exp
-        if exp.is_Integer:
-            return base ** int(exp)
-        if exp == sp.Rational(1, 2):
-            return mpmath.sqrt(base)
-        return mpmath.power(base, self.ev(exp, env))
+        base = self.ev(e.base, env)
+        if e.exp.is_Number:
+            return power(base, e.exp)
+        return real(mpmath.power, base, self.ev(e.exp, env))
 
     def _ev_sign(self, e, env):
         return mpmath.sign(self.ev(e.args[0], env))
@@ -104,8 +119,8 @@ class Evaluator:
     def _ev_primitive(self, e, env, prim: Primitive):
         args = [self.ev(a, env) for a in e.args]
         if prim.kink is not None:
-            self._kink(prim.kink, e, kink_value(prim, args))
-        return prim.exact(*args)
+            self._kink(prim.kink, e, kink_value(prim, args), env)
+        return real(prim.exact, *args)
 
     def _ev_KroneckerDelta(self, e, env):
         i, j = (self.ev(x, env) for x in e.args)
@@ -120,7 +135,7 @@ class Evaluator:
     def _relation(self, e, env, op):
         a, b = self.ev(e.lhs, env), self.ev(e.rhs, env)
         if op not in ("==", "!="):
-            self._kink("where", e, a - b)
+            self._kink("where", e, a - b, env)
         return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
 
     def _ev_StrictLessThan(self, e, env):
@@ -154,9 +169,35 @@ class Evaluator:
             total.append(self.ev(body, env))
         return mpmath.fsum(total)
 
-    def _kink(self, kind, site, value):
+    def _kink(self, kind, site, value, env):
         if self.observe is not None:
-            self.observe(kind, site, value)
+            self.observe(kind, site, value, env)
+
+
+NAN = mpmath.mpf("nan")
+
+
+def real(f, *args):
+    """f(*args) where it is a real number; NaN where it is not (the square root or logarithm of a negative
+    number, a division by zero): such a value is no verdict's business but the sampler's, which redraws,
+    or the written formula's fault, which the comparison reports."""
+    try:
+        v = f(*args)
+    except ZeroDivisionError:
+        return NAN
+    if isinstance(v, mpmath.mpc):
+        return v.real if v.imag == 0 else NAN
+    return v
+
+
+def power(base, exp: sp.Number):
+    """base ** exp for a SymPy number `exp`, NaN where it is not real."""
+    if exp.is_Integer:
+        return real(lambda b: b ** int(exp), base)
+    if exp == sp.Rational(1, 2):
+        return real(mpmath.sqrt, base)
+    value = mpmath.mpf(int(exp.p)) / int(exp.q) if exp.is_Rational else mpmath.mpf(exp)
+    return real(mpmath.power, base, value)
 
 
 def concrete_shape(d: Derivation, name: str, sizes: Mapping[str, int]) -> tuple[int, ...]:
@@ -167,9 +208,14 @@ def size_values(d: Derivation, sizes: Mapping[str, int]) -> dict[sp.Symbol, int]
     return {d.sizes[k]: v for k, v in sizes.items()}
 
 
-def run_statement(st: Statement, d: Derivation, values: dict, sizes: Mapping[str, int], observe=None):
-    """Evaluate one statement for every element of its target; returns an object array or an mpf."""
-    ev = Evaluator(values, size_values(d, sizes), observe)
+def run_statement(
+    st: Statement, d: Derivation, values: dict, sizes: Mapping[str, int], observe=None, evaluator=None
+):
+    """Evaluate one statement for every element of its target; returns an object array or an mpf.
+    `observe`, if given, is called with the statement and then the evaluator's kink arguments;
+    `evaluator` is the Evaluator class (verify.rounding's carries error bounds along)."""
+    watch = (lambda *a: observe(st, *a)) if observe else None
+    ev = (evaluator or Evaluator)(values, size_values(d, sizes), watch)
     shape = concrete_shape(d, st.target, sizes)
     rhs = contracted(st.rhs)
     if not shape:
@@ -248,12 +294,14 @@ def _hoisted(factors: list) -> list:
     return out
 
 
-def run_all(d: Derivation, inputs: Mapping[str, object], sizes: Mapping[str, int], observe=None) -> dict:
+def run_all(
+    d: Derivation, inputs: Mapping[str, object], sizes: Mapping[str, int], observe=None, evaluator=None
+) -> dict:
     """Every forward value and every written gradient, in order, each statement using the earlier ones."""
     values = dict(inputs)
     with mpmath.workdps(DIGITS):
         for st in d.forward + d.gradients:
-            values[st.target] = run_statement(st, d, values, sizes, observe)
+            values[st.target] = run_statement(st, d, values, sizes, observe, evaluator)
     return values
 
 
@@ -275,11 +323,21 @@ def local_derivatives(d: Derivation) -> dict[str, list[tuple[str, tuple[sp.Symbo
             shape = d.shape(name)
             at = tuple(sp.Dummy(f"a{k}", integer=True) for k in range(len(shape)))
             wrt = sp.Indexed(sp.IndexedBase(name, real=True), *at) if shape else sp.Symbol(name, real=True)
-            der = sp.diff(st.rhs, wrt)
+            der = contracted(sp.diff(st.rhs, wrt))
             if der != 0:
                 parts.append((name, at, der))
         out[st.target] = parts
     return out
+
+
+_DERIVATIVES: dict[int, tuple] = {}
+
+
+def derivatives_of(d: Derivation):
+    """`local_derivatives(d)`, computed once per derivation."""
+    if id(d) not in _DERIVATIVES:
+        _DERIVATIVES[id(d)] = (d, local_derivatives(d))  # holding d keeps its id from being reused
+    return _DERIVATIVES[id(d)][1]
 
 
 def adjoints(
@@ -289,6 +347,8 @@ def adjoints(
     upstream,
     derivatives,
     seed: str | None = None,
+    evaluator=None,
+    plain: Mapping[str, object] | None = None,
 ):
     """Reverse-mode accumulation of L = sum(upstream * output) through the forward, in high precision;
     with `seed`, of L = sum(upstream * seed) for that forward name instead of the output.
@@ -296,7 +356,8 @@ def adjoints(
     Returns the adjoint of every input and forward name: the partial derivative of L with respect to it,
     that name treated as independent and everything downstream of it depending on it. For each target
     element, SymPy's derivative is evaluated only at the elements that element's definition reads: the
-    derivative with respect to any other element is zero."""
+    derivative with respect to any other element is zero. With another `evaluator` (verify.rounding's),
+    `values` are its numbers and `plain` the same values as plain numbers, for finding the reads."""
     sv = size_values(d, sizes)
     with mpmath.workdps(DIGITS):
         adj: dict[str, object] = {}
@@ -304,7 +365,8 @@ def adjoints(
             shape = concrete_shape(d, name, sizes)
             adj[name] = np.full(shape, mpmath.mpf(0), dtype=object) if shape else mpmath.mpf(0)
         adj[seed or d.output] = upstream
-        ev = Evaluator(values, sv)
+        ev = (evaluator or Evaluator)(values, sv)
+        reader = Evaluator(plain, sv) if plain is not None else ev
         for st in reversed(d.forward):
             a_t = adj[st.target]
             parts = {name: (at, der) for name, at, der in derivatives[st.target]}
@@ -313,9 +375,9 @@ def adjoints(
                 if weight == 0:
                     continue
                 env = dict(zip(st.indices, e, strict=True))
-                ev.reads = set()
-                ev(st.rhs, env)
-                reads, ev.reads = ev.reads, None
+                reader.reads = set()
+                reader(st.rhs, env)
+                reads, reader.reads = reader.reads, None
                 for name, f in reads:
                     if name not in parts:
                         continue
@@ -329,11 +391,18 @@ def adjoints(
 
 
 def jacobian(
-    d: Derivation, values: Mapping[str, object], sizes: Mapping[str, int], derivatives, of: str, wrt: str
+    d: Derivation,
+    values: Mapping[str, object],
+    sizes: Mapping[str, int],
+    derivatives,
+    of: str,
+    wrt: str,
+    evaluator=None,
+    plain: Mapping[str, object] | None = None,
 ):
     """The full Jacobian of forward value `of` with respect to `wrt` (an input or intermediate, treated
     as independent): an object array of shape of.shape + wrt.shape, one reverse accumulation per element
-    of `of` with a unit upstream vector on that element."""
+    of `of` with a unit upstream vector on that element (`evaluator` and `plain` as for `adjoints`)."""
     y_shape, x_shape = concrete_shape(d, of, sizes), concrete_shape(d, wrt, sizes)
     out = np.empty(y_shape + x_shape, dtype=object)
     with mpmath.workdps(DIGITS):
@@ -341,5 +410,6 @@ def jacobian(
             unit = np.full(y_shape, mpmath.mpf(0), dtype=object) if y_shape else mpmath.mpf(1)
             if y_shape:
                 unit[e] = mpmath.mpf(1)
-            out[e + (Ellipsis,)] = adjoints(d, values, sizes, unit, derivatives, seed=of)[wrt]
+            adj = adjoints(d, values, sizes, unit, derivatives, of, evaluator, plain)[wrt]
+            out[e + (Ellipsis,)] = adj
     return out

@@ -569,18 +569,28 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
             r"\end{tabular}",
             r"\end{center}",
         ]
-    skipped = {o: res.reason for g in r.gradients for o, res in g.oracles.items() if res.status == "skip"}
-    if skipped:
-        reasons = "; ".join(f"{escape(o)} ({escape(why)})" for o, why in skipped.items())
-        out.append(rf"\noindent Skipped: {reasons}.")
+    notes = _reasons(r)
+    if notes:
+        out.append(r"\noindent Oracles that did not pass, and why:")
+        out.append(r"\begin{itemize}")
+        out += [rf"\item {note}" for note in notes]
+        out.append(r"\end{itemize}")
+    out += [rf"\par\noindent\textbf{{Warning:}} {escape(w)}." for w in r.warnings]
+    inferred = {name: info["inferred"] for name, info in r.domains.items() if "inferred" in info}
+    for name, why in inferred.items():
+        out.append(
+            rf"\par\noindent ${escape(name)}$ is drawn {escape(r.domains[name]['domain'])} (inferred: {escape(why)})."
+        )
     if r.status == "verified":
-        out.append(r"\par\noindent\textbf{Verdict:} verified: every gradient passed every oracle that ran.")
+        out.append(
+            r"\par\noindent\textbf{Verdict:} verified: every gradient passed every oracle that decided."
+        )
     else:
         out.append(rf"\par\noindent\textbf{{Verdict: {escape(r.status)}.}}")
         out.append(r"\begin{itemize}")
         for g in r.gradients:
             if g.status != "verified":
-                why = escape(g.diagnosis) if g.diagnosis else "no oracle ran"
+                why = escape(g.diagnosis or g.reason or "no oracle decided")
                 of = p.claim_inline(d.statement(g.target))
                 out.append(
                     rf"\item ${of}$ (\texttt{{{escape(g.name)}}}, line {g.line}) is {escape(g.status)}: {why}."
@@ -624,10 +634,25 @@ def _proofs_latex(d: Derivation, r: DerivationReport, p: DerivationPrinter) -> l
 def _cell(res: Result | None) -> str:
     if res is None:
         return ""
-    if res.status == "skip":
-        return "skip"
+    if res.status in ("skip", "inconclusive"):
+        return str(res.status)
+    if res.status == "error":
+        return r"\textbf{error}"
     status = "pass" if res.status == "pass" else r"\textbf{fail}"
     return status if res.max_rel_err is None else f"{status} ${_sci(res.max_rel_err)}$"
+
+
+def _reasons(r: DerivationReport) -> list[str]:
+    """Every oracle result other than pass and fail, with its reason, once for the gradients sharing it."""
+    shared: dict[tuple[str, str, str], list[str]] = {}
+    for g in r.gradients:
+        for oracle, res in g.oracles.items():
+            if res.status not in ("pass", "fail"):
+                shared.setdefault((oracle, str(res.status), res.reason), []).append(g.name)
+    return [
+        rf"{escape(oracle)} {escape(status)} for \texttt{{{escape(', '.join(names))}}}: {escape(reason)}"
+        for (oracle, status, reason), names in shared.items()
+    ]
 
 
 def _sci(x: float) -> str:

@@ -10,7 +10,9 @@ and layout. The lowering
   inner index is computed once and broadcast (never folded into one large contraction);
 - contracts a Kronecker delta away where it meets a sum over one of its indices;
 - inlines helper statements, and computes each repeated sum once;
-- takes a factor common to all the terms of a statement out of them.
+- takes a factor common to all the terms of a statement out of them;
+- writes softmax, log-softmax and log-sum-exp in their stable form, shifted by the maximum (`stable`),
+  so that logits of 1000 work in float64 and of 100 in float32.
 """
 
 from __future__ import annotations
@@ -65,6 +67,20 @@ class AsArray(sp.Function):
     @property
     def is_number(self):
         return False
+
+
+class ReduceMax(sp.Function):
+    is_commutative = True
+    is_real = True
+    """ReduceMax(operand, axis): the maximum of an array over one axis, used only as a shift that cancels
+    (see `stable`): the printers keep autodiff from differentiating through it."""
+
+
+class IndexMax(sp.Function):
+    is_commutative = True
+    is_real = True
+    """IndexMax(expr, i, size): the maximum of an index expression over the index i (ranging over size),
+    with i a Dummy of its own. It exists between `stable` and the lowering, which makes it a ReduceMax."""
 
 
 class Eye(sp.Function):
@@ -181,7 +197,7 @@ class _Lowering:
             return expr if expr.name in self.scalars else Align(expr, sp.Tuple(*src), sp.Tuple(*dst))
         if isinstance(expr, Align):
             return Align(expr.args[0], expr.args[1], sp.Tuple(*dst))
-        if isinstance(expr, Einsum | ReduceSum | Eye):
+        if isinstance(expr, Einsum | ReduceSum | ReduceMax | Eye):
             return Align(expr, sp.Tuple(*src), sp.Tuple(*dst))
         if isinstance(expr, sp.Piecewise):
             pairs = [
@@ -208,6 +224,15 @@ class _Lowering:
             if i == j:  # delta(n, n)
                 return sp.Integer(1), ()
             return self.temp(Eye(self.range_of(i), self.range_of(j)), (i, j))
+        if isinstance(e, IndexMax):
+            body, i, size = e.args
+            self.ranges[i] = size
+            x, axes = self.lower(body, tuple(pref) + (i,))
+            if i not in axes:
+                return x, axes
+            if not isinstance(x, sp.Symbol):
+                x, axes = self.temp(x, axes)
+            return self.temp(ReduceMax(x, sp.Integer(axes.index(i))), tuple(a for a in axes if a != i))
         if isinstance(e, sp.Piecewise):
             parts = []
             for value, cond in e.args:
@@ -358,8 +383,9 @@ class _Lowering:
 
     def statement(self, st: Statement):
         self.ranges = dict(st.ranges)
-        self.know_ranges(st.rhs)
-        expr, axes = self.lower(st.rhs, st.indices)
+        rhs = stable(st.rhs)
+        self.know_ranges(rhs)
+        expr, axes = self.lower(rhs, st.indices)
         # A factor common to every term is multiplied once: dy*y - y*s becomes y*(dy - s), one
         # whole-array product fewer.
         expr = sp.factor_terms(expr, sign=False)
@@ -382,6 +408,65 @@ def _is_call(e) -> bool:
     if isinstance(e, sp.Pow):
         return not e.exp.is_Integer
     return type(e) in BY_NODE or isinstance(e, sp.Max | sp.Min)
+
+
+def stable(e: sp.Expr) -> sp.Expr:
+    """`e` with every softmax exp(a_k) / sum(exp(a_m), m), log-softmax log(exp(a_k) / sum(exp(a_m), m))
+    and log-sum-exp log(sum(exp(a_m), m)) shifted by M = max over m of a_m, which cancels exactly:
+    exp(a_k - M) / sum(exp(a_m - M), m), a_k - M - log(sum(exp(a_m - M), m)), M + log(sum(exp(a_m - M),
+    m)). No exp of a positive number is left to overflow, and the sum is at least 1, so its log is safe."""
+    if e.is_Atom or not e.args:
+        return e
+    if isinstance(e, sp.log):
+        arg = e.args[0]
+        ratio = _softmax(arg)
+        if ratio is not None:
+            a, shift, shifted, rest = ratio
+            if rest == 1:
+                return a - shift - sp.log(shifted)
+        total = _sum_of_exp(arg)
+        if total is not None:
+            shift, shifted = total
+            return shift + sp.log(shifted)
+    if isinstance(e, sp.Mul):
+        ratio = _softmax(e)
+        if ratio is not None:
+            a, shift, shifted, rest = ratio
+            return stable(rest) * sp.exp(a - shift) / shifted
+    return e.func(*[stable(a) for a in e.args])
+
+
+def _sum_of_exp(e):
+    """(M, sum(exp(a_m - M), m)) for e = sum(exp(a_m), m) over one index, else None."""
+    if not (isinstance(e, sp.Sum) and len(e.limits) == 1 and isinstance(e.function, sp.exp)):
+        return None
+    m, lo, hi = e.limits[0]
+    body = e.function.args[0]
+    own = sp.Dummy(m.name, integer=True)
+    shift = IndexMax(body.xreplace({m: own}), own, hi - lo + 1)
+    return shift, sp.Sum(sp.exp(body - shift), (m, lo, hi))
+
+
+def _softmax(e):
+    """(a_k, M, sum(exp(a_m - M), m), the other factors) for a product holding exp(a_k) and
+    1 / sum(exp(a_m), m), where a_k is a_m with m renamed to k; else None."""
+    factors = sp.Mul.make_args(e)
+    for f in factors:
+        if not (isinstance(f, sp.Pow) and f.exp == -1):
+            continue
+        total = _sum_of_exp(f.base)
+        if total is None:
+            continue
+        m = f.base.limits[0][0]
+        body = f.base.function.args[0]
+        for g in factors:
+            if not isinstance(g, sp.exp):
+                continue
+            a = g.args[0]
+            if any(body.xreplace({m: k}) == a for k in a.free_symbols if k.is_integer):
+                rest = sp.Mul(*[x for x in factors if x is not f and x is not g])
+                return a, total[0], total[1], rest
+    return None
 
 
 def _by_rank(e) -> list[sp.Indexed]:

@@ -72,6 +72,8 @@ class Primitive:
     latex: Code = ""  # a LaTeX operator such as r"\tanh" (printed with its arguments bracketed), or code
     kink: str | None = None  # the derivative jumps where the argument (abs) or a - b (max, min) is zero
     domain: str | None = None  # "positive" / "nonnegative": what the argument must be for a real value
+    monotone: bool = False  # a one-argument function that never turns: its value over an interval lies
+    # between its values at the ends (how verify.rounding bounds the effect of an argument's error)
 
     def code(self, backend: str) -> Code:
         return self.backends.get(backend, self.array)
@@ -114,29 +116,33 @@ def _latex_extreme(op):
 
 PRIMITIVES: tuple[Primitive, ...] = (
     Primitive(
-        "exp", 1, "exp(x)", _unary(sp.exp), sp.exp, mpmath.exp, "{ns}.exp({0})", latex=_latex_exp
+        "exp", 1, "exp(x)", _unary(sp.exp), sp.exp, mpmath.exp, "{ns}.exp({0})", latex=_latex_exp,
+        monotone=True,
     ),
     Primitive(
         "log", 1, "log(x)", _unary(sp.log), sp.log, mpmath.log, "{ns}.log({0})",
-        latex=_latex_log, domain="positive",
+        latex=_latex_log, domain="positive", monotone=True,
     ),
     # sqrt(x) is the power x**(1/2): it prints and evaluates as a power
     Primitive("sqrt", 1, "sqrt(x)", _unary(sp.sqrt), None, None, domain="nonnegative"),
-    Primitive("tanh", 1, "tanh(x)", _unary(sp.tanh), sp.tanh, mpmath.tanh, "{ns}.tanh({0})", latex=r"\tanh"),
+    Primitive(
+        "tanh", 1, "tanh(x)", _unary(sp.tanh), sp.tanh, mpmath.tanh, "{ns}.tanh({0})", latex=r"\tanh",
+        monotone=True,
+    ),
     Primitive(
         "sigmoid", 1, "sigmoid(x)", _unary(sigmoid), sigmoid,
         lambda x: 1 / (1 + mpmath.exp(-x)),
         # the tanh form: no overflow warning for large negative inputs, unlike 1 / (1 + exp(-x))
         "(0.5*{ns}.tanh(0.5*{p0}) + 0.5)",
         {"jax": "jax.nn.sigmoid({0})", "torch": "torch.sigmoid({0})"},
-        latex=r"\sigma",
+        latex=r"\sigma", monotone=True,
     ),
     Primitive(
         "softplus", 1, "softplus(x)", _unary(softplus), softplus,
         lambda x: mpmath.log1p(mpmath.exp(x)),
         "np.logaddexp(0.0, {0})",
         {"jax": "jax.nn.softplus({0})", "torch": "torch.nn.functional.softplus({0}, beta=1.0, threshold=50.0)"},
-        latex=r"\mathrm{softplus}",
+        latex=r"\mathrm{softplus}", monotone=True,
     ),
     Primitive(
         "abs", 1, "abs(x)", _unary(sp.Abs), sp.Abs, abs, "{ns}.abs({0})",

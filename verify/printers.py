@@ -24,6 +24,7 @@ class _ArrayMixin:
     backend = "numpy"
     ns = "np"
     axis_kw = "axis"
+    amax = "max"
 
     def _module_format(self, fqn, register=True):
         for long in ("jax.numpy.", "numpy.", "torch."):
@@ -154,6 +155,14 @@ class _ArrayMixin:
         ax = ax if len(axes) == 1 else f"({ax})"
         return self._call("sum", self._print(x), f"{self.axis_kw}={ax}")
 
+    def _print_ReduceMax(self, e):
+        x, axis = e.args
+        return self._stop_gradient(self._call(self.amax, self._print(x), f"{self.axis_kw}={int(axis)}"))
+
+    def _stop_gradient(self, text: str) -> str:
+        """A value autodiff must treat as a constant (the shift of a stable softmax: it cancels)."""
+        return text
+
     def _print_Align(self, e):
         x, src, dst = e.args
         src, dst = list(src), list(dst)
@@ -224,6 +233,30 @@ class NumpyArrayPrinter(_ArrayMixin, NumPyPrinter):
     imports = "import numpy as np"
 
 
+class KinkNumpyPrinter(NumpyArrayPrinter):
+    """NumPy code that passes the argument of every max, min, abs and comparison through `_kink(argument,
+    value)` (provided by the caller): how the fd oracle sees a step cross a kink."""
+
+    def _print_Relational(self, e):
+        return f"_kink({self._operand(e.lhs)} - {self._operand(e.rhs)}, {super()._print_Relational(e)})"
+
+
+def _print_observed(printer: KinkNumpyPrinter, e: sp.Expr, prim: primitives.Primitive) -> str:
+    text = _print_primitive(printer, e, prim)
+    if prim.kink is None:
+        return text
+    args = [printer._operand(a) for a in e.args]
+    argument = args[0] if prim.kink == "abs" else f"{args[0]} - {args[1]}"
+    return f"_kink({argument}, {text})"
+
+
+primitives.install(KinkNumpyPrinter, _print_observed)
+
+
+def kink_printer() -> KinkNumpyPrinter:
+    return KinkNumpyPrinter({"fully_qualified_modules": True})
+
+
 class JaxArrayPrinter(_ArrayMixin, JaxPrinter):
     backend = "jax"
     ns = "jnp"
@@ -231,6 +264,9 @@ class JaxArrayPrinter(_ArrayMixin, JaxPrinter):
 
     def _einsum(self, spec, operands):
         return self._call("einsum", repr(spec), *operands)
+
+    def _stop_gradient(self, text):
+        return f"jax.lax.stop_gradient({text})"
 
 
 def _torch_printer():
@@ -241,7 +277,11 @@ def _torch_printer():
         backend = "torch"
         ns = "torch"
         axis_kw = "dim"
+        amax = "amax"
         imports = "import torch"
+
+        def _stop_gradient(self, text):
+            return f"{text}.detach()"
 
         def _einsum(self, spec, operands):
             return self._call("einsum", repr(spec), *operands)
@@ -270,4 +310,4 @@ def printer(backend: str):
     return PRINTERS[backend]()({"fully_qualified_modules": True})
 
 
-__all__ = ["PRINTERS", "printer", "precedence"]
+__all__ = ["PRINTERS", "kink_printer", "printer", "precedence"]

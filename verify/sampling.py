@@ -1,44 +1,77 @@
 """Random sizes and inputs for the checks.
 
 Sizes are small, at least 2 and pairwise distinct (so that a swapped index cannot pass by coincidence),
-and differ between draws. Values are exact rationals: multiples of 1/256 for `normal`, `positive` and
-`uniform` (so the float64 copy is exact), exact fractions summing to 1 for `simplex`. A draw is kept
-only when every max, min, abs and where sits at least `MARGIN` away from its kink, and draws are
-repeated until, where possible, every such site takes both of its branches.
+distinct from every size fixed in `[sizes]` too, and differ between draws. Values are exact rationals:
+multiples of 1/256 for `normal`, `positive` and `uniform` (so the float64 copy is exact), exact fractions
+summing to 1 for `simplex`; inputs that declare no domain are drawn from the one the forward needs
+(`verify.domains`).
+
+A draw is kept only when the forward is real and finite at it (a draw where a logarithm's argument is
+negative is redrawn, not judged) and every max, min, abs and where of the forward sits at least `MARGIN`
+away from its kink, where the derivative jumps; draws are repeated until, where possible, every kink site,
+of the forward and of the written gradients, takes both of its branches. A condition in a written
+gradient needs no margin: `where(y > 0, dy, 0)` with y = max(x, 0) is exactly 0 wherever x < 0, and that
+is right.
+
+Those far draws cannot see a threshold moved a little off its kink (`where(x > 0.01, dy, 0)` for ReLU).
+So besides them, `near` draws place elements of every kink of the forward `NEAR` away on each side, by
+moving one input element the kink depends on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import mpmath
 import numpy as np
+import sympy as sp
 
-from . import limits
-from .exacteval import DIGITS, concrete_shape, contracted, elements, run_all
+from . import domains, limits
+from .exacteval import (
+    DIGITS,
+    Evaluator,
+    adjoints,
+    concrete_shape,
+    contracted,
+    derivatives_of,
+    elements,
+    run_all,
+    run_statement,
+    size_values,
+)
 from .model import NORMAL, Derivation, DerivationError, Domain
 
 DRAWS = 2
 MARGIN = Fraction(1, 32)
+NEAR = Fraction(1, 1024)  # a threshold moved further than this off its kink is caught by the near draw
 ATTEMPTS = 40
 DENOMINATOR = 256
+PLACE = Fraction(1, 2**24)  # the grid a moved input element lands on: float64 holds it exactly
+PROBE = Fraction(1, 64)  # the secant's first step
+SOURCES = 16  # input elements tried per kink element
+REACH = 2  # how far a moved element may go from its draw: further would make it an outlier
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One draw: sizes, and every input and the upstream gradient as exact values and as float64."""
+    """One draw: sizes, and every input and the upstream gradient as exact values and as float64.
+    `near` says it places kinks close on purpose; `cache` keeps what is computed from it once
+    (`verify.rounding`'s bounds)."""
 
     seed: int
     sizes: dict[str, int]
     exact: dict[str, object]  # object arrays of mpf (exactly the rationals drawn) or an mpf
     values: dict[str, object]  # float64 arrays or floats
     forward: dict[str, object]  # every forward value and written gradient, high precision
+    near: bool = False
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def _sizes(d: Derivation, rng: np.random.Generator, avoid: dict[str, int] | None) -> dict[str, int]:
     free = [n for n in d.sizes if n not in d.fixed_sizes]
-    pool = np.arange(2, 2 + len(free) + 2)
+    taken = set(d.fixed_sizes.values())
+    pool = [v for v in range(2, 2 + len(free) + 2 + len(taken)) if v not in taken][: len(free) + 2]
     for _ in range(20):
         chosen = rng.choice(pool, size=len(free), replace=False)
         sizes = {**{n: int(v) for n, v in zip(free, chosen, strict=True)}, **d.fixed_sizes}
@@ -86,26 +119,61 @@ def exact_values(domain: Domain, shape: tuple[int, ...], rng: np.random.Generato
     return out
 
 
-class _Kinks:
-    """Watches every kink site during an evaluation: how close it came, and which sides it took."""
+def _key(env) -> tuple:
+    return tuple(sorted((s.name, int(v)) for s, v in env.items()))
 
-    def __init__(self):
-        self.closest = None
+
+class _Kinks:
+    """Watches every kink site during an evaluation: each element's kink argument in the forward, and
+    which sides every site (forward and gradients) took."""
+
+    def __init__(self, d: Derivation):
+        self.forward_targets = {st.target for st in d.forward}
+        self.forward: dict[tuple, object] = {}  # (statement target, site, element) -> kink argument
         self.sides: dict[object, set[int]] = {}
 
-    def __call__(self, kind, site, value):
-        a = abs(value)
-        self.closest = a if self.closest is None else min(self.closest, a)
+    def __call__(self, st, kind, site, value, env):
+        if st.target in self.forward_targets:
+            self.forward[st.target, site, _key(env)] = value
         self.sides.setdefault(site, set()).add(1 if value > 0 else -1)
+
+    def closest(self):
+        return min((abs(v) for v in self.forward.values()), default=None)
 
     def covered(self) -> bool:
         return all(len(s) == 2 for s in self.sides.values())
 
 
+def _evaluate(d: Derivation, seed: int, sizes, exact) -> tuple[Sample, _Kinks]:
+    mp_values = {k: _to_mp(v) for k, v in exact.items()}
+    kinks = _Kinks(d)
+    values = run_all(d, mp_values, sizes, observe=kinks)
+    sample = Sample(seed, sizes, mp_values, {k: _to_float(v) for k, v in exact.items()}, values)
+    return sample, kinks
+
+
+def _not_real(d: Derivation, sample: Sample) -> str | None:
+    """The first input or forward value that is not a real finite number, in words; None if none."""
+    for name in [*sample.exact, *(st.target for st in d.forward)]:
+        v = sample.forward[name]
+        for e in elements(np.shape(v)):
+            x = v[e] if e else v
+            if not mpmath.isfinite(x):
+                index = f"[{', '.join(map(str, e))}]" if e else ""
+                return f"{name}{index} = {mpmath.nstr(x, 3)}"
+    return None
+
+
 def draw(d: Derivation, seed: int, avoid: dict[str, int] | None = None) -> Sample:
-    """One sample: the first draw (from `seed` onwards) that keeps clear of every kink, preferring one
-    on which every kink site takes both branches."""
+    """One sample: the first draw (from `seed` onwards) where the forward is real and finite and keeps
+    clear of every kink of the forward, preferring one on which every kink site takes both branches."""
+    return _draw(d, seed, avoid)[0]
+
+
+def _draw(d: Derivation, seed: int, avoid: dict[str, int] | None) -> tuple[Sample, dict, _Kinks]:
+    """`draw`, with the drawn values as Fractions and the kinks it saw."""
     best = None
+    not_real = near_kink = None
     spent = 0
     for attempt in range(ATTEMPTS):
         rng = np.random.default_rng([seed, attempt])
@@ -120,33 +188,208 @@ def draw(d: Derivation, seed: int, avoid: dict[str, int] | None = None) -> Sampl
                 v = d.fixed_values[name]
                 exact[name] = Fraction(int(v.p), int(v.q))
             elif shape:
-                exact[name] = exact_values(d.domain(name), shape, rng)
+                exact[name] = exact_values(domains.of(d, name), shape, rng)
             else:
-                exact[name] = exact_values(d.domain(name), (1,), rng)[0]
+                exact[name] = exact_values(domains.of(d, name), (1,), rng)[0]
         if d.upstream in d.tensors:
             exact[d.upstream] = exact_values(NORMAL, concrete_shape(d, d.upstream, sizes), rng)
-        mp_values = {k: _to_mp(v) for k, v in exact.items()}
-        kinks = _Kinks()
-        values = run_all(d, mp_values, sizes, observe=kinks)
-        sample = Sample(seed, sizes, mp_values, {k: _to_float(v) for k, v in exact.items()}, values)
-        clear = kinks.closest is None or kinks.closest >= mpmath.mpf(MARGIN.numerator) / MARGIN.denominator
-        finite = all(_finite(v) for v in values.values())
-        if clear and finite and kinks.covered():
-            return sample
-        if clear and finite and best is None:
-            best = sample
+        sample, kinks = _evaluate(d, seed, sizes, exact)
+        problem = _not_real(d, sample)
+        if problem is not None:
+            not_real = not_real or problem
+            continue
+        closest = kinks.closest()
+        if closest is not None and closest < _mp(MARGIN):
+            near_kink = near_kink or closest
+            continue
+        if kinks.covered():
+            return sample, exact, kinks
+        best = best or (sample, exact, kinks)
     if best is None:
-        raise ValueError(
-            f"{d.name}: no sample keeps clear of every kink and stays finite in {ATTEMPTS} draws"
-        )
+        if not_real is not None and near_kink is None:
+            why = f"the forward is not real and finite at any of {ATTEMPTS} draws (first: {not_real})"
+        elif not_real is None:
+            why = f"no draw of {ATTEMPTS} keeps every kink of the forward {MARGIN} away from it"
+        else:
+            why = (
+                f"no draw of {ATTEMPTS} is real and finite and keeps clear of every kink (first: {not_real})"
+            )
+        raise ValueError(f"{d.name}: {why}")
     return best
 
 
 def samples(d: Derivation, seed: int, count: int = DRAWS) -> list[Sample]:
+    """`count` far draws, then a near draw where the forward has kinks."""
     out: list[Sample] = []
     for k in range(count):
         out.append(draw(d, seed * 1000 + k, avoid=out[-1].sizes if out else None))
+    placed = near(d, seed * 1000 + count, avoid=out[-1].sizes if out else None)
+    return out + ([placed] if placed is not None else [])
+
+
+# -----------------------------------------------------------------------------------------------------
+# Near draws: elements of each kink of the forward placed NEAR away on either side.
+
+
+def near(d: Derivation, seed: int, avoid=None) -> Sample | None:
+    """A draw with, for every kink site of the forward, one element NEAR above its kink and one NEAR
+    below, each placed by moving one input element it depends on; every other kink keeps NEAR / 2 away.
+    The elements placed are, where possible, ones the loss depends on (a mask's mistake on an element
+    whose adjoint is zero changes nothing). None when the forward has no kinks or none could be placed."""
+    sample, exact, kinks = _draw(d, seed, avoid)
+    sites = list(dict.fromkeys((target, site) for target, site, _ in kinks.forward))
+    if not sites:
+        return None
+    upstream = sample.exact.get(d.upstream, mpmath.mpf(1))
+    adj = adjoints(d, sample.forward, sample.sizes, upstream, derivatives_of(d))
+    statements = {st.target: st for st in d.forward}
+
+    def idle(key) -> bool:
+        """Whether the loss does not depend on the element of the kink's statement (its adjoint is 0)."""
+        target, _, element = key
+        named = dict(element)
+        idx = tuple(named[i.name] for i in statements[target].indices)
+        return (adj[target][idx] if idx else adj[target]) == 0
+
+    placed: list[tuple] = []
+    for target, site in sites:
+        for side in (1, -1):
+            elements_here = [(k, v) for k, v in kinks.forward.items() if k[:2] == (target, site)]
+            key = min(elements_here, key=lambda kv: (kv[1] * side <= 0, idle(kv[0]), abs(kv[1])))[0]
+            moved = _place(d, sample, exact, key, side, placed)
+            if moved is not None:
+                exact = moved
+                placed.append((key, side))
+    if not placed:
+        return None
+    sample, _ = _evaluate(d, seed, sample.sizes, exact)
+    if _not_real(d, sample) is not None:  # a moved element broke a later statement
+        return None
+    return Sample(seed, sample.sizes, sample.exact, sample.values, sample.forward, near=True)
+
+
+def _place(d: Derivation, sample: Sample, exact, key, side, placed) -> dict | None:
+    """The inputs with one element moved so that the kink argument `key` is NEAR * side, every kink
+    placed before stays placed and every other one keeps NEAR / 2 away; None if no input element
+    does it."""
+    target, sizes = side * _mp(NEAR), sample.sizes
+    found = _forward_kinks(d, sizes, exact)
+    if found is None or key not in found:
+        return None
+    for name, idx in _sources(d, sample, key)[:SOURCES]:
+        start = _get(exact, name, idx)
+        before = (start, found[key])
+        at = start + PROBE
+        for _ in range(6):  # secant steps: the first lands where the kink is affine in the element
+            if abs(at - start) > REACH or not _in_domain(domains.of(d, name), at):
+                break
+            moved = _set(exact, name, idx, at)
+            kinks = _forward_kinks(d, sizes, moved)
+            if kinks is None:
+                break
+            value = kinks[key]
+            if abs(value - target) <= _mp(NEAR) / 4:
+                if _settled(kinks, [*placed, (key, side)]):
+                    return moved
+                break
+            if value == before[1]:
+                break
+            slope = (value - before[1]) / _mp(at - before[0])
+            before, at = (at, value), _on_grid(at + Fraction(float((target - value) / slope)))
+    return None
+
+
+def _on_grid(x: Fraction) -> Fraction:
+    return round(x / PLACE) * PLACE
+
+
+def _in_domain(domain: Domain, x: Fraction) -> bool:
+    if domain.kind == "positive":
+        return x > 0
+    if domain.kind == "uniform":
+        return domain.low <= x <= domain.high
+    return domain.kind == "normal"
+
+
+def _get(exact, name, idx):
+    return exact[name][idx] if idx else exact[name]
+
+
+def _set(exact, name, idx, value) -> dict:
+    out = dict(exact)
+    if idx:
+        out[name] = exact[name].copy()
+        out[name][idx] = value
+    else:
+        out[name] = value
     return out
+
+
+def _forward_kinks(d: Derivation, sizes, exact) -> dict | None:
+    """Every forward kink argument at these inputs, or None where the forward (up to its last kink) is
+    not real and finite."""
+    values = {k: _to_mp(v) for k, v in exact.items()}
+    kinks = _Kinks(d)
+    kinked = [k for k, st in enumerate(d.forward) if st.rhs.has(*KINKS)]
+    with mpmath.workdps(DIGITS):
+        for st in d.forward[: kinked[-1] + 1 if kinked else 0]:
+            values[st.target] = run_statement(st, d, values, sizes, kinks)
+            if not all(mpmath.isfinite(x) for x in np.ravel(values[st.target])):
+                return None
+    return kinks.forward
+
+
+def _settled(kinks: dict, placed) -> bool:
+    """Whether every placed kink element is within a factor 2 of NEAR on its side and every other one
+    at least NEAR / 2 away from its kink."""
+    near = _mp(NEAR)
+    sides = dict(placed)
+    for k, v in kinks.items():
+        if k in sides:
+            if not near / 2 <= v * sides[k] <= 2 * near:
+                return False
+        elif abs(v) < near / 2:
+            return False
+    return True
+
+
+def _sources(d: Derivation, sample: Sample, key) -> list[tuple[str, tuple]]:
+    """The input elements a forward kink argument depends on, nearest first: those its statement reads,
+    then those the forward values it reads are computed from. Only inputs drawn from a continuous domain
+    (normal, positive, uniform) and not fixed can move."""
+    target, site, element = key
+    statements = {st.target: st for st in d.forward}
+    ev = Evaluator(sample.forward, size_values(d, sample.sizes))
+    symbols = {s.name: s for s in statements[target].indices}
+    symbols.update({s.name: s for s in site.free_symbols if isinstance(s, sp.Symbol)})
+    env = {symbols[name]: value for name, value in element if name in symbols}
+    ev.reads = set()
+    with mpmath.workdps(DIGITS):
+        ev(site.args[0] if len(site.args) == 1 else site.args[0] - site.args[1], env)
+    frontier = sorted(ev.reads)
+    found, seen = [], set()
+    while frontier:
+        name, idx = frontier.pop(0)
+        if (name, idx) in seen:
+            continue
+        seen.add((name, idx))
+        if name in statements:
+            st = statements[name]
+            ev.reads = set()
+            with mpmath.workdps(DIGITS):
+                ev(st.rhs, dict(zip(st.indices, idx, strict=True)))
+            frontier += sorted(ev.reads)
+        elif name in d.inputs and name not in d.fixed_values and domains.of(d, name).kind in MOVABLE:
+            found.append((name, idx))
+    return found
+
+
+MOVABLE = ("normal", "positive", "uniform")
+KINKS = (sp.Max, sp.Min, sp.Abs, sp.core.relational.Relational)
+
+
+def _mp(x: Fraction):
+    return mpmath.mpf(x.numerator) / x.denominator
 
 
 def _to_mp(v):
@@ -163,12 +406,6 @@ def _to_float(v):
     if isinstance(v, np.ndarray):
         return np.array([float(x) for x in v.ravel()], dtype=np.float64).reshape(v.shape)
     return float(v)
-
-
-def _finite(v) -> bool:
-    if isinstance(v, np.ndarray):
-        return all(mpmath.isfinite(x) for x in v.ravel())
-    return bool(mpmath.isfinite(v))
 
 
 def check_evaluations(d: Derivation, sizes: dict[str, int]) -> int:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator
 
-from ..model import Derivation
+from .. import rounding
+from ..comparison import TOLERANCES
+from ..model import Derivation, Statement
 from ..sampling import Sample
 
 
@@ -19,8 +21,10 @@ class Skip(Exception):
 
 
 class Oracle:
-    """One reference. `gradients` yields (gradient name, written value, reference value) for a sample;
-    `forward` yields (label, generated output, library output) where the oracle has a library op."""
+    """One reference. `gradients` yields (gradient name, written value, reference value, bound) for a
+    sample, `bound` being how far the reference may be off by the oracle's own arithmetic (absolute,
+    elementwise); `forward` yields (label, generated output, library output) where the oracle has a
+    library op."""
 
     name = ""
     module = ""  # the framework it needs, if any
@@ -41,7 +45,16 @@ class Oracle:
 
     def not_compared(self, gradient: str) -> str:
         """Why a gradient got no comparison from this oracle (it computed no reference for it)."""
-        return f"{self.name} computed no reference for {gradient}"
+        return f"{self.name} computed no reference for it"
+
+    def reference_bound(self, sample: Sample, g: Statement):
+        """The bound on a reverse pass's value of what claim `g` is compared with, in this oracle's
+        arithmetic: the adjoint of g's variable, or the full Jacobian of a Jacobian statement."""
+        if g.jacobian is None:
+            bound = rounding.of(self.d, sample).adjoints[g.of]
+        else:
+            bound = rounding.jacobian(self.d, sample, g.jacobian.of, g.jacobian.wrt).bound
+        return TOLERANCES[self.name].scale(bound)
 
     def forward(self, sample: Sample) -> Iterator[tuple[str, object, object]]:
         return iter(())

@@ -1,13 +1,15 @@
 """The exact oracle: SymPy's derivative of each forward statement, propagated backwards in 50-digit
 arithmetic at the sample's exact rational inputs. It shares no code with the generated programs or any
-framework, and is the authority on what the true gradient is."""
+framework, and is the authority on what the true gradient is.
+
+The propagation is `exacteval.adjoints` (and `exacteval.jacobian` for Jacobian statements);
+`verify.rounding` runs it once per sample, carrying rounding bounds along, and its exact part is the true
+gradient this oracle reports."""
 
 from __future__ import annotations
 
-import mpmath
-
-from .. import jacobians
-from ..exacteval import adjoints, jacobian, local_derivatives, run_all
+from .. import jacobians, rounding
+from ..exacteval import adjoints, derivatives_of, run_all
 from .base import Oracle
 
 
@@ -16,20 +18,17 @@ class Exact(Oracle):
 
     def __init__(self, d):
         super().__init__(d)
-        self.derivatives = local_derivatives(d)
+        self.derivatives = derivatives_of(d)
 
     def gradients(self, sample):
-        upstream = sample.exact.get(self.d.upstream, mpmath.mpf(1))
-        adj = adjoints(self.d, sample.forward, sample.sizes, upstream, self.derivatives)
-        true_jacobians = {}
+        true = rounding.of(self.d, sample).true
         for g in self.d.claims:
             if g.jacobian is None:
-                yield g.target, sample.forward[g.target], adj[g.of]
-                continue
-            pair = (g.jacobian.of, g.jacobian.wrt)
-            if pair not in true_jacobians:  # the steps of a chain share it
-                true_jacobians[pair] = jacobian(self.d, sample.forward, sample.sizes, self.derivatives, *pair)
-            yield g.target, jacobians.full(g, sample.forward[g.target]), true_jacobians[pair]
+                yield g.target, sample.forward[g.target], true[g.of], self.reference_bound(sample, g)
+            else:
+                full = rounding.jacobian(self.d, sample, g.jacobian.of, g.jacobian.wrt)
+                written = jacobians.full(g, sample.forward[g.target])
+                yield g.target, written, full.true, self.reference_bound(sample, g)
 
     def adjoints_with(self, sample, upstream):
         """The written and true gradients for another upstream gradient: for diagnosis."""

@@ -52,11 +52,12 @@ class Framework(Oracle):
     def gradients(self, sample):
         r = self.run(sample)
         for g in self.d.claims:
+            bound = self.reference_bound(sample, g)
             if g.jacobian is None:
-                yield g.target, r.written[g.target], r.refs[g.of]
+                yield g.target, r.written[g.target], r.refs[g.of], bound
             else:
                 pair = pair_key(g.jacobian.of, g.jacobian.wrt)
-                yield g.target, jacobians.full(g, r.written[g.target]), r.jacobians[pair]
+                yield g.target, jacobians.full(g, r.written[g.target]), r.jacobians[pair], bound
 
     def programs(self):
         gen = codegen.compile_derivation(self.d, self.name)
