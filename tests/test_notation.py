@@ -75,7 +75,7 @@ def test_a_jacobian_off_its_claimed_block_is_diagnosed():
 )
 def test_vector_products_in_matrix_notation(rhs, index_form):
     """Products of vectors read as NumPy reads them; outer, diag and eye build matrices."""
-    from verify.cli import DerivPrinter
+    from verify.unparse import DerivPrinter
 
     rank = 0 if rhs == "u @ v" else 2
     target = "g" if rank == 0 else "G"

@@ -179,11 +179,12 @@ def run_oracle(name: str, d: Derivation, draws) -> OracleRun:
         results[g] = c.result
         if c.result.status == Status.UNCHECKED:
             results[g] = Result(Status.SKIP, reason=oracle.not_compared(d.statement(g).label))
+    forward = [ForwardReport(name, label, c.result) for label, c in fwd_comps.items()]
+    forward += [
+        ForwardReport(name, label, Result(Status.SKIP, reason=why)) for label, why in oracle.refused.items()
+    ]
     return OracleRun(
-        results,
-        {g: c.arrays for g, c in comps.items() if c.arrays is not None},
-        [ForwardReport(name, label, c.result) for label, c in fwd_comps.items()],
-        oracle,
+        results, {g: c.arrays for g, c in comps.items() if c.arrays is not None}, forward, oracle
     )
 
 

@@ -150,7 +150,8 @@ class Comparison:
         result.sizes = dict(sample.sizes)
         if scalar:
             result.worst_index = []
-        self._keep(result, sample, (w, r, sample))
+        diagnosable = finite(w).all() and finite(r).all()  # the diagnosis looks for a shape in the numbers
+        self._keep(result, sample, (w, r, sample) if diagnosable else None)
 
     def _judge(self, w, r, b, exact, truth) -> Result:
         w_ok, r_ok, exact_ok = finite(w), finite(r), finite(exact)
@@ -198,7 +199,9 @@ class Comparison:
             bound=bound,
         )
         if bad.any():
-            return Result(Status.FAIL, **common)
+            where = tuple(at)
+            reason = f"differs by {float(diff[where]):.2g} at {_where(at)}, beyond its error bound {float(b[where]):.1g}"
+            return Result(Status.FAIL, reason=reason, **common)
         size = float(truth.size)
         if size > 0 and bound > self.tol.resolution * size:
             where = f"; {truth.context}" if truth.context else ""

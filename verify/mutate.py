@@ -15,6 +15,9 @@ names; the prover must prove none. Kinds (`Kind`):
     neighbour      a neighbouring variable of the same shape read instead (x for xhat, y for dy)
     threshold      a where() condition moved off its kink by 1/128, or its comparison reversed
 
+Statements written as chains, Jacobians, matrices or LaTeX are left as they are: a mutant replaces one
+index-notation statement by another.
+
 A candidate that equals the original statement wherever it is evaluated (at exact samples drawn from a
 seed of its own, including draws with kinks placed close) is not a mistake and is left out: dropping
 `sum(x[n, j] - mu[j], n)` from batch norm's dmu changes nothing, since that sum is zero.
@@ -73,6 +76,8 @@ def mutants(d: Derivation, text: str, per_statement: int = PER_STATEMENT) -> lis
     draws = sampling.samples(d, FILTER_SEED)
     out = []
     for st in d.gradients:
+        if st.chain is not None or st.jacobian is not None or st.source:
+            continue  # a step of a chain, a Jacobian, a matrix or LaTeX line: not one index statement
         found: dict[str, Mutant | None] = {}
         for kind, rhs in _in_turn(_candidates(d, st)):
             line = statement_text(st, rhs)

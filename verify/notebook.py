@@ -34,7 +34,6 @@ COLOURS = {
     "invalid": ("#ffd6d6", "#7a0010"),
     "error": ("#ffd6d6", "#7a0010"),
     "inconclusive": ("#fff3bf", "#5c4400"),
-    "unchecked": ("#fff3bf", "#5c4400"),
     "skip": ("#eeeeee", "#555555"),
 }
 

@@ -31,6 +31,7 @@ class Oracle:
 
     def __init__(self, d: Derivation):
         self.d = d
+        self.refused: dict[str, str] = {}  # library forwards that refused a sample: label -> why
 
     def unavailable(self) -> str | None:
         """Why the oracle cannot run on this derivation here, or None."""

@@ -47,7 +47,7 @@ class Framework(Oracle):
         if self.op is None:
             return []
         r = self.run(sample)
-        return [(self.op.label, r.output, r.library)]
+        return [] if r.library is None else [(self.op.label, r.output, r.library)]
 
     def gradients(self, sample):
         r = self.run(sample)

@@ -52,7 +52,12 @@ class Torch(Framework):
             name: (g if g is not None else torch.zeros_like(t))
             for name, t, g in zip([*leaves, *shifts], wrt, grads, strict=True)
         }
-        library = self.op.fn(catalogue.torch_namespace(), values) if self.op else None
+        library = None
+        if self.op:
+            try:
+                library = self.op.fn(catalogue.torch_namespace(), values)
+            except (ValueError, RuntimeError) as e:  # the library refuses these inputs (a batch of one)
+                self.refused[self.op.label] = f"{self.op.label} refuses these inputs: {e}"
         zero_shifts = {codegen.shift_name(k): torch.zeros_like(fwd[k]) for k in self.intermediates}
         jacs = {}
         for of, wrt in self.pairs:  # torch.func.jacrev of `of` in the input, or in the intermediate's shift
