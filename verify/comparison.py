@@ -161,7 +161,8 @@ class Comparison:
             return Result(
                 Status.FAIL,
                 worst_index=at,
-                reason=f"the written {self.name} is not a real number at {_where(at)} (not even exactly)",
+                reason=f"the written {self.name} is not a real number at {_where(at)} (a square root or logarithm "
+                "of a negative number, or a division by zero)",
             )
         unreliable = ~r_ok & ~finite(b)  # the oracle says it has no value it can stand by there
         if unreliable.any():

@@ -17,7 +17,11 @@ from .oracles import Exact
 def diagnose(d: Derivation, name: str, arrays, exact: Exact | None, results: dict[str, Result]) -> str:
     failing = [(k, r) for k, r in results.items() if r.status == "fail"]
     if arrays is None:  # no numbers to diagnose: a value that is not real, or the wrong shape
-        return "; ".join(f"{r.reason} ({k})" for k, r in failing if r.reason) or "wrong"
+        by_reason: dict[str, list[str]] = {}
+        for k, r in failing:
+            if r.reason:
+                by_reason.setdefault(r.reason, []).append(k)
+        return "; ".join(f"{why} ({', '.join(names)})" for why, names in by_reason.items()) or "wrong"
     written, reference, sample = arrays
     w = np.array([float(x) for x in np.ravel(written)]).reshape(np.shape(written))
     r = np.array([float(x) for x in np.ravel(reference)]).reshape(np.shape(reference))

@@ -125,8 +125,9 @@ class Tally:
 
 
 def sweep_seeds(first: int, last: int, oracles, on_line=None) -> Tally:
+    """The catalogue under seeds first..last: every finding a line, a false alarm a problem."""
     tally = Tally(Counter(), [])
-    items = [str(p) for p in paths()]
+    items = [load(p) for p in paths()]  # parsed once: what is computed per derivation is computed once
     for seed in range(first, last + 1):
         before = len(tally.findings)
         tally.add(f"seed {seed}", check(items, oracles=oracles, seed=seed))
@@ -136,12 +137,14 @@ def sweep_seeds(first: int, last: int, oracles, on_line=None) -> Tally:
 
 
 def sweep_edges(seeds: int, oracles, on_line=None) -> Tally:
+    """Every edge case of every catalogue entry under seeds 0..seeds-1."""
     tally = Tally(Counter(), [])
     for path in paths():
         for edge in edges(path):
+            d = edge.derivation()
             for seed in range(seeds):
                 before = len(tally.findings)
-                tally.add(f"{edge.label} seed {seed}", check(edge.derivation(), oracles=oracles, seed=seed))
+                tally.add(f"{edge.label} seed {seed}", check(d, oracles=oracles, seed=seed))
                 for line in tally.findings[before:]:
                     (on_line or _quiet)(line)
     return tally
