@@ -445,7 +445,7 @@ class DerivationProver:
 @functools.cache
 def _printer():
     """The derivation language's printer, writing the step atom as the language does: where(u > 0, 1, 0)."""
-    from ..cli import DerivPrinter
+    from ..unparse import DerivPrinter
 
     class Printer(DerivPrinter):
         def _print_Step(self, e):
