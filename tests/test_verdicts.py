@@ -265,3 +265,13 @@ def test_no_oracle_reports_a_gradient_it_never_compared(oracle):
         assert r.status in ("pass", "fail", "inconclusive", "skip", "error"), (g, r)
         if r.status == "pass":
             assert r.max_abs_err is not None and r.bound is not None, (g, r)
+
+
+def test_power_with_a_value_exponent_is_verified():
+    """x ** a with the exponent an input: x is drawn positive (inferred), and the bounds carry the
+    exponent's rounding (a - 1 is not exact in float64) instead of giving up as unbounded."""
+    text = "[forward]\ny[i] = x[i] ** a\n[gradients]\ndx[i] = dy[i] * a * x[i] ** (a - 1)\n"
+    rep = verify.check(text, oracles=("exact", "fd", "torch")).derivations[0]
+    assert rep.status == "verified", rep
+    assert rep.domains["x"] == {"domain": "positive", "inferred": "x[i]**a needs x[i] > 0"}
+    assert all(r.status == "pass" for r in rep.gradients[0].oracles.values())

@@ -1,7 +1,7 @@
 """Where the inputs must lie for the forward to be real and finite, read off the forward itself.
 
 A logarithm needs a positive argument, a square root or another fractional power a non-negative one, a
-negative power (a denominator) a non-zero one. Where such an argument is an input itself (`log(x[n, k])`
+negative power (a denominator) a non-zero one, a power whose exponent is a value (x ** a) a positive one. Where such an argument is an input itself (`log(x[n, k])`
 with `x` undeclared), the input is drawn from the domain that keeps it real: `positive`. Every other
 condition (a compound argument, a denominator) is met by redrawing (`verify.sampling`), and all of them
 are shown by `show` and in the report, so that a user sees what the checks assumed.
@@ -67,6 +67,8 @@ def _need(node) -> tuple[str | None, sp.Expr | None]:
             return ("positive" if p < 0 else "nonnegative"), node.base
         if p < 0:
             return "nonzero", node.base
+    if isinstance(node, sp.Pow):  # a power whose exponent is a value: real for a positive base
+        return "positive", node.base
     return None, None
 
 

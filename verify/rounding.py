@@ -155,10 +155,14 @@ class Bounder(Evaluator):
 
     def _ev_Pow(self, e, env):
         b = self.ev(e.base, env)
-        if not e.exp.is_Number:
+        if not e.exp.is_Number:  # b ** x with x a value: first order in both, where b stays positive
             x = self.ev(e.exp, env)
             v = real(mpmath.power, b.v, x.v)
-            spread = INF if (b.e or x.e) else ZERO
+            if not mpmath.isfinite(v) or b.v <= 0 or b.e >= LINEAR * b.v or x.e >= LINEAR:
+                return Rounded(
+                    v, INF if (b.e or x.e) or not mpmath.isfinite(v) else FUNCTION_ULPS * U * abs(v)
+                )
+            spread = abs(v) * (abs(x.v) * b.e / b.v + abs(mpmath.log(b.v)) * x.e) * (1 + LINEAR * 4)
             return Rounded(v, spread + FUNCTION_ULPS * U * abs(v))
         v = power(b.v, e.exp)
         if not mpmath.isfinite(v):
