@@ -275,3 +275,15 @@ def test_power_with_a_value_exponent_is_verified():
     assert rep.status == "verified", rep
     assert rep.domains["x"] == {"domain": "positive", "inferred": "x[i]**a needs x[i] > 0"}
     assert all(r.status == "pass" for r in rep.gradients[0].oracles.values())
+
+
+@pytest.mark.parametrize("name", ["relu_output_mask", "mlp_output_masks"])
+def test_masks_written_through_outputs_are_decided_by_every_oracle(name):
+    """where(a > 0, ...) with a = max(h, 0): float64 computes a as exactly 0 wherever h < 0, so every
+    float oracle decides the mask as the exact one does and passes (none says inconclusive)."""
+    rep = verify.check(str(ROOT / f"tests/cases/{name}.deriv"), oracles=("exact", "fd", "torch")).derivations[
+        0
+    ]
+    for g in rep.gradients:
+        for oracle, r in g.oracles.items():
+            assert r.status == "pass", (g.name, oracle, r.reason)

@@ -186,7 +186,12 @@ class Bounder(Evaluator):
         args = [self.ev(a, env) for a in e.args]
         values = [a.v for a in args]
         v = real(prim.exact, *values)
-        if prim.kink is not None:  # abs, max and min move no more than their arguments and round exactly
+        if prim.kink is not None:  # abs, max and min round exactly and move no more than their arguments
+            if len(args) == 2 and (
+                args[0].e + args[1].e == 0 or abs(values[0] - values[1]) > args[0].e + args[1].e
+            ):
+                # float64 takes the same argument: its error alone (max(h, 0) is exactly 0 where h < 0)
+                return Rounded(v, next(a.e for a in args if a.v == v))
             return Rounded(v, max(a.e for a in args))
         if not mpmath.isfinite(v):
             return Rounded(v, INF)
