@@ -133,6 +133,8 @@ def sweep_seeds(first: int, last: int, oracles, on_line=None) -> Tally:
         tally.add(f"seed {seed}", check(items, oracles=oracles, seed=seed))
         for line in tally.findings[before:]:
             (on_line or _quiet)(line)
+        verified = tally.counts["gradient verified"]
+        (on_line or _quiet)(f"seed {seed} done: {verified} gradients verified so far, {tally.bad} problems")
     return tally
 
 
