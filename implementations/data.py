@@ -1,16 +1,19 @@
-"""Data sets for the training programs, loaded the way the courses load them.
+"""Data sets for the training programs, loaded as pixels, and prepared the way each course prepares them.
 
-Every loader returns a `DataSet` whose images are float32 N x C x H x W and whose labels are int64 class
-indices of shape (N,):
+Every loader returns a `DataSet` whose images are float32 N x C x H x W pixel intensities in [0, 1] and
+whose labels are int64 class indices of shape (N,):
 
-- ``digits``: scikit-learn's embedded 8x8 digits (1797 images), pixel values divided by 16 into [0, 1],
-  1 x 8 x 8, split by a fixed seed into 1437 training and 360 test images. No file is read.
+- ``digits``: scikit-learn's embedded 8x8 digits (1797 images), values 0 to 16 divided by 16, 1 x 8 x 8,
+  split by a fixed seed into 1437 training and 360 test images. No file is read.
 - ``mnist`` and ``fashion-mnist``: the official IDX files (``train-images-idx3-ubyte`` and so on, gzip
-  or raw), pixels divided by 255 into [0, 1], 1 x 28 x 28. MNIST's 60,000 training images are split
-  50,000 / 10,000 into training and validation, as CMU 11-785 HW1 does.
-- ``cifar10``: the python-pickle batches of ``cifar-10-batches-py``, 3 x 32 x 32, with the UvA course
-  preprocessing: the per-pixel mean image of the training set is subtracted from train and test, and
-  nothing is divided by 255.
+  or raw), pixels divided by 255, 1 x 28 x 28. MNIST's 60,000 training images are split 50,000 / 10,000
+  into training and validation, as CMU 11-785 HW1 does.
+- ``cifar10``: the python-pickle batches of ``cifar-10-batches-py``, pixels divided by 255, 3 x 32 x 32.
+
+A training program then prepares them as its course does, because its default learning rate and
+weight scale are tuned for inputs of that scale: `course_pixels` is the UvA course's preparation of
+CIFAR-10 (0-255 intensities, the training set's mean image subtracted), applied to every data set by
+the UvA programs; the CMU program standardises each split itself. `UVA_PREPARATION` says so in --help.
 
 A missing or malformed file raises `DataError`, whose one-line message names the file and what was
 expected; the training programs print it and exit with status 2.
@@ -45,6 +48,14 @@ DEFAULT_DIRS = {
 DIGITS_TEST_SIZE = 360
 DIGITS_SPLIT_SEED = 0
 MNIST_VALIDATION_SIZE = 10_000
+DIGITS_MAX = 16  # the 8x8 digits count the set pixels of 4x4 blocks: integers 0 to 16
+PIXEL_MAX = 255  # the 8-bit pixels of MNIST, Fashion-MNIST and CIFAR-10
+
+UVA_PREPARATION = (
+    "Data preparation (the UvA course's, for which its learning rate and weight scale are tuned): "
+    "every data set as the course prepares CIFAR-10, pixel intensities on the 0-255 scale (digits' values "
+    "0-16 scaled by 255/16) with the training set's mean image subtracted from every split."
+)
 
 _IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -112,6 +123,21 @@ def load_or_exit(name: str, data_dir: str | None = None, batch_size: int | None 
     return data
 
 
+def course_pixels(data: DataSet) -> DataSet:
+    """`data` (pixels in [0, 1]) prepared as the UvA course prepares CIFAR-10: intensities on the 0-255
+    scale, the training set's per-pixel mean image subtracted from every split, no division by a std."""
+    mean_image = (PIXEL_MAX * data.train.images.mean(axis=0, dtype=np.float64)).astype(np.float32)
+
+    def centred(split: Split | None) -> Split | None:
+        if split is None:
+            return None
+        return Split(PIXEL_MAX * split.images - mean_image, split.labels)
+
+    return DataSet(
+        data.name, centred(data.train), centred(data.test), centred(data.validation), data.n_classes
+    )
+
+
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Rows of the identity for int `labels` of shape (N,): float32, N x n_classes."""
     labels = np.asarray(labels)
@@ -165,8 +191,7 @@ def _load_digits() -> DataSet:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    # The 8x8 digits hold integers 0..16.
-    images = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
+    images = (digits.images / DIGITS_MAX).astype(np.float32)[:, None, :, :]
     labels = digits.target.astype(np.int64)
     order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(labels))
     test, train = order[:DIGITS_TEST_SIZE], order[DIGITS_TEST_SIZE:]
@@ -199,7 +224,7 @@ def _load_idx_set(name: str, folder: Path) -> DataSet:
 
 
 def _idx_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    return Split((images.astype(np.float32) / 255.0)[:, None, :, :], labels.astype(np.int64))
+    return Split((images.astype(np.float32) / PIXEL_MAX)[:, None, :, :], labels.astype(np.int64))
 
 
 def _find_idx(folder: Path, stem: str) -> Path:
@@ -285,14 +310,22 @@ def _load_cifar10(folder: Path) -> DataSet:
     if not (folder / _CIFAR_TEST_BATCH).exists() and (folder / "cifar-10-batches-py").is_dir():
         folder = folder / "cifar-10-batches-py"
     parts = [_read_cifar_batch(folder / name) for name in _CIFAR_TRAIN_BATCHES]
-    train_images = np.concatenate([images for images, _ in parts]).astype(np.float32)
+    train_images = np.concatenate([images for images, _ in parts]).astype(np.float32) / PIXEL_MAX
     train_labels = np.concatenate([labels for _, labels in parts])
     test_images, test_labels = _read_cifar_batch(folder / _CIFAR_TEST_BATCH)
-    test_images = test_images.astype(np.float32)
-    mean_image = train_images.mean(axis=0)
-    train_images -= mean_image
-    test_images -= mean_image
+    test_images = test_images.astype(np.float32) / PIXEL_MAX
     return DataSet("cifar10", Split(train_images, train_labels), Split(test_images, test_labels), None, 10)
 
 
-__all__ = ["NAMES", "Batches", "DataError", "DataSet", "Split", "load", "one_hot", "with_validation"]
+__all__ = [
+    "NAMES",
+    "UVA_PREPARATION",
+    "Batches",
+    "DataError",
+    "DataSet",
+    "Split",
+    "course_pixels",
+    "load",
+    "one_hot",
+    "with_validation",
+]

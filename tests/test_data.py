@@ -106,10 +106,15 @@ def write_cifar(folder, n_per_batch, seed=0):
     return raw
 
 
-def test_cifar10_subtracts_training_mean_image(tmp_path):
-    """CIFAR-10 loads as float32 N x 3 x 32 x 32 with the training mean image subtracted, no /255."""
+def test_cifar10_as_the_course_prepares_it(tmp_path):
+    """CIFAR-10 loads as float32 N x 3 x 32 x 32 pixels / 255; course_pixels gives the UvA course's
+    preparation: the 0-255 pixels less the training set's mean image, no division."""
     raw = write_cifar(tmp_path / "cifar-10-batches-py", n_per_batch=4)
-    ds = data.load("cifar10", str(tmp_path))  # the parent folder is accepted too
+    loaded = data.load("cifar10", str(tmp_path))  # the parent folder is accepted too
+    np.testing.assert_allclose(
+        loaded.test.images.reshape(4, -1), raw["test_batch"][b"data"] / 255.0, rtol=1e-6
+    )
+    ds = data.course_pixels(loaded)
     assert ds.train.images.shape == (20, 3, 32, 32) and ds.train.images.dtype == np.float32
     train_raw = np.concatenate([raw[f"data_batch_{i}"][b"data"] for i in range(1, 6)]).astype(np.float64)
     mean = train_raw.mean(axis=0)
@@ -154,6 +159,18 @@ def test_digits_is_embedded_and_split_fixed():
     assert first.train.images.min() == 0.0 and first.train.images.max() == 1.0
     np.testing.assert_array_equal(first.test.labels, second.test.labels)
     assert set(np.unique(first.test.labels)) == set(range(10))
+
+
+def test_course_pixels_scale_digits_to_0_255_and_centre_every_split_on_the_training_mean():
+    """Digits' values 0-16 become 0-255 intensities; the training mean image is subtracted from train and
+    test alike (so train is centred and test is not, exactly); labels are untouched."""
+    loaded = data.load("digits")
+    ds = data.course_pixels(loaded)
+    mean_image = 255 * loaded.train.images.astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(ds.train.images.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(ds.test.images, 255 * loaded.test.images - mean_image, atol=1e-3)
+    assert ds.train.images.dtype == np.float32 and ds.validation is None
+    np.testing.assert_array_equal(ds.test.labels, loaded.test.labels)
 
 
 def test_one_hot():

@@ -72,7 +72,7 @@ def test_generated_module_refuses_unknown_layers_and_eval_backward():
 )
 def test_generated_training_matches_hand_training(tmp_path, extra):
     """Same seed, same flags: training with generated backward passes gives the hand-written run's curves."""
-    flags = "--learning_rate 0.05 --momentum 0.9 --max_steps 60 --eval_freq 20 --no_progress".split() + extra
+    flags = "--max_steps 60 --eval_freq 20 --no_progress".split() + extra
     hand = train_mlp.main([*flags, "--out", str(tmp_path / "hand")])
     generated = train_mlp.main([*flags, "--backward", "generated", "--out", str(tmp_path / "generated")])
     assert len(hand["evaluations"]) == len(generated["evaluations"]) == 4

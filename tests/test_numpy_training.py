@@ -12,8 +12,9 @@ EVALUATION_KEYS = {"step", "train_loss", "train_accuracy", "test_loss", "test_ac
 
 
 def test_train_mlp_learns_digits(tmp_path, capsys):
-    """A few hundred steps reach > 0.9 test accuracy and write metrics.json and curves.png as specified."""
-    flags = "--learning_rate 0.05 --momentum 0.9 --max_steps 300 --eval_freq 100 --no_progress"
+    """With the course's learning rate and weight scale on digits prepared as the course prepares CIFAR-10,
+    300 steps reach > 0.9 test accuracy and write metrics.json and curves.png as specified."""
+    flags = "--max_steps 300 --eval_freq 100 --no_progress"
     result = train_mlp.main([*flags.split(), "--out", str(tmp_path)])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert (tmp_path / "curves.png").stat().st_size > 0
@@ -27,17 +28,16 @@ def test_train_mlp_learns_digits(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra", [["--activation", "elu", "--norm", "layernorm"], ["--norm", "batchnorm"]])
 def test_train_mlp_variants_learn(tmp_path, extra):
-    """ELU with LayerNorm and ReLU with BatchNorm (evaluated in eval mode) also learn digits."""
-    flags = "--learning_rate 0.05 --momentum 0.9 --max_steps 200 --eval_freq 200 --no_progress"
+    """ELU with LayerNorm and ReLU with BatchNorm (evaluated in eval mode) also learn digits with the course's
+    flags: far above chance (0.1) in 300 steps (BatchNorm is the slower one: 0.85 there, 0.96 at 1500)."""
+    flags = "--max_steps 300 --eval_freq 300 --no_progress"
     result = train_mlp.main([*flags.split(), *extra, "--out", str(tmp_path)])
-    assert result["final_test_accuracy"] > 0.85
+    assert result["final_test_accuracy"] > 0.8
 
 
 def test_train_mlp_same_seed_same_run(tmp_path):
     """Two runs with one seed give identical evaluations (every random draw is seeded)."""
-    flags = (
-        "--learning_rate 0.05 --max_steps 30 --eval_freq 10 --no_progress --dnn_hidden_units 20,10".split()
-    )
+    flags = "--max_steps 30 --eval_freq 10 --no_progress --dnn_hidden_units 20,10".split()
     first = train_mlp.main([*flags, "--out", str(tmp_path / "a")])
     second = train_mlp.main([*flags, "--out", str(tmp_path / "b")])
     assert first["evaluations"] == second["evaluations"]
@@ -74,7 +74,7 @@ def test_train_cmu_writes_statistics(tmp_path):
     assert metrics["final_test_accuracy"] == pytest.approx(metrics["evaluations"][-1]["test_accuracy"])
     assert metrics["config"]["validation_images"] == 1437 // 6
     assert result["training_losses"][-1] < result["training_losses"][0]
-    assert result["final_test_accuracy"] > 0.85
+    assert result["final_test_accuracy"] > 0.8
 
 
 def test_train_cmu_normalises_each_split_by_its_own_statistics():

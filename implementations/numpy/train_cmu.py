@@ -1,8 +1,10 @@
 """Train the CMU 11-785 HW1 MLP with get_training_stats: python -m implementations.numpy.train_cmu [flags].
 
 Defaults are the course's reference run (hiddens 32,32,32, sigmoid, lr 1e-3, no momentum, batch 100,
-100 epochs, standard-normal weights, zero biases) on the embedded digits. As in the course, each split's
-inputs are normalised by that split's own mean and standard deviation (one scalar each, over all pixels).
+100 epochs, standard-normal weights, zero biases), but for two on the embedded digits (`DIGITS_DEFAULTS`):
+100 epochs of digits are 1,200 steps where the course's MNIST gives 50,000, and at lr 1e-3 the network
+is still at 0.23 test accuracy then (0.85 after 50,000 steps). As in the course, each split's inputs are
+normalised by that split's own mean and standard deviation (one scalar each, over all pixels).
 A data set without a validation split (digits, Fashion-MNIST, CIFAR-10) has the last sixth of its
 training set held out as one (for Fashion-MNIST: 50,000 / 10,000, the CMU sizes).
 
@@ -25,13 +27,24 @@ from implementations import data as datasets
 from implementations import flags, report
 from implementations.numpy import hw1, training
 
+PROGRAM = "numpy_cmu"  # names the default --out folder
+PREPARATION = (
+    "Data preparation (the CMU course's): pixels in [0, 1] (digits' values 0-16 divided by 16, the others' "
+    "0-255 by 255), then each split standardised by its own scalar mean and std."
+)
+DIGITS_DEFAULTS = {
+    "lr": flags.DigitsDefault(1e-3, 0.2, "the course's rate leaves it at 0.23 after 100 epochs of digits"),
+    "momentum": flags.DigitsDefault(0.0, 0.9, "with lr 0.2, 0.96 to 0.975 test accuracy over five seeds"),
+}
 ACTIVATIONS = {"identity": hw1.Identity, "sigmoid": hw1.Sigmoid, "tanh": hw1.Tanh, "relu": hw1.ReLU}
 VALIDATION_FRACTION = 6  # hold out 1/6 of the training set when a data set has no validation split
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m implementations.numpy.train_cmu", description=__doc__.split("\n")[0]
+        prog="python -m implementations.numpy.train_cmu",
+        description=__doc__.split("\n")[0],
+        epilog=PREPARATION,
     )
     parser.add_argument("--hiddens", default="32,32,32", help='comma-separated hidden widths ("" for none)')
     parser.add_argument(
@@ -40,8 +53,8 @@ def make_parser() -> argparse.ArgumentParser:
         help="one activation for every hidden layer, or a comma-separated list, one per hidden layer "
         f"({', '.join(ACTIVATIONS)}); the output layer is always identity (logits)",
     )
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--momentum", type=float, default=0.0)
+    parser.add_argument("--lr", type=float, help=DIGITS_DEFAULTS["lr"].help("learning rate"))
+    parser.add_argument("--momentum", type=float, help=DIGITS_DEFAULTS["momentum"].help("SGD momentum"))
     parser.add_argument("--num_bn_layers", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch_size", type=int, default=100)
@@ -51,7 +64,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", choices=datasets.NAMES, default="digits")
     parser.add_argument("--data_dir", "--data-dir", default=None, help="folder of the data set's files")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", default="runs/numpy_cmu", help="folder for metrics.json and the PNGs")
+    parser.add_argument("--out", default=None, help=flags.run_folder_help(PROGRAM))
     training.add_run_arguments(parser)
     return parser
 
@@ -77,6 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not 0 <= args.num_bn_layers <= len(hiddens):
         parser.error(f"--num_bn_layers must be between 0 and {len(hiddens)}")
     flags.require_at_least_one(parser, args, ("epochs", "batch_size"))
+    flags.resolve_defaults(args, DIGITS_DEFAULTS)
+    flags.resolve_out(args, PROGRAM)
     return training.run(train, args)
 
 

@@ -2,10 +2,12 @@
 
 The UvA Practical 1 flags keep their names and course defaults (hidden "100", lr 2e-3, 1500 steps,
 batch 200, evaluation every 100 steps, weights N(0, 1e-4^2)); the data set defaults to the embedded
-digits. A run takes `max_steps` SGD steps on mini-batches in the course order and evaluates at step 0,
+digits, prepared as the course prepares CIFAR-10 (`data.course_pixels`), the input scale those defaults
+are tuned for. A run takes `max_steps` SGD steps on mini-batches in the course order and evaluates at step 0,
 every `eval_freq` steps and at the last step: on the whole test split, and on a fixed random subset of
 the training split as large as the test split (so both figures cost the same and are measured alike),
-with batch-norm layers in eval mode. It writes metrics.json and curves.png to --out.
+with batch-norm layers in eval mode. It writes metrics.json and curves.png to --out (by default a new
+folder per run).
 
 `--backward generated` trains with every layer's forward and backward pass generated from the verified
 catalogue formulas (derivations/*.deriv) instead of the hand-written modules.
@@ -27,11 +29,14 @@ from implementations.numpy.mlp import ACTIVATIONS, MLP, SGD
 from implementations.numpy.modules import WEIGHT_STD, CrossEntropyModule
 
 EVAL_BATCH_SIZE = 1000
+PROGRAM = "numpy_mlp"  # names the default --out folder
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m implementations.numpy.train_mlp", description=__doc__.split("\n")[0]
+        prog="python -m implementations.numpy.train_mlp",
+        description=__doc__.split("\n")[0],
+        epilog=datasets.UVA_PREPARATION,
     )
     parser.add_argument(
         "--dnn_hidden_units", default="100", help='comma-separated hidden layer widths ("" for none)'
@@ -48,7 +53,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weight_std", type=float, default=WEIGHT_STD, help="std of the initial weights")
     parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (the course uses 0)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", default="runs/numpy_mlp", help="folder for metrics.json and curves.png")
+    parser.add_argument("--out", default=None, help=flags.run_folder_help(PROGRAM))
     parser.add_argument("--backward", choices=("hand", "generated"), default="hand")
     training.add_run_arguments(parser)
     return parser
@@ -80,13 +85,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     args.hidden_widths = flags.hidden_widths(parser, "--dnn_hidden_units", args.dnn_hidden_units)
     flags.require_at_least_one(parser, args, ("max_steps", "batch_size", "eval_freq"))
+    flags.resolve_out(args, PROGRAM)
     return training.run(train, args)
 
 
 def train(args: argparse.Namespace) -> dict:
     """Run the training `args` describe (parsed and checked by `main`)."""
     started = time.perf_counter()
-    data = datasets.load_or_exit(args.dataset, args.data_dir, args.batch_size)
+    data = datasets.course_pixels(datasets.load_or_exit(args.dataset, args.data_dir, args.batch_size))
 
     train_images, train_labels = flatten(data.train)
     test_images, test_labels = flatten(data.test)

@@ -13,7 +13,7 @@ DEFAULTS = CourseDefaults(
     learning_rate=1e-4,
     optimizer="adam",
     eval_freq=500,
-    out="runs/torch_convnet",
+    program="torch_convnet",
 )
 
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--width", type=float, default=1.0, help="channel multiplier; 1.0 is the course network"
     )
     args = parser.parse_args(argv)
-    check_args(parser, args)
+    check_args(parser, args, DEFAULTS)
     if args.width <= 0:
         parser.error(f"--width must be positive, got {args.width}")
 

@@ -1,5 +1,8 @@
 """The training loop shared by train_mlp and train_convnet: flags, data, evaluation, metrics and curves.
 
+Both are the UvA course's PyTorch programs: every data set is prepared as the course prepares CIFAR-10
+(`data.course_pixels`).
+
 A run takes `max_steps` optimiser steps on mini-batches in the course order (`implementations.data.Batches`)
 and evaluates at step 0, every `eval_freq` steps and at the last step. An evaluation runs the model in eval
 mode on the whole test split and on a fixed random subset of the training split as large as the test split
@@ -9,8 +12,8 @@ mode on the whole test split and on a fixed random subset of the training split 
 import argparse
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,12 +35,20 @@ class CourseDefaults:
     learning_rate: float
     optimizer: str  # "sgd" or "adam"
     eval_freq: int
-    out: str  # the folder for metrics.json and curves.png
+    program: str  # names the default --out folder
+    # flags (by dest) whose course default does not learn the embedded digits, with the value there
+    digits: Mapping[str, flags.DigitsDefault] = field(default_factory=dict)
 
 
 def make_parser(description: str, defaults: CourseDefaults) -> argparse.ArgumentParser:
     """The flags both programs share, with the program's course defaults."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, epilog=datasets.UVA_PREPARATION)
+
+    def default(name: str, value, help: str = "") -> dict:
+        if name in defaults.digits:
+            return {"default": None, "help": defaults.digits[name].help(help or name.replace("_", " "))}
+        return {"default": value, "help": help or None}
+
     parser.add_argument("--dataset", choices=datasets.NAMES, default="digits")
     parser.add_argument(
         "--data_dir",
@@ -45,37 +56,41 @@ def make_parser(description: str, defaults: CourseDefaults) -> argparse.Argument
         default=None,
         help="folder of the data set's files (default: per data set)",
     )
-    parser.add_argument("--max_steps", type=int, default=defaults.max_steps)
-    parser.add_argument("--batch_size", type=int, default=defaults.batch_size)
-    parser.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--optimizer", choices=("sgd", "adam"), default=defaults.optimizer)
+    parser.add_argument("--max_steps", type=int, **default("max_steps", defaults.max_steps))
+    parser.add_argument("--batch_size", type=int, **default("batch_size", defaults.batch_size))
+    parser.add_argument("--learning_rate", type=float, **default("learning_rate", defaults.learning_rate))
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), **default("optimizer", defaults.optimizer))
     parser.add_argument(
         "--lr_schedule",
         choices=("constant", "cosine"),
         default="constant",
         help="constant (the course's) or cosine decay from --learning_rate to 0 over --max_steps",
     )
-    parser.add_argument("--eval_freq", type=int, default=defaults.eval_freq)
+    parser.add_argument("--eval_freq", type=int, **default("eval_freq", defaults.eval_freq))
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", default=defaults.out, help="folder for metrics.json and curves.png")
+    parser.add_argument("--out", default=None, help=flags.run_folder_help(defaults.program))
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
         "--threads",
         type=int,
-        default=None,
-        help="CPU threads for PyTorch (default: PyTorch's choice, one per core); on a shared machine use the "
-        "number of idle cores, as more threads than free cores slow training down many times over",
+        default=1,
+        help="CPU threads for PyTorch (default 1, as the NumPy programs: more threads than idle cores slow "
+        "training down many times over, the digits MLP from 5 s to over 3 minutes on a busy 2-core machine); "
+        "0 keeps PyTorch's choice, one per core",
     )
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     return parser
 
 
-def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, defaults: CourseDefaults) -> None:
+    """Fill in the defaults that depend on --dataset and the --out folder; refuse values that cannot run."""
+    flags.resolve_defaults(args, defaults.digits)
+    flags.resolve_out(args, defaults.program)
     flags.require_at_least_one(parser, args, ("max_steps", "batch_size", "eval_freq"))
     if args.learning_rate <= 0:
         parser.error(f"--learning_rate must be positive, got {args.learning_rate}")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
+    if args.threads < 0:
+        parser.error(f"--threads must be 0 (PyTorch's choice) or more, got {args.threads}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
 
@@ -108,7 +123,7 @@ def run(
     run only: the thread count is restored afterwards, for callers that train several models in-process.
     """
     threads_before = torch.get_num_threads()
-    if args.threads is not None:
+    if args.threads:
         torch.set_num_threads(args.threads)
     try:
         return _train(args, build_model, description)
@@ -122,7 +137,7 @@ def _train(args: argparse.Namespace, build_model: Callable[[datasets.DataSet], n
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
-    data = datasets.load_or_exit(args.dataset, args.data_dir, args.batch_size)
+    data = datasets.course_pixels(datasets.load_or_exit(args.dataset, args.data_dir, args.batch_size))
 
     torch.manual_seed(args.seed)
     model = build_model(data).to(device)
