@@ -1,7 +1,5 @@
-import sys
+from .cli import console
 
-from .cli import main
-
-# The guard matters: worker processes started with "spawn" import this module under another name.
+# The guard matters: a process that imports this module under another name must not run the program.
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

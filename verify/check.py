@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,16 +14,25 @@ from .comparison import TOLERANCES, Comparison, Result, Status, Truth
 from .diagnose import diagnose
 from .model import Derivation, DerivationError, Statement
 from .oracles import ORACLE_CLASSES, ORACLES, Skip
-from .oracles.jax_vjp import fast_compiles
 from .report import DerivationReport, ForwardReport, GradientReport, Report
+
+if TYPE_CHECKING:
+    from .parallel import Workers
 
 
 def check(
-    path_or_text, oracles=None, seed: int = 0, prove: bool = False, time_limit: float | None = None
+    path_or_text,
+    oracles=None,
+    seed: int = 0,
+    prove: bool = False,
+    time_limit: float | None = None,
+    *,
+    workers: Workers | None = None,
 ) -> Report:
     """Check one derivation (a path, a catalogue name or the text) or a list of them. With `prove`, each
     gradient also carries the prover's outcome (`verify.prove`, `time_limit` seconds per gradient),
-    computed in a worker process meanwhile; it never changes a verdict."""
+    computed in a worker process meanwhile; it never changes a verdict. `workers` (the command line's,
+    see verify.parallel) run the framework oracles in their own processes."""
     items = list(path_or_text) if isinstance(path_or_text, list | tuple) else [path_or_text]
     names = tuple(oracles) if oracles else ORACLES
     unknown = [o for o in names if o not in ORACLE_CLASSES]
@@ -33,18 +40,20 @@ def check(
         raise ValueError(f"unknown oracle {unknown[0]!r}: oracles are {', '.join(ORACLES)}")
     proofs = _start_proofs(items, seed, time_limit) if prove else None
     try:
-        elsewhere = _start_elsewhere(items, names, seed)
+        prepared = [_prepare(item, seed) for item in items]
+        elsewhere = [n for n in names if workers is not None and n in workers]
+        if elsewhere:
+            workers.submit([None if isinstance(p, DerivationReport) else p for p in prepared])
         reports = []
-        for k, item in enumerate(items):
-            prepared = _prepare(item, seed)
-            if isinstance(prepared, DerivationReport):
-                reports.append(prepared)
+        for k, p in enumerate(prepared):
+            if isinstance(p, DerivationReport):
+                reports.append(p)
                 continue
-            d, draws = prepared
-            runs = {}
-            for name in names:
-                runs[name] = _collect(elsewhere, name, k) or run_oracle(name, d, draws)
-            reports.append(_assemble(d, draws, runs, seed))
+            d, draws = p
+            runs = {name: run_oracle(name, d, draws) for name in names if name not in elsewhere}
+            for name in elsewhere:
+                runs[name] = workers.result(name, k) or run_oracle(name, d, draws)
+            reports.append(_assemble(d, draws, {name: runs[name] for name in names}, seed))
         if proofs is not None:
             for report, found in zip(reports, proofs.results(), strict=True):
                 for g in report.gradients:
@@ -81,55 +90,6 @@ def _prepare(item, seed):
     except ValueError as e:
         err = DerivationError(f"no valid sample: {e}", 0, 0, d.file)
         return DerivationReport(d.name, d.file, "invalid", d.title, error=err)
-
-
-# The jax oracle's time is almost all XLA compilation on one core. With several derivations to check and
-# a second core, it runs in worker processes while this one runs the other oracles: WORKERS of them, each
-# with a share of the derivations, so that the three processes keep both cores busy to the end.
-PARALLEL_ORACLES = ("jax",)
-WORKERS = 2
-
-
-def _start_elsewhere(items, names, seed) -> dict:
-    plain = all(isinstance(i, str | Path) for i in items)
-    wanted = [n for n in PARALLEL_ORACLES if n in names and ORACLE_CLASSES[n].available_here()]
-    if not wanted or len(items) < 2 or not plain or (os.cpu_count() or 1) < 2:
-        return {}
-    pool = ProcessPoolExecutor(
-        max_workers=WORKERS * len(wanted), mp_context=multiprocessing.get_context("spawn")
-    )
-    paths = [str(i) for i in items]
-    futures = {
-        (n, w): pool.submit(_run_everywhere, n, paths[w::WORKERS], seed)
-        for n in wanted
-        for w in range(WORKERS)
-    }
-    pool.shutdown(wait=False)
-    return futures
-
-
-def _collect(elsewhere, name: str, k: int):
-    """The worker's run of oracle `name` on item k; None (so it runs here) if there is none or it broke."""
-    if (name, 0) not in elsewhere:
-        return None
-    try:
-        return elsewhere[name, k % WORKERS].result()[k // WORKERS]
-    except Exception:  # a worker that died is no verdict: the oracle runs again in this process
-        return None
-
-
-def _run_everywhere(name: str, items: list[str], seed: int) -> list[OracleRun | None]:
-    """One oracle over every derivation, in a worker process: the same samples, drawn from the seed."""
-    fast_compiles(os.environ)  # this process is the tool's own and has not imported jax yet
-    out = []
-    for item in items:
-        prepared = _prepare(item, seed)
-        if isinstance(prepared, DerivationReport):
-            out.append(None)
-            continue
-        run = run_oracle(name, *prepared)
-        out.append(OracleRun(run.results, {}, run.forward))  # arrays and oracle only serve diagnosis here
-    return out
 
 
 @dataclass

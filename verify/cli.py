@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import traceback
+from contextlib import nullcontext
 from importlib import resources
 from pathlib import Path
 
@@ -108,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     p = command("check", help="check derivation files")
     p.add_argument("files", nargs="+", metavar="FILE")
     checking(p)
+    p.add_argument(
+        "--watch", action="store_true", help="check again on every save, in a warm process (Ctrl-C stops)"
+    )
     p = command("show", help="the parsed derivation, readable")
     p.add_argument("target", metavar="NAME|FILE")
     p.add_argument("--latex", action="store_true", help="print its LaTeX instead")
@@ -132,12 +136,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_checks(items, args) -> int:
+def _workers(args, own_process: bool):
+    """The framework oracles' worker processes for a command of the tool's own process (see
+    verify.parallel), which is first set up for checking (verify.runtime); else a no-op context."""
+    if not own_process:
+        return nullcontext()
+    from . import check as _  # noqa: F401  (the workers are forked with the checker already imported)
+    from .parallel import Workers
+    from .runtime import configure
+
+    configure(os.environ)
+    return Workers.start(args.oracle or ORACLES) or nullcontext()
+
+
+def _run_checks(items, args, workers=None) -> int:
     from .check import check
 
     prove = args.command == "prove" or args.prove
     start = time.perf_counter()
-    report = check(items, oracles=args.oracle, seed=args.seed, prove=prove, time_limit=args.time_limit)
+    report = check(
+        items, oracles=args.oracle, seed=args.seed, prove=prove, time_limit=args.time_limit, workers=workers
+    )
     args.status = report.exit_code  # the verdict stands even if the reader of the output goes away
     if args.json != "-":  # then standard output holds only the JSON
         print(report.table())
@@ -242,11 +261,19 @@ def _quiet_pipe() -> None:
     os.close(devnull)
 
 
-def main(argv=None) -> int:
+def console() -> None:
+    """The program `gradverify` (and `python -m verify`): `main` in a process of the tool's own."""
+    sys.exit(main(own_process=True))
+
+
+def main(argv=None, own_process: bool = False) -> int:
+    """Run the command line `argv`; `own_process` when this process is the tool's own (the console
+    script, python -m verify), so that it may set itself up for checking (verify.runtime) and fork
+    workers (verify.parallel). Called from other code, it leaves the caller's process as it is."""
     args = None
     try:
         args = _parser().parse_args(argv)
-        status = _dispatch(args)
+        status = _dispatch(args, own_process)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below, not at exit
         return status
     except UsageError as e:
@@ -278,15 +305,23 @@ def new(name: str) -> int:
     return 0
 
 
-def _dispatch(args) -> int:
+def _dispatch(args, own_process: bool = False) -> int:
     if args.command == "all":
         found = paths()
         if not found:  # a broken install: exiting 0 here would say the catalogue was checked
             print(f"{PROG}: error: no catalogue derivations in {folder()}", file=sys.stderr)
             return 4
-        return _run_checks([str(p) for p in found], args)
+        with _workers(args, own_process) as workers:
+            return _run_checks([str(p) for p in found], args, workers)
     if args.command == "check":
-        return _run_checks(list(args.files), args)
+        if args.watch and (args.json or args.prove):
+            raise UsageError("--watch prints each check; --json and --prove do not go with it")
+        with _workers(args, own_process) as workers:
+            if args.watch:
+                from .watch import watch
+
+                return watch(list(args.files), args.oracle, args.seed, workers)
+            return _run_checks(list(args.files), args, workers)
     if args.command == "prove":  # the sampled check beside each proof: the exact oracle's verdict
         args.oracle = ["exact"]
         return _run_checks(list(args.targets) or [str(p) for p in paths()], args)
@@ -314,7 +349,8 @@ def _dispatch(args) -> int:
     if args.command == "latex":
         from .latex import main as latex_main
 
-        return latex_main(args)
+        with _workers(args, own_process) as workers:
+            return latex_main(args, workers)
     if args.command == "bench":
         from .bench import main as bench_main
 

@@ -666,7 +666,7 @@ def _sci(x: float) -> str:
 # python -m verify latex
 
 
-def main(args) -> int:
+def main(args, workers=None) -> int:
     """Check the named derivations (every catalogue one by default), write DIR/gradverify.tex, and with
     --pdf compile it. Exit status as for checks: 0 all verified, 1 any wrong, 2 any invalid input (then
     nothing is written) or a document TeX fails on. Without TeX, --pdf only prints what to install."""
@@ -688,6 +688,7 @@ def main(args) -> int:
         seed=args.seed,
         prove=getattr(args, "prove", False),
         time_limit=getattr(args, "time_limit", None),
+        workers=workers,
     )
     invalid = [str(r.error) for r in report.derivations if r.error is not None]
     if invalid:

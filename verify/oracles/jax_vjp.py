@@ -17,8 +17,11 @@ FAST_COMPILES = (
 
 
 def fast_compiles(environ) -> None:
-    """Add FAST_COMPILES to XLA_FLAGS in `environ`: for a process the tool owns, before jax is imported."""
-    environ["XLA_FLAGS"] = (environ.get("XLA_FLAGS", "") + " " + FAST_COMPILES).strip()
+    """Add FAST_COMPILES to XLA_FLAGS in `environ` (once): for a process the tool owns, before jax is
+    imported."""
+    flags = environ.get("XLA_FLAGS", "")
+    if FAST_COMPILES not in flags:
+        environ["XLA_FLAGS"] = (flags + " " + FAST_COMPILES).strip()
 
 
 class Jax(Framework):
