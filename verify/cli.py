@@ -133,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     p = command("bench", help="speed ratios, side by side")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
+    p.add_argument(
+        "--loop", action="store_true", help="only the edit-check loop's figures (check, all, --watch)"
+    )
     return parser
 
 

@@ -22,14 +22,18 @@ the functions of one backend timed in alternating rounds so that background load
 shifts them alike (`harness`). Every backend gets one thread (GRADVERIFY_BENCH_THREADS=n for n), and
 glibc is told to keep freed memory (`keep_freed_memory`; GRADVERIFY_BENCH_MALLOC=default to leave it).
 GRADVERIFY_BENCH_DTYPES=float64,float32 adds float32 figures (entries with "dtype": "float32", never
-counted against the goals, which are stated for float64). Finally the cold wall time of
-`python -m verify all` in a subprocess, and of `python -m verify prove` with each gradient's proof time.
+counted against the goals, which are stated for float64). Finally the edit-check loop (`loop`): a
+repeated cold `check` of batch norm and `python -m verify all`, each beside its first run with an empty
+JAX cache, and a `--watch` re-check beside the watcher's first check (`--loop` measures only those); and
+`python -m verify prove` with each gradient's proof time.
 
 `--json FILE` writes {"entries": [{"name", "what": "backward", "backend", "generated_s", "reference",
-"reference_s", "ratio", ...}], "verify_all_s"} (DESIGN.md section 4), ratio = generated_s / reference_s.
+"reference_s", "ratio", ...}], "verify_all_s"} (DESIGN.md section 4), ratio = generated_s / reference_s;
+verify_all_s is the median of the repeated cold runs of `python -m verify all`.
 Extra keys: "variant" (torch: "eager" or "compiled"), "dtype", "goal" (whether this ratio is the one
 the speed goal is stated for), "compile_s", and top-level "machine", "skipped" ({derivation: ["what:
-why", ...]}) and "prove" ({"wall_s", "seconds": {"derivation gradient": s}, "proved", "claims"}).
+why", ...]}), "loop" (`loop.run`) and "prove" ({"wall_s", "seconds": {"derivation gradient": s},
+"proved", "claims"}).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import catalogue
+from . import loop
 from .entries import draw_inputs, sizes_for, time_derivation
 from .harness import (
     Schedule,
@@ -87,9 +92,11 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
             entries += timed
             # the same references are missing at every dtype: listed once
             skipped[d.name] = list(dict.fromkeys([*skipped.get(d.name, []), *map(str, missing)]))
+    measured = None if quick or names else loop.run(log=log)
     result = {
         "entries": entries,
-        "verify_all_s": None if quick or names else verify_all_seconds(),
+        "verify_all_s": measured["verify_all"]["median_s"] if measured else None,
+        "loop": measured,
         "verify_all_exact_fd_s": None if quick or names else verify_all_seconds("exact", "fd"),
         "exact_s": None if quick or names else exact_seconds_per_derivation(),
         "prove": None if quick or names else prove_seconds(),
@@ -108,17 +115,30 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
     return result
 
 
+def _log(*args, **kwargs) -> None:
+    print(*args, file=sys.stderr, **kwargs)
+
+
+def _write_json(target: str, data: dict) -> None:
+    text = json.dumps(data, indent=2)
+    if target == "-":
+        print(text)
+    else:
+        Path(target).write_text(text + "\n", encoding="utf-8")
+
+
 def main(args) -> int:
-    result = run(
-        quick=bool(getattr(args, "quick", False)), log=lambda *a, **k: print(*a, file=sys.stderr, **k)
-    )
     target = getattr(args, "json", None)
     # with --json - the JSON alone goes to standard output, so that it parses; the table to stderr
-    print(summary(result), file=sys.stderr if target == "-" else sys.stdout)
+    table_to = sys.stderr if target == "-" else sys.stdout
+    if getattr(args, "loop", False):
+        measured = {"loop": loop.run(log=_log), "machine": machine()}
+        print("\n".join(loop.summary(measured["loop"])), file=table_to)
+        if target:
+            _write_json(target, measured)
+        return 0
+    result = run(quick=bool(getattr(args, "quick", False)), log=_log)
+    print(summary(result), file=table_to)
     if target:
-        text = json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2)
-        if target == "-":
-            print(text)
-        else:
-            Path(target).write_text(text + "\n", encoding="utf-8")
+        _write_json(target, {k: v for k, v in result.items() if k != "table"})
     return 0

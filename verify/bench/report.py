@@ -114,13 +114,15 @@ def summary(result: dict) -> str:
         f"threads per backend: {result['threads']['threads']} (GRADVERIFY_BENCH_THREADS); BLAS: {blas}"
     )
     lines.append(f"allocator: {m['allocator']}")
-    va = result["verify_all_s"]
-    lines.append(
-        f"python -m verify all (cold subprocess): {va:.1f} s; with --oracle exact --oracle fd: "
-        f"{result['verify_all_exact_fd_s']:.1f} s"
-        if va is not None
-        else "python -m verify all: not run (--quick)"
-    )
+    if result.get("loop"):
+        from .loop import summary as loop_summary
+
+        lines += loop_summary(result["loop"])
+        lines.append(
+            f"python -m verify all --oracle exact --oracle fd: {result['verify_all_exact_fd_s']:.1f} s"
+        )
+    else:
+        lines.append("edit-check loop and python -m verify all: not run (--quick)")
     if result.get("exact_s"):
         slowest = max(result["exact_s"], key=result["exact_s"].get)
         lines.append(
