@@ -619,7 +619,8 @@ def _also(path: str) -> list[str]:
 
 def other_commands(path: str) -> list[str]:
     """`show`, `show --latex` and `codegen` for every backend, on a derivation that checks: each must
-    exit 0 (they print what `check` accepted)."""
+    exit 0 (they print what `check` accepted), but codegen exits 1 after its warning when the exact
+    oracle finds a gradient wrong."""
     out = []
     for args in (
         ["show"],
@@ -627,7 +628,8 @@ def other_commands(path: str) -> list[str]:
         *(["codegen", "--backend", b] for b in ("numpy", "jax", "torch")),
     ):
         status, _, err = _run_in_process([args[0], path, *args[1:]], [])
-        if status != 0:
+        warned = args[0] == "codegen" and status == 1 and "is wrong (exact oracle)" in err
+        if status != 0 and not warned:
             out.append(f"{' '.join(args)} exited {status}: {err.strip()[-150:]}")
     return out
 

@@ -257,7 +257,14 @@ def read(path_or_text: str | Path) -> tuple[str, str | None, str]:
     if isinstance(path_or_text, Path) or ("\n" not in str(path_or_text) and "[" not in str(path_or_text)):
         path = Path(path_or_text)
         found = folder() / f"{path_or_text}.deriv"
-        if not path.exists() and _NAME.match(str(path_or_text)) and found.exists():
+        if not path.exists() and _NAME.match(str(path_or_text)):
+            if not found.exists():  # a bare name is meant as a catalogue name more often than as a file
+                raise DerivationError(
+                    "no catalogue derivation or file of this name (`gradverify list` names the catalogue)",
+                    0,
+                    0,
+                    str(path_or_text),
+                )
             path = found
             path_or_text = _display(path)
         try:

@@ -696,7 +696,7 @@ class _Loader:
                 root = self.axes.find((name, k))
                 if classes.get(root, size_name) != size_name:
                     raise self.err(
-                        f"{name} axis {k + 1} is declared {size_name}, but the forward makes it the size "
+                        f"{name} axis {k} is declared {size_name}, but the forward makes it the size "
                         f"{classes[root]} too: one size cannot have two names",
                         line,
                     )
@@ -1112,7 +1112,7 @@ class _Loader:
             for k, (got, exp) in enumerate(zip(shape, target_shape, strict=True)):
                 if got != exp:
                     name, line, col = p.target_indices[k]
-                    where = f"axis {k + 1} of {of} has size {exp}" if of else f"its axis has size {exp}"
+                    where = f"axis {k} of {of} has size {exp}" if of else f"its axis has size {exp}"
                     raise self.err(f"index {name} of {p.target} ranges over {got}, but {where}", line, col)
         role = "gradient" if of else "jacobian" if jacobian else "helper"
         self.tensors[target] = Tensor(target, shape, role)
@@ -1188,8 +1188,8 @@ class _Loader:
                 s1 = self.tensors[o.name].shape[o.axis]
                 if s1 != s0:
                     raise self.err(
-                        f"index {var.name} ranges over axes of different sizes: {s0} ({first.name} axis {first.axis + 1}) "
-                        f"and {s1} ({o.name} axis {o.axis + 1})",
+                        f"index {var.name} ranges over axes of different sizes: {s0} ({first.name} axis {first.axis}) "
+                        f"and {s1} ({o.name} axis {o.axis})",
                         o.line,
                         o.col,
                     )
