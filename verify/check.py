@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,11 +29,13 @@ def check(
     time_limit: float | None = None,
     *,
     workers: Workers | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Report:
     """Check one derivation (a path, a catalogue name or the text) or a list of them. With `prove`, each
     gradient also carries the prover's outcome (`verify.prove`, `time_limit` seconds per gradient),
     computed in a worker process meanwhile; it never changes a verdict. `workers` (the command line's,
-    see verify.parallel) run the framework oracles in their own processes."""
+    see verify.parallel) run the framework oracles in their own processes; `progress(done, total, name)`
+    is told of each derivation checked."""
     items = list(path_or_text) if isinstance(path_or_text, list | tuple) else [path_or_text]
     names = tuple(oracles) if oracles else ORACLES
     unknown = [o for o in names if o not in ORACLE_CLASSES]
@@ -48,12 +51,14 @@ def check(
         for k, p in enumerate(prepared):
             if isinstance(p, DerivationReport):
                 reports.append(p)
-                continue
-            d, draws = p
-            runs = {name: run_oracle(name, d, draws) for name in names if name not in elsewhere}
-            for name in elsewhere:
-                runs[name] = workers.result(name, k) or run_oracle(name, d, draws)
-            reports.append(_assemble(d, draws, {name: runs[name] for name in names}, seed))
+            else:
+                d, draws = p
+                runs = {name: run_oracle(name, d, draws) for name in names if name not in elsewhere}
+                for name in elsewhere:
+                    runs[name] = workers.result(name, k) or run_oracle(name, d, draws)
+                reports.append(_assemble(d, draws, {name: runs[name] for name in names}, seed))
+            if progress is not None:
+                progress(k + 1, len(prepared), reports[-1].name)
         if proofs is not None:
             for report, found in zip(reports, proofs.results(), strict=True):
                 for g in report.gradients:

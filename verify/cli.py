@@ -165,13 +165,36 @@ def _workers(args, own_process: bool):
     return Workers.start(args.oracle or ORACLES) or nullcontext()
 
 
+def _progress(command: str):
+    """For `all` and `latex` with stderr on a terminal: one line on stderr that counts the derivations
+    checked, rewritten in place and blanked at the end (stdout, the table, stays clean)."""
+    if command not in ("all", "latex") or not sys.stderr.isatty():
+        return None
+    shown = 0
+
+    def show(done: int, total: int, name: str) -> None:
+        nonlocal shown
+        line = f"{PROG} {command}: {done}/{total} checked ({name})" if done < total else ""
+        sys.stderr.write("\r" + line.ljust(shown) + ("\r" if not line else ""))
+        sys.stderr.flush()
+        shown = len(line)
+
+    return show
+
+
 def _run_checks(items, args, workers=None) -> int:
     from .check import check
 
     prove = args.command == "prove" or args.prove
     start = time.perf_counter()
     report = check(
-        items, oracles=args.oracle, seed=args.seed, prove=prove, time_limit=args.time_limit, workers=workers
+        items,
+        oracles=args.oracle,
+        seed=args.seed,
+        prove=prove,
+        time_limit=args.time_limit,
+        workers=workers,
+        progress=_progress(args.command),
     )
     args.status = report.exit_code  # the verdict stands even if the reader of the output goes away
     if args.json != "-":  # then standard output holds only the JSON
@@ -384,7 +407,7 @@ def _dispatch(args, own_process: bool = False) -> int:
         from .latex import main as latex_main
 
         with _workers(args, own_process) as workers:
-            return latex_main(args, workers)
+            return latex_main(args, workers, _progress("latex"))
     if args.command == "bench":
         from .bench import main as bench_main
 

@@ -666,7 +666,7 @@ def _sci(x: float) -> str:
 # python -m verify latex
 
 
-def main(args, workers=None) -> int:
+def main(args, workers=None, progress=None) -> int:
     """Check the named derivations (every catalogue one by default), write DIR/gradverify.tex, and with
     --pdf compile it. Exit status as for checks: 0 all verified, 1 any wrong, 2 any invalid input (then
     nothing is written) or a document TeX fails on. Without TeX, --pdf only prints what to install."""
@@ -689,6 +689,7 @@ def main(args, workers=None) -> int:
         prove=getattr(args, "prove", False),
         time_limit=getattr(args, "time_limit", None),
         workers=workers,
+        progress=progress,
     )
     invalid = [str(r.error) for r in report.derivations if r.error is not None]
     if invalid:
