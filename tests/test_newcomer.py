@@ -57,3 +57,22 @@ def test_codegen_warns_when_the_exact_oracle_finds_a_gradient_wrong():
     assert "warning: wrong_sign: dx is wrong (exact oracle)" in wrong.stderr
     right = run("codegen", "tanh")
     assert right.returncode == 0 and right.stderr == "" and "def backward" in right.stdout
+
+
+def test_a_copy_of_a_catalogue_file_is_checked_as_the_catalogue_entry(tmp_path):
+    """A byte-identical copy of a catalogue file (a checkout's derivations/ beside an installed package)
+    gets the catalogue's hand-written module and library ops; a copy that differs is the user's own
+    formula and gets neither."""
+    import verify
+
+    text = (ROOT / "derivations" / "relu.deriv").read_text(encoding="utf-8")
+    same, edited = tmp_path / "same" / "relu.deriv", tmp_path / "edited" / "relu.deriv"
+    for path, body in ((same, text), (edited, text + "\n# my note\n")):
+        path.parent.mkdir()
+        path.write_text(body, encoding="utf-8")
+    numpy = {
+        p: verify.check(str(p), oracles=("numpy",)).derivations[0].gradients[0].oracles["numpy"]
+        for p in (same, edited)
+    }
+    assert numpy[same].status == "pass"
+    assert numpy[edited].status == "skip" and "not a catalogue derivation" in numpy[edited].reason

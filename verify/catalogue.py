@@ -244,11 +244,21 @@ def paths() -> list[Path]:
 
 
 def name_of(d: Derivation) -> str | None:
-    """The catalogue name of a derivation read from a catalogue file, else None."""
+    """The catalogue name of a derivation read from a catalogue file, or from a copy of one (a source
+    checkout's derivations/ beside an installed package: `pytest derivations/`), else None."""
     if d.file is None:
         return None
     path = Path(d.file).resolve()
-    return path.stem if path.parent == folder().resolve() and path.suffix == ".deriv" else None
+    if path.suffix != ".deriv":
+        return None
+    if path.parent == folder().resolve():
+        return path.stem
+    original = folder() / path.name
+    try:  # the same bytes: the catalogue's library ops and hand-written modules are those of this formula
+        same = original.is_file() and path.read_bytes() == original.read_bytes()
+    except OSError:
+        return None
+    return path.stem if same else None
 
 
 def read(path_or_text: str | Path) -> tuple[str, str | None, str]:
