@@ -76,3 +76,26 @@ def test_a_copy_of_a_catalogue_file_is_checked_as_the_catalogue_entry(tmp_path):
     }
     assert numpy[same].status == "pass"
     assert numpy[edited].status == "skip" and "not a catalogue derivation" in numpy[edited].reason
+
+
+def test_an_invalid_files_message_is_printed_once():
+    """The file:line:col message of an invalid file is on stderr, once; the table marks the file INVALID
+    without repeating it."""
+    r = run("check", str(CASES / "bad_syntax.deriv"), "derivations/tanh.deriv", "--oracle", "exact")
+    assert r.returncode == 2
+    assert r.stderr.count("bad_syntax.deriv:3:") == 1 and "bad_syntax.deriv:3:" not in r.stdout
+    assert "INVALID" in r.stdout
+
+
+def test_the_table_says_what_its_numbers_are_and_each_oracles_tolerance():
+    """Below the table: the cells are the largest normwise relative error, and each oracle's largest
+    bound on that scale, as computed (the JSON's rel_bound), for the oracles that ran."""
+    import verify
+
+    report = verify.check("derivations/tanh.deriv", oracles=("exact", "fd"))
+    text = " ".join(report.table().split())
+    assert "the largest normwise relative error, max|written - reference| / max|reference|" in text
+    bounds = {name: r.rel_bound for name, r in report.derivations[0].gradients[0].oracles.items()}
+    assert 0 < bounds["exact"] < bounds["fd"] < 1e-3
+    assert f"exact {bounds['exact']:.0e}, fd {bounds['fd']:.0e}" in text
+    assert "torch" not in text

@@ -46,7 +46,11 @@ def check(
         prepared = [_prepare(item, seed) for item in items]
         elsewhere = [n for n in names if workers is not None and n in workers]
         if elsewhere:
-            workers.submit([None if isinstance(p, DerivationReport) else p for p in prepared])
+            workers.begin()
+            for k, p in enumerate(prepared):
+                if not isinstance(p, DerivationReport):
+                    _bound(*p)
+                    workers.send(k, p)
         reports = []
         for k, p in enumerate(prepared):
             if isinstance(p, DerivationReport):
@@ -95,6 +99,17 @@ def _prepare(item, seed):
     except ValueError as e:
         err = DerivationError(f"no valid sample: {e}", 0, 0, d.file)
         return DerivationReport(d.name, d.file, "invalid", d.title, error=err)
+
+
+def _bound(d: Derivation, draws) -> None:
+    """Every oracle bounds its rounding errors with `rounding.of(d, sample)`, kept in the sample's cache:
+    computed here once, it travels to the workers with the samples instead of being computed by each.
+    Should it raise, each oracle meets the same exception again and reports it as its error."""
+    try:
+        for sample in draws:
+            rounding.of(d, sample)
+    except Exception:  # reported by the oracles, see above
+        pass
 
 
 @dataclass

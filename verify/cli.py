@@ -20,6 +20,7 @@ from . import caveats, domains
 from .catalogue import folder, load, paths
 from .model import Derivation, DerivationError
 from .oracles import ORACLES
+from .report import colour_for
 from .unparse import expression_text, target_text
 
 # the console script `gradverify` and `python -m verify` are one program; messages use the name typed
@@ -198,7 +199,7 @@ def _run_checks(items, args, workers=None) -> int:
     )
     args.status = report.exit_code  # the verdict stands even if the reader of the output goes away
     if args.json != "-":  # then standard output holds only the JSON
-        print(report.table())
+        print(report.table(colour=colour_for(sys.stdout), errors=False))
         if args.command == "prove":
             print(proof_times(report, time.perf_counter() - start))
     for d in report.derivations:

@@ -78,7 +78,8 @@ class Result:
     """One oracle's verdict on one gradient (or on the forward), worst over all samples.
 
     max_rel_err is normwise: max |written - reference| / max |reference|; `bound` is the largest error
-    bound of the sample reported."""
+    bound of the sample reported, and `rel_bound` that bound over max |reference| (the tolerance on the
+    same scale as max_rel_err)."""
 
     status: Status
     max_abs_err: float | None = None
@@ -89,6 +90,7 @@ class Result:
     sizes: dict[str, int] | None = None
     reason: str = ""
     bound: float | None = None
+    rel_bound: float | None = None
 
     def to_json(self) -> dict:
         out = {
@@ -99,6 +101,7 @@ class Result:
         }
         if self.bound is not None:
             out["bound"] = self.bound
+            out["rel_bound"] = self.rel_bound
         if self.written is not None:
             out["written"] = self.written
             out["reference"] = self.reference
@@ -198,6 +201,7 @@ class Comparison:
             written=float(w[tuple(at)]) if diff.size else None,
             reference=float(r[tuple(at)]) if diff.size else None,
             bound=bound,
+            rel_bound=bound / max(float(largest), 1e-300),
         )
         if bad.any():
             where = tuple(at)

@@ -27,7 +27,7 @@ from . import primitives
 from .catalogue import load, paths
 from .comparison import Result
 from .model import Derivation, DerivationError, Statement, step_of
-from .report import DerivationReport, Report
+from .report import DerivationReport, Report, colour_for
 
 GREEK = frozenset(
     "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau upsilon phi "
@@ -703,7 +703,7 @@ def main(args, workers=None, progress=None) -> int:
     except OSError as e:
         print(f"{out}: cannot write: {(e.strerror or str(e)).lower()}", file=sys.stderr)
         return 2
-    print(report.table())
+    print(report.table(colour=colour_for(sys.stdout)))
     print(f"wrote {tex}")
     if args.pdf and not tex_runs(tex.name):
         print(INSTALL_HINT, file=sys.stderr)

@@ -32,8 +32,8 @@ FRAMEWORK_ORACLES = ("jax", "torch")
 
 
 class Workers:
-    """One forked worker process per framework oracle; `submit` a list of prepared derivations (each
-    `(derivation, samples)`, or None for one that has none), then ask for each one's `result`."""
+    """One forked worker process per framework oracle. A check `begin`s, `send`s each prepared
+    derivation, `(derivation, samples)`, as soon as it is ready, then asks for each one's `result`."""
 
     def __init__(self, names: list[str]) -> None:
         context = multiprocessing.get_context("fork")
@@ -69,18 +69,22 @@ class Workers:
     def __contains__(self, name: str) -> bool:
         return name in self._connections
 
-    def submit(self, prepared: list) -> None:
-        """Send every worker the derivations of the next check (a tool failure in an earlier check may
-        have left results unread: they carry the old job's number and are dropped)."""
+    def begin(self) -> None:
+        """Start a check: results of an earlier one still unread (a tool failure in it) are dropped."""
         self._job = next(self._jobs)
+        for received in self._received.values():
+            received.clear()
+
+    def send(self, k: int, prepared: tuple) -> None:
+        """Send every worker derivation k of this check, `(derivation, samples)`, to run its oracle on."""
         for name in list(self._connections):
             try:
-                self._connections[name].send((self._job, prepared))
+                self._connections[name].send((self._job, k, prepared))
             except OSError:
                 self._lost(name)
 
     def result(self, name: str, k: int):
-        """The worker's `OracleRun` for derivation k of the last submit, or None if its worker is gone (the
+        """The worker's `OracleRun` for derivation k of this check, or None if its worker is gone (the
         oracle then runs in this process)."""
         received = self._received.get(name)
         if received is None:
@@ -140,10 +144,6 @@ def _serve(name: str, connection: Connection) -> None:
     threading.Thread(target=receive, daemon=True).start()
     importlib.import_module(name)
     while (job := jobs.get()) is not None:
-        number, prepared = job
-        for k, item in enumerate(prepared):
-            run = None
-            if item is not None:
-                full = run_oracle(name, *item)
-                run = OracleRun(full.results, full.arrays, full.forward)  # the oracle object stays here
-            connection.send((number, k, run))
+        number, k, (d, draws) = job
+        full = run_oracle(name, d, draws)
+        connection.send((number, k, OracleRun(full.results, full.arrays, full.forward)))  # not the oracle

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -174,14 +176,18 @@ class Report:
         """Whether the prover ran (check --prove): the table then has a proof column."""
         return any(g.proof is not None for d in self.derivations for g in d.gradients)
 
-    def table(self) -> str:
+    def table(self, colour: bool = False, errors: bool = True) -> str:
+        """The verification table, its notes and the summary line. `colour`: verdict words and failing
+        cells in ANSI colours (for a terminal); `errors`: an invalid file's `file:line:col: message`
+        among the notes (the command line prints it on stderr instead, once)."""
         head = ["derivation", "gradient", *self.oracles, "verdict", *(["proof"] if self.proved else [])]
         rows = []
         notes = []
         for d in self.derivations:
             if d.error is not None:
                 rows.append([d.name, "-", *["" for _ in self.oracles], "INVALID"])
-                notes.append(str(d.error))
+                if errors:
+                    notes.append(str(d.error))
                 continue
             for g in d.gradients:
                 cells = [_cell(g.oracles.get(o)) for o in self.oracles]
@@ -191,13 +197,47 @@ class Report:
                     notes.append(f"{d.name}: {g.name}: {g.proof.summary()}")
             notes += d.notes()
         widths = [max(len(str(r[k])) for r in [head, *rows]) for k in range(len(head))]
+        paint = _paint if colour else (lambda text, padded: padded)
         lines = [
-            "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]
+            "  ".join(paint(str(c), str(c).ljust(w)) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in [head, *rows]
         ]
         lines.insert(1, "  ".join("-" * w for w in widths))
+        legend = self.legend()
         lines += [""] + notes if notes else []
+        lines += ["", legend] if legend else []
         lines += ["", self.summary()]
         return "\n".join(lines)
+
+    def legend(self) -> str:
+        """What the oracle columns hold, and each oracle's tolerance in this table on the same scale."""
+        results = [
+            (name, r)
+            for d in self.derivations
+            for g in d.gradients
+            for name, r in g.oracles.items()
+            if r.max_rel_err is not None
+        ]
+        if not results:
+            return ""
+        bounds: dict[str, float] = {}
+        for name, r in results:
+            if r.rel_bound is not None:
+                bounds[name] = max(bounds.get(name, 0.0), r.rel_bound)
+        groups: dict[str, list[str]] = {}
+        for name in self.oracles:
+            if name in _BOUNDS:
+                groups.setdefault(_BOUNDS[name], []).append(name)
+        how = "; ".join(f"for {_and(names)} {what}" for what, names in groups.items())
+        text = (
+            "Oracle columns: the largest normwise relative error, max|written - reference| / max|reference|, "
+            "over the samples. An oracle passes a gradient when each element's error is within its bound, the "
+            f"formula's float64 rounding error (verify.rounding) {how}."
+        )
+        if bounds:
+            largest = ", ".join(f"{name} {bounds[name]:.0e}" for name in self.oracles if name in bounds)
+            text += f" Largest bound here, relative as the columns: {largest}."
+        return textwrap.fill(text, width=110)
 
     def summary(self) -> str:
         n = len(self.derivations)
@@ -215,6 +255,50 @@ class Report:
             + f"; {ok}/{len(grads)} gradients verified"
             + (proved if self.proved else "")
         )
+
+
+# How each oracle's bound comes from the float64 rounding bound (verify.comparison.TOLERANCES).
+_BOUNDS = {
+    "exact": "in 50 digits",
+    "fd": "x4 plus the difference quotient's own error",
+    "numpy": "x16",
+    "jax": "x16",
+    "torch": "x16",
+}
+
+# ANSI colours of the words a terminal shows coloured: green verified, red wrong, yellow undecided.
+_COLOURS = {
+    "verified": "32",
+    "wrong": "31",
+    "INVALID": "31",
+    "FAIL": "31",
+    "ERROR": "31",
+    "inconclusive": "33",
+}
+
+
+def colour_for(stream) -> bool:
+    """Whether a table printed to `stream` gets colours: a terminal, NO_COLOR unset or empty
+    (https://no-color.org), and a terminal that has colours (TERM is not 'dumb')."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(
+        isatty is not None
+        and isatty()
+        and not os.environ.get("NO_COLOR")
+        and os.environ.get("TERM", "") != "dumb"
+    )
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _paint(text: str, padded: str) -> str:
+    """`padded` (text and its padding) with the text's verdict word coloured, the padding left plain
+    so that the columns stay aligned."""
+    word = text.split(" ", 1)[0]
+    code = _COLOURS.get(word)
+    return padded if code is None else padded.replace(word, f"\x1b[{code}m{word}\x1b[0m", 1)
 
 
 def _cell(r: Result | None) -> str:

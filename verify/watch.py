@@ -18,6 +18,7 @@ import sys
 import time
 
 from .check import check
+from .report import colour_for
 
 POLL_S = 0.1
 SETTLE_S = 0.05
@@ -46,7 +47,7 @@ def check_and_print(paths: list[str], oracles, seed: int, workers, out=sys.stdou
         print(f"error: the check itself failed: {type(e).__name__}: {e}", file=sys.stderr)
         return time.perf_counter() - started
     seconds = time.perf_counter() - started
-    print(report.table(), file=out)
+    print(report.table(colour=colour_for(out), errors=False), file=out)
     for d in report.derivations:
         if d.error is not None:
             print(str(d.error), file=sys.stderr)
