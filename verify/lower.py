@@ -134,7 +134,10 @@ class _Lowering:
 
     def temp(self, expr, axes) -> tuple[sp.Symbol, tuple]:
         expr = self.full(expr, axes)
-        key = sp.srepr(expr) + "|" + ",".join(a.name for a in axes)
+        # computed once per structure: indices named by their axis position (summed indices are fresh
+        # symbols in each statement, see _fresh_sums)
+        canonical = {a: sp.Symbol(f"_axis{k}", integer=True) for k, a in enumerate(axes)}
+        key = sp.srepr(expr.xreplace(canonical)) + f"|{len(axes)}"
         if key not in self.cse:
             self.counter += 1
             name = f"s{self.counter}"
@@ -288,9 +291,7 @@ class _Lowering:
 
     def inline(self, name, indices):
         h = self.helpers[name]
-        rhs = h.rhs
-        bound = {lim[0] for s in rhs.atoms(sp.Sum) for lim in s.limits}
-        rhs = rhs.xreplace({b: sp.Dummy(b.name, integer=True) for b in bound})
+        rhs = _fresh_sums(h.rhs)
         self.know_ranges(rhs)
         return rhs.xreplace(dict(zip(h.indices, indices, strict=True)))
 
@@ -383,7 +384,7 @@ class _Lowering:
 
     def statement(self, st: Statement):
         self.ranges = dict(st.ranges)
-        rhs = stable(st.rhs)
+        rhs = _fresh_sums(stable(st.rhs))
         self.know_ranges(rhs)
         expr, axes = self.lower(rhs, st.indices)
         # A factor common to every term is multiplied once: dy*y - y*s becomes y*(dy - s), one
@@ -401,6 +402,22 @@ class _Lowering:
         if tuple(axes) != tuple(st.indices):
             expr = Align(expr, sp.Tuple(*axes), sp.Tuple(*st.indices))
         self.body.append(Assign(st.target, expr, st.indices, True))
+
+
+def _fresh_sums(expr):
+    """`expr` with each sum's indices renamed to fresh symbols inside that sum only. An index may be
+    summed in one place and free in another (x[n, k] / sum(x[n, k], k)), and the lowering tells indices
+    apart by their symbols."""
+    if not expr.has(sp.Sum):
+        return expr
+    if isinstance(expr, sp.Sum):
+        fresh = {lim[0]: sp.Dummy(lim[0].name, integer=True) for lim in expr.limits}
+        limits = [(fresh[i], lo, hi) for i, lo, hi in expr.limits]
+        return sp.Sum(_fresh_sums(expr.function).xreplace(fresh), *limits)
+    args = [_fresh_sums(a) for a in expr.args]
+    if isinstance(expr, sp.Piecewise | sp.Max | sp.Min | Relational):
+        return expr.func(*args, evaluate=False)
+    return expr.func(*args)
 
 
 def _is_call(e) -> bool:

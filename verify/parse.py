@@ -533,6 +533,14 @@ class _Loader:
             conv = _Converter(p.src, self._forward_name(p), self._forward_tensor(p))
             walk = conv.walk(p.rhs)
             self._free_indices_match(p, walk)
+            changed = True
+            while changed:  # an index that only a delta holds ranges over its partner's axis
+                changed = False
+                for a, b, _ in conv.deltas:
+                    for x, y in ((a, b), (b, a)):
+                        if not x.occurrences and y.occurrences:
+                            x.occurrences.append(y.occurrences[0])
+                            changed = True
             for var in conv.index_vars:
                 occ = var.occurrences
                 if not occ:
@@ -543,6 +551,9 @@ class _Loader:
                     )
                 for o in occ[1:]:
                     self.axes.union((occ[0].name, occ[0].axis), (o.name, o.axis))
+            for a, b, _ in conv.deltas:  # a Kronecker delta pairs two indices of one size, as in [gradients]
+                first_a, first_b = a.occurrences[0], b.occurrences[0]
+                self.axes.union((first_a.name, first_a.axis), (first_b.name, first_b.axis))
             for axis, (iname, _, _) in enumerate(p.target_indices):
                 first = walk.free[iname].occurrences[0]
                 self.axes.union((p.target, axis), (first.name, first.axis))
@@ -669,6 +680,13 @@ class _Loader:
         for name, line, col in self.bare_names:
             if name in self.sizes and name in self.tensors:
                 raise self.err(f"{name} names both a size and a tensor: rename one", line, col)
+            if name in self.tensors and self.arity[name][0] > 0:  # w used bare before w[n] in one statement
+                arity = self.arity[name][0]
+                raise self.err(
+                    f"{name} has {arity} ind{'ex' if arity == 1 else 'ices'} but is used without them",
+                    line,
+                    col,
+                )
             if name not in self.sizes and name not in self.tensors:
                 self.inputs.append(name)
                 self.tensors[name] = Tensor(name, (), "input")

@@ -179,8 +179,11 @@ class _ArrayMixin:
     def _permute(self, text, perm):
         return f"{text}.transpose({', '.join(map(str, perm))})"
 
+    def _eye_sizes(self, e) -> list[str]:
+        return [self._print(a) for a in dict.fromkeys(e.args)]  # eye(N) for Eye(N, N)
+
     def _print_Eye(self, e):
-        return self._call("eye", *(self._print(a) for a in e.args))
+        return self._call("eye", *self._eye_sizes(e))
 
     def _print_AsArray(self, e):
         return self._call("asarray", self._print(e.args[0]), "dtype=dtype")
@@ -298,7 +301,7 @@ def _torch_printer():
             return f"{text}.permute({', '.join(map(str, perm))})"
 
         def _print_Eye(self, e):
-            return self._call("eye", *(self._print(a) for a in e.args), "dtype=dtype")
+            return self._call("eye", *self._eye_sizes(e), "dtype=dtype")
 
     return TorchArrayPrinter
 
