@@ -160,7 +160,7 @@ class _Lowering:
             elif isinstance(e, sp.Piecewise):
                 # by its values alone: SymPy drops a condition whose branches are equal (where(c, 0, 0))
                 stack.extend(value for value, _ in e.args)
-            elif isinstance(e, Einsum | ReduceSum | Eye | Zeros | AsArray):
+            elif isinstance(e, Einsum | ReduceSum | Eye | Zeros):
                 out |= set(axes)  # bare, such a node has the expression's axes (see `align`)
             elif isinstance(e, sp.Symbol):
                 if e.is_real and not e.is_integer and e.name not in self.scalars:
@@ -248,7 +248,13 @@ class _Lowering:
             pieces = []
             for _, cond in e.args:
                 value = next(it)
-                pieces.append((value, next(it) if cond is not sp.true else sp.true))
+                cond = self.condition(next(it)) if cond is not sp.true else sp.true
+                if cond is sp.true and not pieces:
+                    return value, axes
+                if cond is not sp.false:
+                    pieces.append((value, cond))
+                if cond is sp.true:
+                    break
             return sp.Piecewise(*pieces, evaluate=False), axes
         if not e.args or e.is_Atom:
             return e, ()
@@ -261,6 +267,17 @@ class _Lowering:
         if isinstance(e, sp.Max | sp.Min | Relational):
             return e.func(*args, evaluate=False), axes
         return e.func(*args), axes
+
+    def condition(self, cond):
+        """A lowered where() condition. One of numbers alone (the deltas of `delta(k, k) != 1` are
+        gone) is decided here; one of sizes alone compares 0-d arrays, so that it is an array too
+        (torch.where takes no Python bool)."""
+        if self.has_array(cond):
+            return cond
+        decided = cond.func(*cond.args)
+        if decided in (sp.true, sp.false):
+            return decided
+        return cond.func(AsArray(cond.lhs), cond.rhs, evaluate=False)
 
     def has_array(self, expr) -> bool:
         """Whether `expr` reads an array (or a scalar input): not numbers and sizes alone."""

@@ -79,6 +79,18 @@ class Primitive:
         return self.backends.get(backend, self.array)
 
 
+_EXP_RANGE = 10**6  # exp(1e6) is 1e434294: far beyond float64, and exp of it would take mpmath forever
+
+
+def _exp(x):
+    """mpmath.exp, except far outside float64's range: infinity above (a value no check can use, which
+    the sampler redraws), 0 below. exp(exp(exp(exp(exp(2))))) would otherwise compute ln 2 to 1e702
+    digits."""
+    if isinstance(x, mpmath.mpf) and abs(x) > _EXP_RANGE:
+        return mpmath.inf if x > 0 else mpmath.mpf(0)
+    return mpmath.exp(x)
+
+
 def _unary(f):
     return lambda x: f(x)
 
@@ -116,7 +128,7 @@ def _latex_extreme(op):
 
 PRIMITIVES: tuple[Primitive, ...] = (
     Primitive(
-        "exp", 1, "exp(x)", _unary(sp.exp), sp.exp, mpmath.exp, "{ns}.exp({0})", latex=_latex_exp,
+        "exp", 1, "exp(x)", _unary(sp.exp), sp.exp, _exp, "{ns}.exp({0})", latex=_latex_exp,
         monotone=True,
     ),
     Primitive(
@@ -131,7 +143,7 @@ PRIMITIVES: tuple[Primitive, ...] = (
     ),
     Primitive(
         "sigmoid", 1, "sigmoid(x)", _unary(sigmoid), sigmoid,
-        lambda x: 1 / (1 + mpmath.exp(-x)),
+        lambda x: 1 / (1 + _exp(-x)),
         # the tanh form: no overflow warning for large negative inputs, unlike 1 / (1 + exp(-x))
         "(0.5*{ns}.tanh(0.5*{p0}) + 0.5)",
         {"jax": "jax.nn.sigmoid({0})", "torch": "torch.sigmoid({0})"},
@@ -139,7 +151,7 @@ PRIMITIVES: tuple[Primitive, ...] = (
     ),
     Primitive(
         "softplus", 1, "softplus(x)", _unary(softplus), softplus,
-        lambda x: mpmath.log1p(mpmath.exp(x)),
+        lambda x: mpmath.log1p(_exp(x)) if x < _EXP_RANGE else x,
         "np.logaddexp(0.0, {0})",
         {"jax": "jax.nn.softplus({0})", "torch": "torch.nn.functional.softplus({0}, beta=1.0, threshold=50.0)"},
         latex=r"\mathrm{softplus}", monotone=True,
