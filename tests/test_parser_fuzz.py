@@ -4,6 +4,7 @@ derivation files, and `verify check` on them under time and memory bounds."""
 
 import signal
 from contextlib import contextmanager
+from pathlib import Path
 
 import fuzz
 from hypothesis import HealthCheck, given, settings
@@ -127,3 +128,15 @@ def test_grammar_files_parse_or_fail_with_a_position(data):
             parse(decode(raw, "f.deriv"), "f.deriv")
         except DerivationError as e:
             assert "\n" not in str(e) and e.line >= 1 and e.column >= 1, str(e)
+
+
+CAMPAIGN_CASES = 24  # each runs every oracle; the CI budget for this is a few dozen seconds
+
+
+def test_fuzzed_files_checked_within_bounds(tmp_path):
+    """`verify check` on fuzzed files, each in a worker process bounded in time and memory: exit status
+    0, 1, 2 or 3 only (4 is a bug of the tool), no traceback, every error at a file:line:col."""
+    paths = fuzz.write_cases(tmp_path, range(CAMPAIGN_CASES))
+    outcomes = fuzz.run_cases(paths, jobs=2)
+    failures = [f"{Path(o.path).name}: {o.problem}" for o in outcomes if o.problem]
+    assert not failures, failures

@@ -94,11 +94,8 @@ def _prepare(item, seed):
         return DerivationReport(name, e.file, "invalid", error=e)
     try:
         return d, sampling.samples(d, seed)
-    except DerivationError as e:  # a statement too large to check exactly
+    except DerivationError as e:  # no valid sample, or a statement too large to check exactly
         return DerivationReport(d.name, d.file, "invalid", d.title, error=e)
-    except ValueError as e:
-        err = DerivationError(f"no valid sample: {e}", 0, 0, d.file)
-        return DerivationReport(d.name, d.file, "invalid", d.title, error=err)
 
 
 def _bound(d: Derivation, draws) -> None:

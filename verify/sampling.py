@@ -140,6 +140,12 @@ class _Kinks:
     def closest(self):
         return min((abs(v) for v in self.forward.values()), default=None)
 
+    def closest_in(self) -> str | None:
+        """The forward statement (its target) holding the kink argument closest to zero."""
+        if not self.forward:
+            return None
+        return min(self.forward.items(), key=lambda kv: abs(kv[1]))[0][0]
+
     def covered(self) -> bool:
         return all(len(s) == 2 for s in self.sides.values())
 
@@ -152,16 +158,21 @@ def _evaluate(d: Derivation, seed: int, sizes, exact) -> tuple[Sample, _Kinks]:
     return sample, kinks
 
 
-def _not_real(d: Derivation, sample: Sample) -> str | None:
-    """The first input or forward value that is not a real finite number, in words; None if none."""
+def _not_real(d: Derivation, sample: Sample) -> tuple[str, str] | None:
+    """The first input or forward value that is not a real finite number: (its name, it in words);
+    None if none."""
     for name in [*sample.exact, *(st.target for st in d.forward)]:
         v = sample.forward[name]
         for e in elements(np.shape(v)):
             x = v[e] if e else v
             if not mpmath.isfinite(x):
                 index = f"[{', '.join(map(str, e))}]" if e else ""
-                return f"{name}{index} = {mpmath.nstr(x, 3)}"
+                return name, f"{name}{index} = {mpmath.nstr(x, 3)}"
     return None
+
+
+class NoSample(DerivationError, ValueError):
+    """No draw qualifies: an invalid derivation, at the forward statement that failed the draws."""
 
 
 def draw(d: Derivation, seed: int, avoid: dict[str, int] | None = None) -> Sample:
@@ -174,6 +185,7 @@ def _draw(d: Derivation, seed: int, avoid: dict[str, int] | None) -> tuple[Sampl
     """`draw`, with the drawn values as Fractions and the kinks it saw."""
     best = None
     not_real = near_kink = None
+    blame: str | None = None  # the forward statement that failed the first draw
     spent = 0
     for attempt in range(ATTEMPTS):
         rng = np.random.default_rng([seed, attempt])
@@ -196,10 +208,12 @@ def _draw(d: Derivation, seed: int, avoid: dict[str, int] | None) -> tuple[Sampl
         sample, kinks = _evaluate(d, seed, sizes, exact)
         problem = _not_real(d, sample)
         if problem is not None:
-            not_real = not_real or problem
+            blame = blame or problem[0]
+            not_real = not_real or problem[1]
             continue
         closest = kinks.closest()
         if closest is not None and closest < _mp(MARGIN):
+            blame = blame or kinks.closest_in()
             near_kink = near_kink or closest
             continue
         if kinks.covered():
@@ -214,7 +228,8 @@ def _draw(d: Derivation, seed: int, avoid: dict[str, int] | None) -> tuple[Sampl
             why = (
                 f"no draw of {ATTEMPTS} is real and finite and keeps clear of every kink (first: {not_real})"
             )
-        raise ValueError(f"{d.name}: {why}")
+        at = next((st for st in d.forward if st.target == blame), d.forward[0])
+        raise NoSample(f"no valid sample: {why}", at.line, at.column, d.file)
     return best
 
 
