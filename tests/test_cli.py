@@ -196,3 +196,16 @@ def test_inputs_beyond_the_limits_exit_2_with_a_position(tmp_path, name):
     line = r.stderr.strip().splitlines()[-1]
     where = line[len(str(path)) + 1 :].split(":")
     assert line.startswith(str(path) + ":") and int(where[0]) >= 1 and int(where[1]) >= 1, line
+
+
+def test_output_that_reads_no_checked_input():
+    """Found by the fuzzer: when the output does not depend on the input whose gradient is checked,
+    torch.autograd.grad refused the output ("does not require grad") and the torch oracle raised; every
+    oracle finds the gradient zero instead."""
+    import verify
+
+    text = (
+        "[forward]\nh[n] = w[n] * 2\ny = 1e-5 * 0.5 + where(a < 0.5, a, 0)\n[gradients]\ndw[n] = 0 * w[n]\n"
+    )
+    report = verify.check(text, oracles=("exact", "fd", "jax", "torch"))
+    assert report.exit_code == 0, report.table()

@@ -20,6 +20,7 @@ moving one input element the kink depends on.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -302,7 +303,11 @@ def _place(d: Derivation, sample: Sample, exact, key, side, placed) -> dict | No
             kinks = _forward_kinks(d, sizes, moved)
             if kinks is None:
                 break
-            value = kinks[key]
+            value = kinks.get(key)
+            # the kink is no longer evaluated (its where() branch is not taken, a factor became 0), or
+            # the moved element left the forward's domain
+            if value is None or not mpmath.isfinite(value):
+                break
             if abs(value - target) <= _mp(NEAR) / 4:
                 if _settled(kinks, [*placed, (key, side)]):
                     return moved
@@ -310,7 +315,10 @@ def _place(d: Derivation, sample: Sample, exact, key, side, placed) -> dict | No
             if value == before[1]:
                 break
             slope = (value - before[1]) / _mp(at - before[0])
-            before, at = (at, value), _on_grid(at + Fraction(float((target - value) / slope)))
+            step = float((target - value) / slope)
+            if not math.isfinite(step):
+                break
+            before, at = (at, value), _on_grid(at + Fraction(step))
     return None
 
 

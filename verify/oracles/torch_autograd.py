@@ -45,8 +45,10 @@ class Torch(Framework):
             torch.autograd.grad(
                 out, wrt, grad_outputs=values.get(d.upstream, torch.ones_like(out)), allow_unused=True
             )
-            if wrt  # nothing to differentiate when the derivation states Jacobians only
-            else ()
+            # nothing to differentiate when the derivation states Jacobians only, or when the output
+            # reads none of the variables (y = 1e-5 * 0.5 + where(a < 0.5, a, 0) at a >= 0.5)
+            if wrt and out.requires_grad
+            else [None] * len(wrt)
         )
         refs = {
             name: (g if g is not None else torch.zeros_like(t))
