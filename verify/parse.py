@@ -318,6 +318,8 @@ class _Converter:
                 raise self.err(a, f"sum over {a.id}, which the summed expression does not use")
             del free[a.id]
             self.sum_ranges.append((index(a.id), var))
+        if expr == 0:  # sum(0 * x[i], i): SymPy leaves a sum of zeros unevaluated, and 1 / it is no 1 / 0
+            return _Walk(sp.Integer(0), free, const=True)
         # The limits are filled in once sizes are known: a placeholder upper bound for now.
         return _Walk(sp.Sum(expr, *[(index(a.id), 0, sp.Symbol("_open_" + a.id)) for a in bound]), free)
 
