@@ -15,14 +15,6 @@ from verify.catalogue import decode
 from verify.model import DerivationError
 from verify.parse import parse
 
-TOKENS = [
-    "[forward]\n", "[gradients]\n", "[inputs]\n", "[sizes]\n", "title: t\n", "\n", "    ",
-    "y", "x", "W", "b", "dy", "dx", "dW", "mu", "N", "I", "n", "i", "j", "k",
-    "[", "]", "(", ")", ",", " = ", ": ", "+", "-", "*", "/", "**", "<", ">=", "==",
-    "sum(", "exp(", "log(", "sqrt(", "max(", "where(", "delta(", "sigmoid(", "abs(",
-    "0", "1", "2.5", "1e-5", "normal", "simplex(k)", "onehot(i)", "uniform(0, 1)", "#", "'s'", ".T", "lambda",
-]  # fmt: skip
-
 
 def outcome(text: str):
     try:
@@ -49,7 +41,7 @@ def test_any_path_or_name(text):
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(TOKENS), max_size=60))
+@given(st.lists(st.sampled_from(fuzz.TOKENS), max_size=60))
 def test_token_soup(tokens):
     outcome("[forward]\n" + "".join(tokens))
 
