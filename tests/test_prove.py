@@ -343,7 +343,7 @@ def test_prover_leaves_the_caller_process_alone():
     threads = threading.active_count()
     run = ProofRun([load("relu")])
     assert run.results()[0]["dx"].status is ProofStatus.PROVED
-    assert run._worker.proc is None
+    assert run._worker.running is None
     assert dict(os.environ) == env
     assert {s: signal.getsignal(s) for s in signals} == signals
     assert threading.active_count() == threads

@@ -100,7 +100,10 @@ def _input_read(d: Derivation, expr) -> str | None:
 
 def _positive_already(d: Derivation, name: str) -> bool:
     domain = d.domain(name)
-    return domain.kind in ("positive", "simplex") or (domain.kind == "uniform" and domain.low > 0)
+    if domain.kind == "uniform":
+        assert domain.low is not None, "a uniform domain has its bounds"
+        return domain.low > 0
+    return domain.kind in ("positive", "simplex")
 
 
 def of(d: Derivation, name: str) -> Domain:

@@ -19,6 +19,7 @@ def full(st: Statement, written) -> np.ndarray:
     agree between e (y's indices) and f (x's indices), and 0 off the block. `written` is indexed by
     st.indices; `of_shape` and `wrt_shape` come from the statement's ranges through the written array."""
     jac = st.jacobian
+    assert jac is not None, "full() expands a Jacobian statement"
     w = as_array(written)
     extent = dict(zip(st.indices, w.shape, strict=True))
     axes = jac.of_indices + jac.wrt_indices
@@ -34,6 +35,7 @@ def block_mismatch(st: Statement, reference: np.ndarray, tol: float) -> str:
     """Where the true Jacobian (`reference`, full size, floats) is not zero off the block the statement
     claims: "y[0,.] depends on x[1,.]: the Jacobian is not block-diagonal over n". Empty when it is."""
     jac = st.jacobian
+    assert jac is not None, "block_mismatch() reads a Jacobian statement's block"
     r = np.array([float(v) for v in np.ravel(reference)]).reshape(np.shape(reference))
     ny = len(jac.of_indices)
     scale = max(1.0, float(np.max(np.abs(r)))) if r.size else 1.0

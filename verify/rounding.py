@@ -74,7 +74,7 @@ class Rounded:
     def __eq__(self, other):  # `adjoints` skips an exact zero weight, as it does for plain numbers
         return self.e == 0 and self.v == other
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as __eq__ compares with plain numbers
 
     def __repr__(self):
         return f"Rounded({mpmath.nstr(self.v, 8)}, {mpmath.nstr(self.e, 3)})"
@@ -350,8 +350,10 @@ def loss_noise(d: Derivation, sample, v: str, value: str | None = None):
             if value is not None:
                 sample.cache[key] = _split(pairs[value])[1]
             else:
-                upstream = np.ravel(pairs.get(d.upstream, Rounded(mpmath.mpf(1))))
-                terms = [u * y for u, y in zip(upstream, np.ravel(pairs[d.output]), strict=True)]
+                # a scalar's bound is one Rounded, an array's an object array of them: flat, both are lists
+                upstream = np.ravel(np.asarray(pairs.get(d.upstream, Rounded(mpmath.mpf(1))), dtype=object))
+                output = np.ravel(np.asarray(pairs[d.output], dtype=object))
+                terms = [u * y for u, y in zip(upstream, output, strict=True)]
                 sample.cache[key] = _sum(terms).e
     return sample.cache[key]
 

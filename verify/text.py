@@ -39,7 +39,8 @@ def logical_lines(lines: list[tuple[int, str]], file: str | None) -> list[Line]:
     """Join physical lines into statements: a statement goes on while a bracket is open or the next line
     is indented."""
     out: list[Line] = []
-    start, parts, depth = 0, [], 0
+    parts: list[str] = []
+    start, depth = 0, 0
     for number, text in lines:
         if not text.strip():
             continue
@@ -169,7 +170,7 @@ def check_tree(tree: ast.expr, src: Source) -> None:
     """Hold one parsed expression to MAX_NODES syntax nodes and MAX_DEPTH levels of nesting, before
     anything walks it recursively. Iterative, so that it cannot overflow the stack itself."""
     count = 0
-    stack = [(tree, 1)]
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
     while stack:
         node, level = stack.pop()
         count += 1
@@ -223,7 +224,7 @@ def number(node: ast.Constant, src: Source) -> sp.Rational:
     return sp.Rational(exact.numerator, exact.denominator)
 
 
-def _segment(node: ast.AST, src: Source) -> str:
+def _segment(node: ast.expr, src: Source) -> str:
     """The text of a one-line node (ast offsets count UTF-8 bytes)."""
     if node.lineno != node.end_lineno:
         return ""

@@ -24,9 +24,9 @@ POLL_S = 0.1
 SETTLE_S = 0.05
 
 
-def _stamp(paths: list[str]) -> tuple:
+def _stamp(paths: list[str]) -> tuple[tuple[int, int] | None, ...]:
     """What changes when a file is saved: its modification time and size (None while it is missing)."""
-    stamps = []
+    stamps: list[tuple[int, int] | None] = []
     for path in paths:
         try:
             info = os.stat(path)

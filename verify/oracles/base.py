@@ -52,6 +52,7 @@ class Oracle:
         """The bound on a reverse pass's value of what claim `g` is compared with, in this oracle's
         arithmetic: the adjoint of g's variable, or the full Jacobian of a Jacobian statement."""
         if g.jacobian is None:
+            assert g.of is not None, "a claim that is not a Jacobian is a gradient dv, which names its v"
             bound = rounding.of(self.d, sample).adjoints[g.of]
         else:
             bound = rounding.jacobian(self.d, sample, g.jacobian.of, g.jacobian.wrt).bound

@@ -156,6 +156,14 @@ def _expand(e: sp.Expr) -> sp.Expr:
     return sp.expand(e, power_exp=False, power_base=False, log=False)
 
 
+@dataclass(frozen=True)
+class _Constrained:
+    """A one-hot or simplex input's domain: its kind and the axis along which its rows sum to 1."""
+
+    kind: str
+    axis: int
+
+
 class Algebra:
     """Normal forms over one derivation's atoms. One instance per derivation: the atom table and the
     memo serve every gradient."""
@@ -163,7 +171,7 @@ class Algebra:
     def __init__(self, d: Derivation):
         self.sizes = frozenset(d.sizes.values())
         self.domains = {
-            name: dom
+            name: _Constrained(dom.kind, dom.axis)
             for name, dom in d.domains.items()
             if dom.kind in ("onehot", "simplex") and dom.axis is not None
         }

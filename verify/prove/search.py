@@ -268,6 +268,7 @@ class DerivationProver:
         full Jacobian: at y[n,k], x[n',m] it is delta(n, n') * J[n,k,m]; the true side is taken at n'."""
         written = self.written(st)
         if st.jacobian is None:
+            assert st.of is not None, "a claim that is not a Jacobian is a gradient dv, which names its v"
             symbols = self._loss_symbols
             keep = {symbols[name] for name, _ in self._reads(written, symbols).values()}
             true = self.expand_adjoints(self.one_step(st.of, st.indices, LOSS), keep, LOSS)
@@ -429,9 +430,9 @@ class DerivationProver:
             e, _ = readable(e, {**self._index_ranges(e), **c.ranges}, keep=c.indices)
         return _printer().doprint(e)
 
-    def _index_ranges(self, e: sp.Expr) -> dict:
+    def _index_ranges(self, e: sp.Expr) -> dict[sp.Symbol, sp.Symbol]:
         """Ranges of free indices met inside tensor subscripts (a residue may hold contracted ones)."""
-        out = {}
+        out: dict[sp.Symbol, sp.Symbol] = {}
         for a in e.atoms(sp.Indexed):
             name = a.base.label.name
             name = name.removeprefix("dL/d") if name.removeprefix("dL/d") in self.d.tensors else name

@@ -93,6 +93,7 @@ class Reference:
         """(true, written) values of a claim at this sample, both indexed like the prover's sides: by the
         gradient's indices, or for a Jacobian by its full indices (numerator's, then denominator's)."""
         if st.jacobian is None:
+            assert st.of is not None, "a claim that is not a Jacobian is a gradient dv, which names its v"
             return self.values[adjoint_name(st.of)], self.values[st.target]
         pair = (st.jacobian.of, st.jacobian.wrt)
         if pair not in self._jacobians:

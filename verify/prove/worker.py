@@ -72,21 +72,28 @@ class Failed:
     seconds: float
 
 
+@dataclass(frozen=True)
+class _Running:
+    """A started worker: its process, the pipe its jobs go in by and the one its events come out of."""
+
+    proc: subprocess.Popen
+    jobs: Connection
+    events: Connection
+
+
 class Worker:
     """One worker process, started on demand, killed when a deadline passes."""
 
-    def __init__(self):
-        self.proc: subprocess.Popen | None = None
-        self.jobs: Connection | None = None
-        self.events: Connection | None = None
+    def __init__(self) -> None:
+        self.running: _Running | None = None
 
-    def start(self) -> None:
+    def start(self) -> _Running:
         job_r, job_w = os.pipe()
         ev_r, ev_w = os.pipe()
         root = str(Path(__file__).resolve().parents[2])  # the folder holding this `verify` package
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-        self.proc = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "verify.prove", str(job_r), str(ev_w)],
             pass_fds=(job_r, ev_w),
             env=env,
@@ -95,38 +102,40 @@ class Worker:
         )
         os.close(job_r)
         os.close(ev_w)
-        self.jobs, self.events = Connection(job_w, readable=False), Connection(ev_r, writable=False)
+        self.running = _Running(proc, Connection(job_w, readable=False), Connection(ev_r, writable=False))
+        return self.running
 
     def send(self, job: Job) -> None:
-        if self.proc is None:
-            self.start()
-        self.jobs.send(job)
+        running = self.running or self.start()
+        running.jobs.send(job)
 
     def receive(self, timeout: float):
         """The next event, or None when `timeout` seconds pass first; EOFError when the worker died."""
-        if not self.events.poll(max(timeout, 0.0)):
+        assert self.running is not None, "receive() follows send(), which starts the worker"
+        if not self.running.events.poll(max(timeout, 0.0)):
             return None
-        return self.events.recv()
+        return self.running.events.recv()
 
     def exit_code(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
+        return None if self.running is None else self.running.proc.poll()
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
+        running = self.running
+        if running is None:
             return
         try:
             if not kill:
-                self.jobs.send(None)
-                self.proc.wait(timeout=5)
+                running.jobs.send(None)
+                running.proc.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
             pass
         finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self.jobs.close()
-            self.events.close()
-            self.proc = self.jobs = self.events = None
+            if running.proc.poll() is None:
+                running.proc.kill()
+                running.proc.wait()
+            running.jobs.close()
+            running.events.close()
+            self.running = None
 
 
 def serve(jobs: Connection, events: Connection) -> None:
