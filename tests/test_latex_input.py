@@ -91,6 +91,17 @@ def test_symbols_resolve_by_the_rules():
     assert d.gradients[0].target == "dvar"
 
 
+def test_sigma_squared_is_a_power_where_sigma_is_a_name_and_var_is_not():
+    """\\sigma^2 falls back to sigma squared when no `var` exists but `sigma` does (it was an internal
+    error: the fallback power was a token made without a position)."""
+    forward = "[forward]\ny[n] = x[n] * sigma**2\n[gradients]\n"
+    latex = load(
+        forward + r"\frac{\partial L}{\partial x_n} = \frac{\partial L}{\partial y_n} \sigma^2" + "\n"
+    )
+    index = load(forward + "dx[n] = dy[n] * sigma**2\n")
+    assert latex.gradients[0].rhs == index.gradients[0].rhs
+
+
 def test_symbols_section_maps_the_rest():
     """[symbols] maps a symbol the rules do not resolve (the CMU handout's u_B for the mean, m for the
     batch size) to a name."""

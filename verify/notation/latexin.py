@@ -335,7 +335,7 @@ class Indexed:
 
     symbol: Symbol
     indices: list[tuple[str, int, int]] | None
-    power: Tree | Token | None
+    power: Tree | None
     transposed: bool
     tree: Tree
 
@@ -379,6 +379,7 @@ class Reader:
         if sym is None:
             return None
         labels, indices, power, transposed, layer, squared = list(sym.labels), None, None, False, "", False
+        two = None  # the script `2` of \sigma^2, read as part of the name `var`
         for script in scripts:
             arg = script.children[1]
             if script.data == "sub":
@@ -395,7 +396,7 @@ class Reader:
                 elif re.fullmatch(r"\((\w+)\)", text or ""):
                     layer = text[1:-1]
                 elif sym.base == "sigma" and text == "2" and not squared and power is None:
-                    squared = True
+                    squared, two = True, arg
                 elif text and re.fullmatch(r"[A-Za-z]\w*", text) and self.names.exists(sym.base + text):
                     layer = text
                 else:
@@ -409,7 +410,7 @@ class Reader:
             and self._resolves(Symbol(sym.base, sym.accent, tuple(labels), layer))
         ):
             symbol = Symbol(sym.base, sym.accent, tuple(labels), layer)
-            power = Token("NUMBER", "2")
+            power = two  # sigma is a name and var is not: sigma squared, the `2` where it is written
         return Indexed(symbol, indices, power, transposed, factor)
 
     def _resolves(self, symbol: Symbol) -> bool:
