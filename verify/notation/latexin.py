@@ -33,6 +33,7 @@ import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -42,6 +43,7 @@ from ..text import Line, Source
 from .latexgrammar import parser
 from .statements import JacobianTarget, Parsed, Step
 
+_Node = TypeVar("_Node", bound=ast.AST)
 _LATEX_MARK = re.compile(r"\\[A-Za-z]|_\{|\^\{|&")
 
 
@@ -97,18 +99,19 @@ def layout(text: str) -> str:
     rows = _rows(text)
     for start, end in rows:
         # `&& \text{...}` (the LaTeX printer's "(helper)") and `\quad \text{where ...}`: remarks to the row's end
-        m = re.search(r"&\s*&|\\q?quad\s*\\text(?![A-Za-z])", text[start:end])
-        if m:
-            text = _blank(text, start + m.start(), end)
+        aside_at = re.search(r"&\s*&|\\q?quad\s*\\text(?![A-Za-z])", text[start:end])
+        if aside_at:
+            text = _blank(text, start + aside_at.start(), end)
     aside = False  # inside a remark that has its own `&=` steps (`\text{part A} &= ...`)
     for k, (start, end) in enumerate(rows):
         row = text[start:end]
         content = row.lstrip(" \t\n&")
         aligned = row.lstrip(" \t\n").startswith("&")
-        sep = (rows[k - 1][1], start) if k else None  # the `\\` before the row
+        # the `\\` before the row (empty before the first)
+        sep = (rows[k - 1][1], start) if k else (start, start)
         remark = re.match(r"\\(quad|qquad|text|begin\s*\{cases\}|neq?|because|mathrm)(?![A-Za-z])", content)
         if not aligned and re.match(r"\\text(?![A-Za-z])", content):  # `\text{part A} &= ...`
-            text, aside = _blank(text, sep[0] if k else start, end), True
+            text, aside = _blank(text, sep[0], end), True
         elif k and re.match(r"=", content) and aside:
             text = _blank(text, sep[0], end)
         elif k and re.match(
@@ -133,9 +136,9 @@ def layout(text: str) -> str:
         elif depth == 0:
             out[m.start()] = " "
     text = "".join(out)
-    m = re.search(r"[.,]\s*$", text)
-    if m:
-        text = _blank(text, m.start(), m.start() + 1)
+    stop = re.search(r"[.,]\s*$", text)
+    if stop:
+        text = _blank(text, stop.start(), stop.start() + 1)
     return text
 
 
@@ -154,6 +157,7 @@ def _rows(text: str) -> list[tuple[int, int]]:
         elif text.startswith("\\\\", k) and depth == 0:
             rows.append((start, k))
             spacing = re.match(r"\\\\(\s*\[[^\]]*\])?", text[k:])  # \\[1ex]: a row break with space
+            assert spacing is not None, "text[k:] starts with the row break"
             start = k = k + spacing.end()
             continue
         elif text[k] == "\\":
@@ -229,7 +233,7 @@ def _at(line: int, column: int, src: Source, end: tuple[int, int] | None = None)
     return node
 
 
-def _place(node: ast.AST, tree, src: Source) -> ast.AST:
+def _place(node: _Node, tree, src: Source) -> _Node:
     """Put `node` at the place of a Lark tree or token in the statement's text."""
     line, col, end = _span(tree)
     return ast.copy_location(node, _at(line, col, src, end))
@@ -237,7 +241,10 @@ def _place(node: ast.AST, tree, src: Source) -> ast.AST:
 
 def _span(tree) -> tuple[int, int, tuple[int, int]]:
     if isinstance(tree, Token):
-        return tree.line, tree.column, (tree.end_line, tree.end_column)
+        line, column, end_line, end_column = tree.line, tree.column, tree.end_line, tree.end_column
+        assert line is not None and column is not None, "the parser's tokens carry their positions"
+        assert end_line is not None and end_column is not None, "the parser's tokens carry their positions"
+        return line, column, (end_line, end_column)
     meta = tree.meta
     if getattr(meta, "empty", True):
         return 1, 1, (1, 1)
@@ -390,10 +397,10 @@ class Reader:
                         raise self.err(script, "two index subscripts on one symbol")
                     indices = found
             else:
-                text = self._plain(arg)
+                text = self._plain(arg) or ""
                 if text in TRANSPOSE:
                     transposed = True
-                elif re.fullmatch(r"\((\w+)\)", text or ""):
+                elif re.fullmatch(r"\((\w+)\)", text):
                     layer = text[1:-1]
                 elif sym.base == "sigma" and text == "2" and not squared and power is None:
                     squared, two = True, arg
@@ -478,7 +485,7 @@ class Reader:
         separate multi-letter ones); numbers and \\mathrm{...} words are labels; \\mathcal labels are
         dropped."""
         if isinstance(arg, Tree) and arg.data == "token":
-            tok = arg.children[0]
+            tok = _token(arg)
             if tok.type == "LETTER":
                 return [], [(str(tok), *self._pos(tok))]
             if tok.type == "NUMBER":
@@ -560,7 +567,8 @@ class Reader:
 
     def _expr(self, tree: Tree) -> ast.expr:
         children = list(tree.children)
-        out, sign = None, None
+        out: ast.expr | None = None
+        sign = None
         for child in children:
             if child.data == "sign":
                 sign = str(child.children[0])
@@ -576,6 +584,7 @@ class Reader:
                 op = ast.Sub() if sign == "-" else ast.Add()
                 out = _place(ast.BinOp(left=out, op=op, right=value), child, self.src)
             sign = None
+        assert out is not None, "the grammar gives an expression a term"
         return out
 
     def _term(self, tree: Tree) -> ast.expr:
@@ -590,7 +599,7 @@ class Reader:
         return self._product(items)
 
     def _product(self, items: list[tuple[str | None, Tree]]) -> ast.expr:
-        out = None
+        out: ast.expr | None = None
         k = 0
         while k < len(items):
             op, factor = items[k]
@@ -607,9 +616,11 @@ class Reader:
                 value = self._factor(factor)
                 k += 1
             out = value if out is None else self._times(out, op, value, factor)
+        assert out is not None, "a term has a factor, a sum a summand"
         return out
 
     def _times(self, left: ast.expr, op: str | None, right: ast.expr, where) -> ast.expr:
+        operator: ast.operator
         if op in ("/", "\\oslash"):
             operator = ast.Div()
         elif op in (None, "\\cdot") and self.matrix:
@@ -714,9 +725,9 @@ class Reader:
         if kind == "frac":
             value = self._frac(primary, factor)
         elif kind == "number" and not scripts:
-            return self._number(primary.children[0])
+            return self._number(_token(primary))
         elif kind == "number":
-            value = self._number(primary.children[0])
+            value = self._number(_token(primary))
         elif kind == "font" and self._plain(primary.children[1]) == "1":
             return self._ones(factor)
         elif kind == "underbrace":  # \underbrace{x}_{\text{label}}: x, its label dropped
@@ -766,7 +777,9 @@ class Reader:
                 labels, indices = self._subscript(arg)
                 if labels or not indices:
                     raise self.err(script, "a bracket's subscript names indices: [A]_{ij}")
-                slots = [_place(ast.Name(id=i, ctx=ast.Load()), script, self.src) for i, _, _ in indices]
+                slots: list[ast.expr] = [
+                    _place(ast.Name(id=i, ctx=ast.Load()), script, self.src) for i, _, _ in indices
+                ]
                 index = (
                     slots[0]
                     if len(slots) == 1
@@ -782,7 +795,7 @@ class Reader:
 
     def _script_value(self, arg) -> ast.expr:
         if isinstance(arg, Tree) and arg.data == "token":
-            tok = arg.children[0]
+            tok = _token(arg)
             if tok.type == "NUMBER":
                 return self._number(tok)
             if tok.type == "LETTER":
@@ -816,7 +829,8 @@ class Reader:
         takes its size from what it multiplies."""
         if not self.matrix:
             raise self.err(factor, "a vector of ones in index notation: write 1, or use matrix notation")
-        args, transposed = [], False
+        args: list[ast.expr] = []
+        transposed = False
         for script in factor.children[1:]:
             text = self._plain(script.children[1])
             if script.data == "sup" and text in TRANSPOSE:
@@ -826,7 +840,7 @@ class Reader:
             else:
                 raise self.err(script, "\\mathbb{1} takes a size below it (\\mathbb{1}_N) and ^T")
         func = _place(ast.Name(id="ones", ctx=ast.Load()), factor, self.src)
-        value = _place(ast.Call(func=func, args=args, keywords=[]), factor, self.src)
+        value: ast.expr = _place(ast.Call(func=func, args=args, keywords=[]), factor, self.src)
         if transposed:
             value = _place(ast.Attribute(value=value, attr="T", ctx=ast.Load()), factor, self.src)
         return value
@@ -840,7 +854,9 @@ class Reader:
             and len(ix.indices) == 2
             and not self._resolves(sym)
         ):
-            names = [_place(ast.Name(id=i, ctx=ast.Load()), ix.tree, self.src) for i, _, _ in ix.indices]
+            names: list[ast.expr] = [
+                _place(ast.Name(id=i, ctx=ast.Load()), ix.tree, self.src) for i, _, _ in ix.indices
+            ]
             func = _place(ast.Name(id="delta", ctx=ast.Load()), ix.tree, self.src)
             return _place(ast.Call(func=func, args=names, keywords=[]), ix.tree, self.src)
         name = self.resolve(ix)
@@ -856,7 +872,9 @@ class Reader:
     def _named(self, name: str, indices, where) -> ast.expr:
         node = _place(ast.Name(id=name, ctx=ast.Load()), where, self.src)
         if indices:
-            slots = [_place(ast.Name(id=i, ctx=ast.Load()), where, self.src) for i, _, _ in indices]
+            slots: list[ast.expr] = [
+                _place(ast.Name(id=i, ctx=ast.Load()), where, self.src) for i, _, _ in indices
+            ]
             index = (
                 slots[0]
                 if len(slots) == 1
@@ -867,7 +885,7 @@ class Reader:
 
     # -- fractions: quotients and partial derivatives --------------------------------------------------
 
-    def partial(self, frac: Tree):
+    def partial(self, frac: Tree) -> tuple[Tree | list[Tree] | None, Tree] | None:
         """For `\\frac{\\partial A}{\\partial B}`: (A's factor or None for a bare operator, B's factor);
         None when the fraction is not a derivative."""
         num, den = (self._factors(g) for g in frac.children[1:])
@@ -879,9 +897,10 @@ class Reader:
             raise self.err(frac, "a derivative needs \\partial in its numerator too")
         if len(den) != 2:
             raise self.err(frac, "the denominator of a derivative is \\partial and one symbol")
-        top = num[1] if len(num) > 1 else None
-        if top is not None and self.symbol(top) is None:
-            top = num[1:]  # \partial(x - mu): the derivative of an expression
+        top: Tree | list[Tree] | None = None
+        if len(num) > 1:
+            # a symbol, or \partial(x - mu): the derivative of an expression
+            top = num[1] if self.symbol(num[1]) is not None else num[1:]
         if len(num) > 3 or (len(num) == 3 and num[2].children[0].data != "paren"):
             top = num[1:]  # \partial h(X_mn): a function of an expression
         return top, den[1]
@@ -950,7 +969,7 @@ class Reader:
         value = self._named(name, [(binding[letter], 0, 0) for letter in order], frac)
         for a, b in deltas:
             func = _place(ast.Name(id="delta", ctx=ast.Load()), frac, self.src)
-            args = [_place(ast.Name(id=i, ctx=ast.Load()), frac, self.src) for i in (a, b)]
+            args: list[ast.expr] = [_place(ast.Name(id=i, ctx=ast.Load()), frac, self.src) for i in (a, b)]
             call = _place(ast.Call(func=func, args=args, keywords=[]), frac, self.src)
             value = _place(ast.BinOp(left=call, op=ast.Mult(), right=value), frac, self.src)
         return value
@@ -1001,6 +1020,13 @@ def _rename_indices(node: ast.expr, renamed: dict[str, str], names: Names) -> as
             return n
 
     return Rename().visit(node)
+
+
+def _token(tree: Tree) -> Token:
+    """The token of a tree that holds one (`number`, `letter`, `command`, a script's `token`)."""
+    tok = tree.children[0]
+    assert isinstance(tok, Token), f"the grammar's {tree.data} holds a token"
+    return tok
 
 
 def _items(group: Tree) -> list[Tree]:
@@ -1205,6 +1231,7 @@ def _same(a: _Claim, b: _Claim) -> bool:
         return False
     if a.kind == "jacobian":
         x, y = a.jacobian, b.jacobian
+        assert x is not None and y is not None, "a jacobian claim holds its JacobianTarget"
         return (x.of, x.wrt) == (y.of, y.wrt) and _letters(x.of_indices) == _letters(y.of_indices)
     return a.name == b.name and _letters(a.indices) == _letters(b.indices)
 
