@@ -89,7 +89,7 @@ def show_text(d: Derivation) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    debug = argparse.ArgumentParser(add_help=False)
+    debug = _Parser(add_help=False)  # a parent of every subcommand's parser, which are _Parsers
     # SUPPRESS: a subcommand's default must not undo `python -m verify --debug check ...`
     debug.add_argument(
         "--debug",

@@ -81,7 +81,9 @@ class GradientItem(pytest.Item):
         self.gradient, self.oracle = gradient, oracle
 
     def runtest(self):
-        report = self.parent.report
+        parent = self.parent
+        assert isinstance(parent, DerivationFile), "a gradient's item is collected from its derivation file"
+        report = parent.report
         if report.error is not None:
             raise GradientFailure(str(report.error))
         g = next(g for g in report.gradients if g.name == self.gradient)
@@ -92,10 +94,10 @@ class GradientItem(pytest.Item):
             pytest.skip(f"{self.oracle} {result.status}: {result.reason}")
         raise GradientFailure(_message(g, self.oracle, result))
 
-    def repr_failure(self, excinfo):
+    def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, GradientFailure):
             return str(excinfo.value)
-        return super().repr_failure(excinfo)
+        return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
         return self.path, None, f"{self.name}"
@@ -109,7 +111,7 @@ class InvalidDerivation(pytest.Item):
     def runtest(self):
         raise GradientFailure(str(self.error))
 
-    def repr_failure(self, excinfo):
+    def repr_failure(self, excinfo, style=None):
         return str(excinfo.value)
 
     def reportinfo(self):

@@ -111,7 +111,7 @@ class Translator:
         if not shape:
             return Term(node, [])
         axes = [(self.fresh(s), s) for s in shape]
-        slots = [ast.copy_location(ast.Name(id=i, ctx=ast.Load()), node) for i, _ in axes]
+        slots: list[ast.expr] = [ast.copy_location(ast.Name(id=i, ctx=ast.Load()), node) for i, _ in axes]
         index = (
             slots[0] if len(slots) == 1 else ast.copy_location(ast.Tuple(elts=slots, ctx=ast.Load()), node)
         )
@@ -334,7 +334,7 @@ class Translator:
         return args
 
     def _delta(self, node, i, j):
-        names = [ast.copy_location(ast.Name(id=k, ctx=ast.Load()), node) for k in (i, j)]
+        names: list[ast.expr] = [ast.copy_location(ast.Name(id=k, ctx=ast.Load()), node) for k in (i, j)]
         call = ast.Call(
             func=ast.copy_location(ast.Name(id="delta", ctx=ast.Load()), node), args=names, keywords=[]
         )
@@ -396,13 +396,14 @@ def embed(node: ast.expr, src: Source, shapes: Shapes) -> ast.expr:
             if isinstance(sub.value, ast.Name):
                 return self.generic_visit(sub)
             slots = sub.slice.elts if isinstance(sub.slice, ast.Tuple) else [sub.slice]
-            if not all(isinstance(s, ast.Name) for s in slots):
+            letters = [s.id for s in slots if isinstance(s, ast.Name)]
+            if len(letters) != len(slots):
                 raise src.error(sub, "a bracketed matrix expression takes index names: (A @ B)[i, j]")
             t = Translator(src, shapes)
             t.used |= names
             term = t.term(sub.value)
-            if term.rank != len(slots):
-                raise src.error(sub, f"this matrix expression has {term.rank} axes, not {len(slots)}")
-            return _renamed(term, {old: s.id for (old, _), s in zip(term.axes, slots, strict=True)}).expr
+            if term.rank != len(letters):
+                raise src.error(sub, f"this matrix expression has {term.rank} axes, not {len(letters)}")
+            return _renamed(term, {old: i for (old, _), i in zip(term.axes, letters, strict=True)}).expr
 
     return Embed().visit(node)

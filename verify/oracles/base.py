@@ -61,5 +61,5 @@ class Oracle:
     def forward(self, sample: Sample) -> Iterator[tuple[str, object, object]]:
         return iter(())
 
-    def gradients(self, sample: Sample) -> Iterator[tuple[str, object, object]]:
+    def gradients(self, sample: Sample) -> Iterator[tuple[str, object, object, object]]:
         raise NotImplementedError

@@ -24,6 +24,7 @@ class Exact(Oracle):
         true = rounding.of(self.d, sample).true
         for g in self.d.claims:
             if g.jacobian is None:
+                assert g.of is not None, "a claim that is not a Jacobian is a gradient dv, which names its v"
                 yield g.target, sample.forward[g.target], true[g.of], self.reference_bound(sample, g)
             else:
                 full = rounding.jacobian(self.d, sample, g.jacobian.of, g.jacobian.wrt)

@@ -50,8 +50,12 @@ class FiniteDifferences(Oracle):
         upstream = values.get(d.upstream)
         done = {}
         for g in d.claims:
-            v = g.of if g.jacobian is None else g.jacobian.wrt
-            of = None if g.jacobian is None else g.jacobian.of
+            of: str | None = None  # the forward value a Jacobian differentiates; None: the loss
+            if g.jacobian is None:
+                assert g.of is not None, "a claim that is not a Jacobian is a gradient dv, which names its v"
+                v = g.of
+            else:
+                v, of = g.jacobian.wrt, g.jacobian.of
             if (v, of) not in done:
                 given = () if v in d.inputs else (v,)
                 f = codegen.observed_forward(d, given)
@@ -104,7 +108,9 @@ class FiniteDifferences(Oracle):
             return value, crossed
 
         h0 = self.step * max(abs(float(x0[e])), 1.0)
-        best, best_bound, chain = np.nan, mpmath.inf, []
+        best: float | np.ndarray = np.nan
+        best_bound = mpmath.inf
+        chain: list[float | np.ndarray] = []  # the differences at successive steps (arrays for a Jacobian)
         for k in range(self.levels):
             h = h0 / 2**k
             plus, minus = x0[e] + h, x0[e] - h
