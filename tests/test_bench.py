@@ -13,6 +13,7 @@ from verify import codegen
 from verify.bench import entries
 from verify.catalogue import entry, load
 from verify.catalogue import paths as catalogue
+from verify.code import target
 from verify.oracles.handwritten import resolve
 
 ROOT = Path(__file__).parent.parent
@@ -93,7 +94,7 @@ def test_table_is_printed(quick):
 
 @pytest.mark.parametrize("name", [p.stem for p in catalogue()])
 def test_hand_written_backward_matches_generated(name):
-    """The hand-written backward that bench times (the numpy adapter's prepared backward, at the bench's
+    """The hand-written backward that bench times (the numpy binding's prepared backward, at the bench's
     quick sizes and inputs) computes every gradient it returns as the generated backward does; an entry
     without a hand-written module skips with the reason the bench reports."""
     record = entry(name)
@@ -103,9 +104,11 @@ def test_hand_written_backward_matches_generated(name):
     values = entries.draw_inputs(d, entries.sizes_for(d, quick=True))
     gen = codegen.compile_derivation(d, "numpy")
     written = gen.backward(**values, **gen.forward(**values))
-    hand = resolve(record.numpy).prepare(values).backward()
+    forward = np.asarray(gen.forward(**values)[d.output], dtype=float)
+    hand = target(resolve(record.numpy), d).prepare(values, forward).backward()
     assert hand
-    for grad_name, grad in hand.items():
+    for variable, grad in hand.items():
+        grad_name = f"d{variable}"
         np.testing.assert_allclose(grad, written[grad_name], rtol=1e-9, atol=1e-12, err_msg=grad_name)
 
 

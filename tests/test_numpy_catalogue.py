@@ -1,9 +1,9 @@
-"""The numpy oracle's adapters: every catalogue record that names one resolves, and every adapter matches an
-independent reference.
+"""The numpy oracle's bindings: every catalogue record that names one resolves, and every binding, run
+through `verify.code` as the oracle runs it, matches an independent reference.
 
 The references below are the forward formulas written directly in NumPy; gradients are central finite
-differences of sum(upstream * reference forward), so an Adapter passes only when the layer it wraps and
-any convention conversion it applies are both right.
+differences of sum(upstream * reference forward), so a binding passes only when the layer it names and
+any convention conversion applied to it are both right.
 """
 
 import re
@@ -12,12 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from implementations.numpy.catalogue import Adapter
 from implementations.numpy.gradcheck import numeric_grad
 from verify import catalogue
+from verify.code import Binding, target
 from verify.oracles.handwritten import resolve
 
 ADAPTERS = {name: resolve(e.numpy) for name, e in catalogue.ENTRIES.items() if e.numpy}
+
+
+def prepare(name, values, expected):
+    """The binding of entry `name` bound to its derivation, prepared at `values` as the oracle does it."""
+    return target(ADAPTERS[name], catalogue.load(name)).prepare(values, np.asarray(expected, dtype=float))
+
 
 DERIVATIONS = Path(__file__).resolve().parent.parent / "derivations"
 
@@ -115,11 +121,11 @@ def sample(name, rng):
     return values
 
 
-def test_every_reference_names_an_adapter():
-    """Each catalogue record's hand-written NumPy reference resolves to an Adapter of a catalogue file."""
+def test_every_reference_names_a_binding():
+    """Each catalogue record's hand-written NumPy reference resolves to a Binding of a catalogue file."""
     files = {path.stem for path in DERIVATIONS.glob("*.deriv")}
-    for name, adapter in ADAPTERS.items():
-        assert isinstance(adapter, Adapter) and name in files, name
+    for name, binding in ADAPTERS.items():
+        assert isinstance(binding, Binding) and name in files, name
 
 
 @pytest.mark.parametrize("name", sorted(ADAPTERS))
@@ -136,20 +142,21 @@ def test_adapter_matches_reference(name):
         inputs[UPSTREAM.get(name, "dy")] = upstream
     snapshot = {key: np.copy(value) for key, value in inputs.items()}
 
-    output, grads = ADAPTERS[name].run(inputs)
+    prepared = prepare(name, inputs, expected)
+    output, grads = prepared.output, prepared.backward()
 
     for key, value in inputs.items():
         np.testing.assert_array_equal(value, snapshot[key], err_msg=f"{name}: run() changed input {key}")
     np.testing.assert_allclose(output, expected, rtol=1e-10, atol=1e-12)
-    assert grads, f"{name}: the adapter returned no gradient"
-    assert set(grads) <= declared_gradients(name)
+    assert grads, f"{name}: the binding returned no gradient"
+    assert {f"d{v}" for v in grads} <= declared_gradients(name)
 
     def loss():
         out = reference(values)
         return float(np.sum(out if upstream is None else upstream * out))
 
-    for grad_name, grad in grads.items():
-        variable = grad_name[1:]
+    for variable, grad in grads.items():
+        grad_name = f"d{variable}"
         assert variable in shapes, f"{name}: {grad_name} is not the gradient of an input"
         assert grad.shape == shapes[variable], f"{name}: {grad_name} has shape {grad.shape}"
         fd = numeric_grad(loss, values[variable])
@@ -157,16 +164,18 @@ def test_adapter_matches_reference(name):
 
 
 @pytest.mark.parametrize("name", sorted(ADAPTERS))
-def test_prepared_backward_repeats_what_run_checks(name):
+def test_prepared_backward_repeats_itself(name):
     """The backward pass `prepare` hands back (the one the bench times, call after call) returns, on every
-    call, the output and gradients that `run` (what the numpy oracle checks) returns."""
+    call, the gradients of its first call (what the numpy oracle checks), and a second preparation the
+    same output."""
     reference, _ = CASES[name]
     rng = np.random.default_rng(sorted(ADAPTERS).index(name))
     values = sample(name, rng)
     if name not in SCALAR_LOSSES:
         values[UPSTREAM.get(name, "dy")] = rng.standard_normal(np.shape(reference(values)))
-    output, grads = ADAPTERS[name].run(values)
-    prepared = ADAPTERS[name].prepare(values)
+    first = prepare(name, values, reference(values))
+    output, grads = first.output, first.backward()
+    prepared = prepare(name, values, reference(values))
     np.testing.assert_array_equal(prepared.output, output)
     for _ in range(2):
         again = prepared.backward()

@@ -1,4 +1,4 @@
-"""python -m verify (or gradverify): all | list | new | check | show | codegen | latex | prove | bench.
+"""python -m verify (or gradverify): all | list | new | check | show | codegen | latex | prove | code | bench.
 
 Exit status 0 when everything checked is verified, 1 when any gradient is wrong, 2 when any input is
 invalid, 3 when nothing is wrong but something is inconclusive, 4 when the tool itself failed (a bug:
@@ -144,6 +144,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for standard output)")
     proving(p, "")
+    p = command("code", help="check your own backward implementation against a derivation")
+    p.add_argument("target", metavar="FILE.py:NAME", help="NAME: a class, a function, or forward,backward")
+    p.add_argument("--against", required=True, metavar="DERIVATION", help="a catalogue name or a .deriv file")
+    p.add_argument(
+        "--map", action="append", default=[], metavar="CODE=DERIV", help="a code name is a derivation name"
+    )
+    p.add_argument(
+        "--convention",
+        action="append",
+        default=[],
+        metavar="NAME=CONV",
+        help="W=transposed, b=row, dW=mean: how your code holds a value (found by itself otherwise)",
+    )
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="the format it runs in")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for standard output)")
     p = command("bench", help="speed ratios, side by side")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
@@ -207,12 +223,47 @@ def _run_checks(items, args, workers=None) -> int:
             print(str(d.error), file=sys.stderr)
     for line in report.errors():  # exit 4: an oracle broke, which is no verdict on the formula
         print(f"{PROG}: internal error: {line}", file=sys.stderr)
-    if args.json:
-        text = report.dumps()
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
+    _write_json(report, args.json)
+    return report.exit_code
+
+
+def _write_json(report, where: str | None) -> None:
+    """The report as JSON to file `where`, or to standard output for '-'."""
+    if not where:
+        return
+    text = report.dumps()
+    if where == "-":
+        print(text)
+    else:
+        Path(where).write_text(text + "\n", encoding="utf-8")
+
+
+def _code(args) -> int:
+    """python -m verify code FILE.py:NAME --against DERIVATION: exit 0 verified, 1 wrong, 3 inconclusive,
+    2 when the code cannot be checked as given (it does not import, NAME is missing or of no kind
+    supported, a name matches nothing)."""
+    from .code import CodeError, check_code
+    from .code.source import resolve
+
+    names = {}
+    for item in args.map:
+        code_name, sep, deriv_name = item.partition("=")
+        if not sep or not code_name.strip() or not deriv_name.strip():
+            raise UsageError(f"--map {item}: expected CODE_NAME=DERIVATION_NAME")
+        names[code_name.strip()] = deriv_name.strip()
+    d = load(args.against)
+    try:
+        obj = resolve(args.target)
+        report = check_code(
+            obj, d, names, args.dtype, conventions=args.convention, seed=args.seed, label=args.target
+        )
+    except CodeError as e:
+        print(f"{PROG} code: error: {e}", file=sys.stderr)
+        return 2
+    args.status = report.exit_code
+    if args.json != "-":
+        print(report.table())
+    _write_json(report, args.json)
     return report.exit_code
 
 
@@ -262,6 +313,7 @@ _STAGES = {
     "latex": "LaTeX",
     "bench": "bench",
     "prove": "the prover",
+    "code": "checking the code",
 }
 
 
@@ -409,6 +461,8 @@ def _dispatch(args, own_process: bool = False) -> int:
 
         with _workers(args, own_process) as workers:
             return latex_main(args, workers, _progress("latex"))
+    if args.command == "code":
+        return _code(args)
     if args.command == "bench":
         from .bench import main as bench_main
 

@@ -52,7 +52,8 @@ class Tolerance:
 
     @property
     def arithmetic(self) -> str:
-        return "float64" if self.unit == FLOAT64 else "its 50-digit arithmetic"
+        named = {FLOAT64: "float64", FLOAT32: "float32"}
+        return named.get(self.unit, "its 50-digit arithmetic")
 
     def scale(self, bound):
         """An absolute float64 bound from `verify.rounding` as a bound for this oracle."""
@@ -60,6 +61,7 @@ class Tolerance:
 
 
 FLOAT64 = float(U)
+FLOAT32 = 2.0**-24
 
 TOLERANCES = {
     "exact": Tolerance(1e-49, 16, 1e-20),  # 50-digit mpmath
@@ -214,6 +216,12 @@ class Comparison:
             reason = f"{self.tol.arithmetic} cannot resolve it here: {why}{where}"
             return Result(Status.INCONCLUSIVE, reason=reason, **common)
         return Result(Status.PASS, **common)
+
+    def record(self, result: Result, sample, arrays: tuple | None = None) -> None:
+        """Count a verdict reached without comparing values (a value that is no number, an array of
+        another shape, code that raised) as this sample's; `arrays` as for diagnosis, if there are any."""
+        result.sizes = dict(sample.sizes)
+        self._keep(result, sample, arrays)
 
     def _keep(self, result: Result, sample, arrays=None) -> None:
         current = self.result

@@ -41,6 +41,9 @@ from .model import Derivation
 from .primitives import Primitive
 
 U = mpmath.mpf(2) ** -53  # the unit roundoff of float64
+# the unit roundoff of each format code may be checked in (`verify.code`); bounds are computed at U and
+# rescaled to the format's unit by `comparison.Tolerance.scale`
+UNITS = {"float64": U, "float32": mpmath.mpf(2) ** -24}
 DIGITS_NOISE = mpmath.mpf(10) ** (3 - DIGITS)  # 50-digit rounding, with room to spare, per unit of U
 LINEAR = mpmath.mpf(10) ** -8  # an error this small against its value: first order is exact enough
 FUNCTION_ULPS = 4  # library functions (exp, log, tanh, ...) and powers: within a few units of the last place
@@ -319,11 +322,15 @@ def jacobian(d: Derivation, sample, of: str, wrt: str) -> Full:
     return sample.cache[key]
 
 
-def of(d: Derivation, sample) -> Bounds:
-    """The bounds at a sample, computed once per sample."""
-    if "bounds" not in sample.cache:
-        sample.cache["bounds"] = _bounds(d, sample)
-    return sample.cache["bounds"]
+def of(d: Derivation, sample, dtype: str = "float64") -> Bounds:
+    """The bounds at a sample, computed once per sample. With `dtype` "float32" they bound a float32
+    evaluation from inputs rounded to float32, in units of U: every operation rounds at U as before, and
+    each input carries its float32 representation error scaled by U / (float32's unit), so that rescaling
+    the whole bound to float32's unit (`Tolerance.scale`) gives that error back at its true size."""
+    key = "bounds" if dtype == "float64" else f"bounds:{dtype}"
+    if key not in sample.cache:
+        sample.cache[key] = _bounds(d, sample, dtype)
+    return sample.cache[key]
 
 
 def loss_noise(d: Derivation, sample, v: str, value: str | None = None):
@@ -365,15 +372,17 @@ def _exactly(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rounded_input(exact, value):
-    """An input as float64 holds it: exact for dyadic draws, off by its representation error otherwise
-    (a fixed eps = 1e-5, the fractions of a simplex)."""
+def _rounded_input(exact, value, dtype: str = "float64"):
+    """An input as `dtype` holds it: exact for dyadic draws, off by its representation error otherwise
+    (a fixed eps = 1e-5, the fractions of a simplex), in units of U (see `of`)."""
+    held = np.asarray(value, dtype=dtype)
+    per_unit = U / UNITS[dtype]
     if isinstance(exact, np.ndarray):
         out = np.empty(exact.shape, dtype=object)
         for e in elements(exact.shape):
-            out[e] = Rounded(exact[e], abs(exact[e] - mpmath.mpf(float(value[e]))))
+            out[e] = Rounded(exact[e], abs(exact[e] - mpmath.mpf(float(held[e]))) * per_unit)
         return out
-    return Rounded(exact, abs(exact - mpmath.mpf(float(value))))
+    return Rounded(exact, abs(exact - mpmath.mpf(float(held))) * per_unit)
 
 
 def _split(a):
@@ -387,19 +396,20 @@ def _split(a):
     return (a.v, a.e) if isinstance(a, Rounded) else (a, ZERO)
 
 
-def _pairs(d: Derivation, sample) -> dict:
+def _pairs(d: Derivation, sample, dtype: str = "float64") -> dict:
     """Every input, forward value and written gradient as Rounded numbers, computed once per sample."""
-    if "pairs" not in sample.cache:
+    key = "pairs" if dtype == "float64" else f"pairs:{dtype}"
+    if key not in sample.cache:
         with mpmath.workdps(DIGITS):
-            pairs = {k: _rounded_input(v, sample.values[k]) for k, v in sample.exact.items()}
+            pairs = {k: _rounded_input(v, sample.values[k], dtype) for k, v in sample.exact.items()}
             for st in d.forward + d.gradients:
                 pairs[st.target] = run_statement(st, d, pairs, sample.sizes, evaluator=Bounder)
-        sample.cache["pairs"] = pairs
-    return sample.cache["pairs"]
+        sample.cache[key] = pairs
+    return sample.cache[key]
 
 
-def _bounds(d: Derivation, sample) -> Bounds:
-    pairs = _pairs(d, sample)
+def _bounds(d: Derivation, sample, dtype: str = "float64") -> Bounds:
+    pairs = _pairs(d, sample, dtype)
     with mpmath.workdps(DIGITS):
         upstream = pairs.get(d.upstream, Rounded(mpmath.mpf(1)))
         adj = adjoints(
@@ -412,24 +422,25 @@ def _bounds(d: Derivation, sample) -> Bounds:
         values[k] = _split(a)[1]
     for k, a in adj.items():
         true[k], adjoint_bounds[k] = _split(a)
-    return Bounds(values, adjoint_bounds, true, loss.e, _worst(d, sample, values))
+    return Bounds(values, adjoint_bounds, true, loss.e, _worst(d, sample, values, dtype))
 
 
-def _worst(d: Derivation, sample, errors) -> str:
+def _worst(d: Derivation, sample, errors, dtype: str = "float64") -> str:
     """The forward value with the largest relative error bound, among those float64 knows to better than
     their own size (a value that is zero mathematically has no relative error worth naming): where
     float64 loses the most."""
     worst, where = ZERO, ""
+    scale = UNITS[dtype] / U  # the errors are in units of U
     for st in d.forward:
         exact, err = sample.forward[st.target], errors[st.target]
         for k in elements(concrete_shape(d, st.target, sample.sizes)):
             v, e = (exact[k], err[k]) if k else (exact, err)
-            if e < abs(v) and e / abs(v) > worst:
-                worst = e / abs(v)
+            if e * scale < abs(v) and e * scale / abs(v) > worst:
+                worst = e * scale / abs(v)
                 index = f"[{', '.join(map(str, k))}]" if k else ""
                 value, relative = mpmath.nstr(v, 2), mpmath.nstr(worst, 1)
-                where = f"{st.target}{index} = {value} holds a float64 rounding error up to {relative} of it"
+                where = f"{st.target}{index} = {value} holds a {dtype} rounding error up to {relative} of it"
     return where
 
 
-__all__ = ["Bounder", "Bounds", "Full", "Rounded", "U", "jacobian", "loss_noise", "of", "size"]
+__all__ = ["UNITS", "Bounder", "Bounds", "Full", "Rounded", "U", "jacobian", "loss_noise", "of", "size"]

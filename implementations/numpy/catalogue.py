@@ -1,22 +1,19 @@
-"""The hand-written NumPy layers behind the catalogue: one `Adapter` per catalogue entry that a layer
-implements, and one `ModuleBinding` per UvA module class that computes a catalogue derivation by itself.
+"""The hand-written NumPy layers behind the catalogue: one `verify.code.Binding` per catalogue entry that a
+layer implements, and one `ModuleBinding` per UvA module class that computes a catalogue derivation by
+itself.
 
-Adapters are named like their entry; verify's catalogue records refer to them by import path
-("implementations.numpy.catalogue:linear"), so the verifier never imports this package. An adapter
-receives every input of the derivation by name (float64 arrays; scalar inputs such as the leaky slope
-`a` and `eps` as floats) and the upstream gradient under its name (`dy`, `dl`; absent when the output is
-a scalar loss, whose upstream gradient is 1). `prepare(values)` builds the layer with its parameters set
-from copies of the values, runs its forward pass once and returns a `Prepared`: the forward output and
-`backward()`, which runs the layer's backward pass alone and returns {gradient name as written in the
-.deriv file: array} for the gradients the layer itself produces, converted to the derivation's
-convention where the course's differs (`conversion` says how). `run(values)` is the two in a row and is
-what the `numpy` oracle checks; `python -m verify bench` times `backward()`, so the bench times exactly
-what the oracle checks.
+A binding is what `verify.check_code` needs to check code against a derivation: the module (a class),
+how its names map to the derivation's, the conventions it declares, and how to build it for a sample's
+values where its constructor needs more than the names say. The `numpy` oracle runs them through the
+same path as `python -m verify code` (`verify.code.target`): verify's catalogue records name them by
+import path ("implementations.numpy.catalogue:linear"), so the verifier never imports this package.
+`python -m verify bench` times the backward pass of the same prepared target, so the bench times
+exactly what the oracle checks.
 
 `MODULE_BINDINGS` says, for the UvA modules a `mlp.MLP` is made of (linear, the activations, batch and
 layer norm), which derivation each computes and how the derivation's inputs map onto the module's
-`params` and attributes. The adapters of those entries are built from it, and `generated.py` reads a
-module's values through it to feed the generated backward pass.
+`params` and attributes. Their catalogue bindings are made from it, and `generated.py` reads a module's
+values through it to feed the generated backward pass.
 """
 
 from __future__ import annotations
@@ -29,31 +26,9 @@ import numpy as np
 from implementations.numpy import hw1
 from implementations.numpy import modules as M
 from implementations.numpy.mlp import MLP
+from verify.code import Binding, Convention
 
 Values = Mapping[str, np.ndarray | float]
-Gradients = dict[str, np.ndarray]
-Result = tuple[np.ndarray, Gradients]
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A layer after its forward pass: the output, and its backward pass ready to run (as often as
-    wanted; each call recomputes the same gradients)."""
-
-    output: np.ndarray
-    backward: Callable[[], Gradients]
-
-
-@dataclass(frozen=True)
-class Adapter:
-    module: str  # what is checked, for the report, e.g. "modules.LinearModule(I, J)"
-    prepare: Callable[[Values], Prepared]
-    conversion: str = ""  # any convention conversion applied, in words
-
-    def run(self, values: Values) -> Result:
-        """(forward output, {gradient name: array}): the forward pass, then the backward pass."""
-        prepared = self.prepare(values)
-        return prepared.output, prepared.backward()
 
 
 @dataclass(frozen=True)
@@ -78,17 +53,12 @@ class ModuleBinding:
         held.update({name: getattr(module, attribute) for name, attribute in self.settings.items()})
         return {"x": x, **held}
 
-    def prepare(self, values: Values) -> Prepared:
-        module = self.build(values)
-        for name, key in self.params.items():
-            module.params[key] = values[name].copy()
-        output = module.forward(values["x"])
-
-        def backward() -> Gradients:
-            dx = module.backward(values["dy"])
-            return {"dx": dx, **{"d" + name: module.grads[key] for name, key in self.params.items()}}
-
-        return Prepared(output, backward)
+    def binding(self, description: str) -> Binding:
+        """The module as `verify.check_code` takes it: its params keys and attributes named by the
+        derivation's inputs, built by `build`."""
+        names = {key: name for name, key in self.params.items()}
+        names.update({attribute: name for name, attribute in self.settings.items()})
+        return Binding(self.module_type, names, build=self.build, description=description)
 
 
 def _parameterless(module_type: type[M.Module], derivation: str) -> ModuleBinding:
@@ -134,142 +104,89 @@ MODULE_BINDINGS: dict[type[M.Module], ModuleBinding] = {
 }
 
 
-def _bound(module_type: type[M.Module]) -> Callable[[Values], Prepared]:
-    return MODULE_BINDINGS[module_type].prepare
+def _bound(module_type: type[M.Module], description: str) -> Binding:
+    return MODULE_BINDINGS[module_type].binding(description)
 
 
-def _linear_column(values: Values) -> Prepared:
-    # The column form is the batch form for a batch of one sample: x (I,) becomes a 1 x I row.
-    batch = _bound(M.LinearModule)(dict(values, x=values["x"][None, :], dy=values["dy"][None, :]))
+class SoftmaxCrossEntropyMean:
+    """modules.SoftMaxModule() then modules.CrossEntropyModule() (the UvA MLP's output chain) as one loss
+    module: forward(x, y) is the batch-mean loss of softmax(x), backward(x, y) composes the two
+    hand-written backward passes (not the fused shortcut)."""
 
-    def backward() -> Gradients:
-        grads = batch.backward()
-        return {**grads, "dx": grads["dx"][0]}
+    def __init__(self) -> None:
+        self.softmax, self.loss = M.SoftMaxModule(), M.CrossEntropyModule()
 
-    return Prepared(batch.output[0], backward)
+    def forward(self, x: np.ndarray, y: np.ndarray) -> float:
+        self.p = self.softmax.forward(x)
+        return self.loss.forward(self.p, y)
 
-
-class _Upstream:
-    """A stand-in criterion for hw1.MLP whose derivative() is a given upstream gradient dy."""
-
-    def __init__(self, dy: np.ndarray) -> None:
-        self.dy = dy
-
-    def __call__(self, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return np.zeros(len(logits))
-
-    def derivative(self) -> np.ndarray:
-        return self.dy
+    def backward(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self.softmax.backward(self.loss.backward(self.p, y))
 
 
-def _linear_cmu(values: Values) -> Prepared:
-    weight, dy = values["W"], values["dy"]
-    n = dy.shape[0]
-    mlp = hw1.MLP(
-        weight.shape[0],
-        weight.shape[1],
-        [],
-        [hw1.Identity()],
-        lambda d0, d1: weight.copy(),
-        lambda d: values["b"].reshape(1, d).copy(),
-        _Upstream(dy),
-        lr=0.0,
-    )
-    output = mlp.forward(values["x"])
+class MLPLoss:
+    """mlp.MLP(I, [J, K], C, activation='relu') then modules.CrossEntropyModule(), as one loss module:
+    `params` W1 b1 W2 b2 W3 b3 are its three linear layers' weights and biases, set into the layers at
+    each forward; after backward, `grads` holds theirs under the same keys."""
 
-    def backward() -> Gradients:
-        dx = mlp.backward(dy)  # only labels.shape[0] (the batch size) is read from the labels argument
-        return {"dx": dx, "dW": n * mlp.dW[0], "db": n * mlp.db[0].reshape(-1)}
+    LAYERS = "123"
 
-    return Prepared(output, backward)
+    def __init__(self, values: Values) -> None:
+        w1, w2, w3 = values["W1"], values["W2"], values["W3"]
+        self.mlp = MLP(w1.shape[1], [w1.shape[0], w2.shape[0]], w3.shape[0], activation="relu")
+        self.linears = [module for module in self.mlp.modules if isinstance(module, M.LinearModule)]
+        self.loss = M.CrossEntropyModule()
+        self.params = {}
+        for layer, k in zip(self.linears, self.LAYERS, strict=True):
+            self.params.update({f"W{k}": layer.params["weight"], f"b{k}": layer.params["bias"]})
+        self.grads: dict[str, np.ndarray] = {}
 
+    def forward(self, x: np.ndarray, t: np.ndarray) -> float:
+        for layer, k in zip(self.linears, self.LAYERS, strict=True):
+            layer.params["weight"], layer.params["bias"] = self.params[f"W{k}"], self.params[f"b{k}"]
+        self.p = self.mlp.forward(x)
+        return self.loss.forward(self.p, t)
 
-def _identity(values: Values) -> Prepared:
-    activation = hw1.Identity()
-    output = activation(values["x"])
-    return Prepared(output, lambda: {"dx": values["dy"] * activation.derivative()})
-
-
-def _cross_entropy(values: Values) -> Prepared:
-    loss = M.CrossEntropyModule()
-    x, t = values["x"], values["t"]
-    return Prepared(np.asarray(loss.forward(x, t)), lambda: {"dx": loss.backward(x, t)})
+    def backward(self, x: np.ndarray, t: np.ndarray) -> None:
+        self.mlp.backward(self.loss.backward(self.p, t))
+        for layer, k in zip(self.linears, self.LAYERS, strict=True):
+            self.grads.update({f"W{k}": layer.grads["weight"], f"b{k}": layer.grads["bias"]})
 
 
-def _softmax_cross_entropy(values: Values) -> Prepared:
-    criterion = hw1.SoftmaxCrossEntropy()
-    output = criterion(values["x"], values["t"])
-    return Prepared(output, lambda: {"dx": values["dl"][:, None] * criterion.derivative()})
-
-
-def _softmax_then_cross_entropy(values: Values) -> Prepared:
-    softmax, loss = M.SoftMaxModule(), M.CrossEntropyModule()
-    p = softmax.forward(values["x"])
-    output = np.asarray(loss.forward(p, values["t"]))
-    return Prepared(output, lambda: {"dx": softmax.backward(loss.backward(p, values["t"]))})
-
-
-def _mlp(values: Values) -> Prepared:
-    w1, w2, w3 = values["W1"], values["W2"], values["W3"]
-    mlp = MLP(w1.shape[1], [w1.shape[0], w2.shape[0]], w3.shape[0], activation="relu")
-    linears = [module for module in mlp.modules if isinstance(module, M.LinearModule)]
-    for layer, index in zip(linears, "123", strict=True):
-        layer.params["weight"] = values[f"W{index}"].copy()
-        layer.params["bias"] = values[f"b{index}"].copy()
-    loss = M.CrossEntropyModule()
-    p = mlp.forward(values["x"])
-    output = np.asarray(loss.forward(p, values["t"]))
-
-    def backward() -> Gradients:
-        mlp.backward(loss.backward(p, values["t"]))
-        grads = {}
-        for layer, index in zip(linears, "123", strict=True):
-            grads[f"dW{index}"] = layer.grads["weight"]
-            grads[f"db{index}"] = layer.grads["bias"]
-        return grads
-
-    return Prepared(output, backward)
-
-
-linear = Adapter("modules.LinearModule(I, J)", _bound(M.LinearModule))
-linear_column = Adapter(
-    "modules.LinearModule(I, J) on a batch of one",
-    _linear_column,
-    "x and dy reshaped from (I,) and (J,) to 1 x I and 1 x J rows; dx read back as (I,)",
+linear = _bound(M.LinearModule, "modules.LinearModule(I, J)")
+linear_column = Binding(
+    M.LinearModule,
+    {"weight": "W", "bias": "b"},
+    {"x": frozenset({Convention.ROW})},
+    MODULE_BINDINGS[M.LinearModule].build,
+    "modules.LinearModule(I, J) on a batch of one (x and dy as 1 x I and 1 x J rows)",
 )
-linear_cmu = Adapter(
-    "hw1.MLP(I, J, hiddens=[], activations=[Identity()]) with the upstream gradient as its criterion",
-    _linear_cmu,
-    "hw1.MLP stores dW and db as batch means: multiplied by N; db flattened from 1 x J; dx is the "
-    "gradient of the summed loss, as written",
+linear_cmu = Binding(
+    hw1.MLP,
+    description="hw1.MLP(I, J, hiddens=[], activations=[Identity()]) with the upstream gradient as its "
+    "criterion (it stores dW and db as batch means)",
 )
-identity = Adapter("hw1.Identity() (dx = dy * derivative())", _identity)
-relu = Adapter("modules.ReLUModule()", _bound(M.ReLUModule))
-leaky_relu = Adapter("modules.LeakyReLUModule(a)", _bound(M.LeakyReLUModule))
-elu = Adapter("modules.ELUModule()", _bound(M.ELUModule))
-sigmoid = Adapter("modules.SigmoidModule()", _bound(M.SigmoidModule))
-tanh = Adapter("modules.TanhModule()", _bound(M.TanhModule))
-softmax = Adapter("modules.SoftMaxModule()", _bound(M.SoftMaxModule))
-cross_entropy = Adapter("modules.CrossEntropyModule()", _cross_entropy)
-softmax_cross_entropy = Adapter(
-    "hw1.SoftmaxCrossEntropy()",
-    _softmax_cross_entropy,
-    "derivative() is the gradient of the summed losses (dl = 1): dx = dl[:, None] * derivative()",
+identity = Binding(hw1.Identity, description="hw1.Identity() (dx = dy * derivative())")
+relu = _bound(M.ReLUModule, "modules.ReLUModule()")
+leaky_relu = _bound(M.LeakyReLUModule, "modules.LeakyReLUModule(a)")
+elu = _bound(M.ELUModule, "modules.ELUModule()")
+sigmoid = _bound(M.SigmoidModule, "modules.SigmoidModule()")
+tanh = _bound(M.TanhModule, "modules.TanhModule()")
+softmax = _bound(M.SoftMaxModule, "modules.SoftMaxModule()")
+cross_entropy = Binding(M.CrossEntropyModule, description="modules.CrossEntropyModule()")
+softmax_cross_entropy = Binding(
+    hw1.SoftmaxCrossEntropy,
+    description="hw1.SoftmaxCrossEntropy() (dx = dl[:, None] * derivative(), the gradient of the summed losses)",
 )
-softmax_cross_entropy_mean = Adapter(
-    "modules.SoftMaxModule() -> modules.CrossEntropyModule() (the UvA MLP's output chain)",
-    _softmax_then_cross_entropy,
-    "the two hand-written backward passes composed, not the fused shortcut",
+softmax_cross_entropy_mean = Binding(
+    SoftmaxCrossEntropyMean,
+    description="modules.SoftMaxModule() -> modules.CrossEntropyModule() (the UvA MLP's output chain)",
 )
-batchnorm = Adapter(
-    "modules.BatchNormModule(J, eps) in training mode",
-    _bound(M.BatchNormModule),
-    "hw1.BatchNorm is not used: its eps is fixed at 1e-8; dxhat, dvar and dmu are not module outputs",
-)
-layernorm = Adapter("modules.LayerNormModule(J, eps)", _bound(M.LayerNormModule))
-mlp = Adapter(
-    "mlp.MLP(I, [J, K], C, activation='relu') + modules.CrossEntropyModule()",
-    _mlp,
-    "weights and biases set from W1 b1 W2 b2 W3 b3; the per-layer deltas (dz, dh2, ...) are not module "
-    "outputs, only the parameter gradients",
+batchnorm = _bound(M.BatchNormModule, "modules.BatchNormModule(J, eps) in training mode")
+layernorm = _bound(M.LayerNormModule, "modules.LayerNormModule(J, eps)")
+mlp = Binding(
+    MLPLoss,
+    build=MLPLoss,
+    # the per-layer deltas (dz, dh2, ...) are no module's outputs: only the parameter gradients are compared
+    description="mlp.MLP(I, [J, K], C, activation='relu') + modules.CrossEntropyModule()",
 )

@@ -5,7 +5,7 @@ losses; the MLP is 512 x 1024 -> 1024 -> 1024 -> 1000; the linear layers 1024 ->
 the median time of the generated `backward` in each backend beside a reference computing the same
 gradients (`entries`):
 
-- numpy: the generated NumPy backward / the backward of the hand-written NumPy adapter the `numpy`
+- numpy: the generated NumPy backward / the backward of the hand-written NumPy module the `numpy`
   oracle checks (`implementations/numpy/catalogue.py`; built and run forward once, untimed);
 - torch: the generated PyTorch backward, eager and under `torch.compile` / `torch.autograd.grad` of the
   library op in the derivation's catalogue record with the upstream gradient, the graph built once and

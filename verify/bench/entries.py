@@ -4,8 +4,8 @@ backend, and the reference beside each.
 Sizes are FULL (QUICK with --quick) unless the derivation's catalogue record fixes its own
 (`bench_sizes`, `bench_quick_sizes`). Inputs are drawn from each input's domain as the checks draw
 them (`sampling.float_values`). The references come from the catalogue record: the backward of the
-hand-written NumPy adapter the `numpy` oracle checks (`Adapter.prepare`: built and run forward once,
-untimed), and `torch.autograd` and `jax.vjp` of its library ops. A reference the derivation lacks (no
+hand-written NumPy module the `numpy` oracle checks (its `verify.code` target's `prepare`: built and
+run forward once, untimed), and `torch.autograd` and `jax.vjp` of its library ops. A reference the derivation lacks (no
 hand-written module, no library op, a framework not installed, torch.compile failing) is reported as
 skipped with the reason, never raised.
 """
@@ -173,12 +173,13 @@ def plan_for(d: Derivation, values: dict, compiled: bool, log) -> Plan:
 
 def add_numpy(d: Derivation, values: dict, everything: dict, plan: Plan) -> None:
     try:
-        adapter = HandWritten(d).adapter()  # the numpy oracle's adapter, or its reason for skipping
+        target = HandWritten(d).target()  # the numpy oracle's module, or its reason for skipping
     except Skip as e:
         plan.skipped.append(Skipped("numpy", str(e)))
         return
     only = plan.add_generated(d, "numpy", everything, "numpy generated")
-    plan.add("numpy hand", adapter.prepare(values).backward)
+    expected = np.asarray(everything[d.output], dtype=np.float64)
+    plan.add("numpy hand", target.prepare(values, expected).backward)
     plan.pairs.append(Pair("numpy", "", "numpy generated", "numpy hand", "hand-written numpy", only))
 
 

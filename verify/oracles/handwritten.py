@@ -1,11 +1,11 @@
 """The numpy oracle: the hand-written backward of the NumPy layer that implements a catalogue entry.
 
-The catalogue record names the layer's adapter by import path ("module:attribute"); it is imported only
-when the oracle runs, so the verifier does not depend on `implementations`. An adapter has `module` (what
-is checked, in words) and `run(values)`, which builds the layer from the derivation's inputs by name,
-runs forward and backward, and returns (forward output, {gradient name: array}) for the gradients the
-layer itself computes. (`python -m verify bench` times the same backward through the adapter's
-`prepare(values).backward`.)"""
+The catalogue record names the layer's binding (`verify.code.Binding`) by import path
+("module:attribute"); it is imported only when the oracle runs, so the verifier does not depend on
+`implementations`. The layer runs through the path `python -m verify code` runs any code through
+(`verify.code.target`: its names matched to the derivation's, its layout found, its gradients converted
+to the derivation's convention), and the oracle compares the derivation's written gradients with the
+ones the layer computes. (`python -m verify bench` times the same target's `prepare(values).backward`.)"""
 
 from __future__ import annotations
 
@@ -28,51 +28,70 @@ class HandWritten(Oracle):
 
     def __init__(self, d):
         super().__init__(d)
-        self._adapter = None
+        self._target = None
+        self.runs: dict[int, tuple] = {}
 
-    def adapter(self):
-        if self._adapter is None:
-            name = catalogue.name_of(self.d)
-            if name is None:
-                raise Skip("not a catalogue derivation: no hand-written module to compare with")
-            entry = catalogue.entry(name)
-            if entry.numpy is None:
-                raise Skip(entry.no_numpy)
-            try:
-                self._adapter = resolve(entry.numpy)
-            except (ImportError, AttributeError) as e:
-                raise Skip(f"{entry.numpy} cannot be loaded: {e}") from None
-        return self._adapter
+    def binding(self):
+        """The catalogue's binding of this derivation's NumPy layer; Skip with the reason if none."""
+        name = catalogue.name_of(self.d)
+        if name is None:
+            raise Skip("not a catalogue derivation: no hand-written module to compare with")
+        entry = catalogue.entry(name)
+        if entry.numpy is None:
+            raise Skip(entry.no_numpy)
+        try:
+            return resolve(entry.numpy)
+        except (ImportError, AttributeError) as e:
+            raise Skip(f"{entry.numpy} cannot be loaded: {e}") from None
+
+    def target(self):
+        """The layer bound to the derivation (verify.code.Target), made once."""
+        if self._target is None:
+            from ..code import target
+
+            self._target = target(self.binding(), self.d)
+        return self._target
+
+    @property
+    def module(self) -> str:  # what is checked, in words
+        return self.target().code.label
 
     def unavailable(self):
         try:
-            self.adapter()
+            self.binding()
         except Skip as e:
             return str(e)
         return None
 
     def not_compared(self, gradient: str) -> str:
-        return f"{self.adapter().module} does not compute it"
+        st = next((s for s in self.d.claims if s.label == gradient), None)
+        why = self.target().code.missing.get(st.of) if st is not None and st.of else None
+        return f"{self.module}: {why}" if why else f"{self.module} does not compute it"
 
     def _run(self, sample):
-        values = {
-            k: np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v
-            for k, v in sample.values.items()
-        }
-        with np.errstate(all="ignore"):  # an overflow is judged from the values, not announced
-            return values, self.adapter().run(values)
+        """(values, generated forward, layer output, layer gradients) at a sample, computed once."""
+        if id(sample) not in self.runs:
+            values = {
+                k: np.array(v, dtype=np.float64) if isinstance(v, np.ndarray) else v
+                for k, v in sample.values.items()
+            }
+            gen = codegen.compile_derivation(self.d, "numpy")
+            with np.errstate(all="ignore"):  # an overflow is judged from the values, not announced
+                forward = gen.forward(**values)
+                prepared = self.target().prepare(values, np.asarray(forward[self.d.output], dtype=np.float64))
+                grads = prepared.backward()
+            self.runs[id(sample)] = (values, forward, prepared.output, grads)
+        return self.runs[id(sample)]
 
     def forward(self, sample):
-        values, (out, _) = self._run(sample)
-        gen = codegen.compile_derivation(self.d, "numpy")
-        with np.errstate(all="ignore"):
-            return [(self.adapter().module, gen.forward(**values)[self.d.output], out)]
+        _, forward, out, _ = self._run(sample)
+        return [(self.module, forward[self.d.output], out)]
 
     def gradients(self, sample):
-        values, (_, grads) = self._run(sample)
+        values, forward, _, grads = self._run(sample)
         gen = codegen.compile_derivation(self.d, "numpy")
         with np.errstate(all="ignore"):
-            written = gen.backward(**values, **gen.forward(**values))
+            written = gen.backward(**values, **forward)
         for g in self.d.checked:
-            if g.target in grads:
-                yield g.target, written[g.target], grads[g.target], self.reference_bound(sample, g)
+            if g.of in grads and g.target == f"d{g.of}":
+                yield g.target, written[g.target], grads[g.of], self.reference_bound(sample, g)
