@@ -4,7 +4,24 @@ from .catalogue import load
 from .check import check
 from .model import Derivation, DerivationError
 
-__all__ = ["Derivation", "DerivationError", "check", "evaluate", "load", "load_ipython_extension"]
+__all__ = [
+    "Derivation",
+    "DerivationError",
+    "check",
+    "check_code",
+    "evaluate",
+    "load",
+    "load_ipython_extension",
+]
+
+
+def check_code(obj, derivation, names=None, dtype="float64", **options):
+    """Check a user's implementation (a torch.autograd.Function, a jax.custom_vjp function, a UvA- or
+    CMU-style module, a (forward, backward) pair of functions) against a derivation: see
+    `verify.code.check_code`."""
+    from .code import check_code
+
+    return check_code(obj, derivation, names, dtype, **options)
 
 
 def load_ipython_extension(ipython):

@@ -36,6 +36,11 @@ from .target import Binding, Target, target
 TOLERANCES = {"float64": Tolerance(FLOAT64, 16, 1e-6), "float32": Tolerance(FLOAT32, 16, 1e-3)}
 # far draws: the check's two, and one more size, so that code right at one size only cannot pass
 DRAWS = sampling.DRAWS + 1
+# more draws, at most, while a value is undecided; their seeds start at seed * 1000 + EXTRA_SEEDS
+EXTRA_DRAWS = 3
+EXTRA_SEEDS = 500
+# draws that must decide (pass) for a value to pass when float32 cannot resolve the others
+MIN_DECIDED = 2
 # how close a wrong value must be to a candidate explanation (another input's gradient, the batch mean)
 EXPLAINED = {"float64": 1e-6, "float32": 1e-3}
 
@@ -93,76 +98,174 @@ def _sized_by(t: Target, d: Derivation) -> Derivation:
     return dataclasses.replace(d, fixed_sizes={**d.fixed_sizes, **fixed})
 
 
-def judge(t: Target, d: Derivation, draws, dtype: str, seed: int, label: str) -> CodeReport:
-    tol = TOLERANCES[dtype]
-    inputs = [n for n in d.inputs if n not in d.fixed_values]
-    forward = Comparison(tol, "forward")
-    comps = {v: Comparison(tol, f"d{v}") for v in inputs}
-    unread: dict[str, CodeKind] = {}  # gradients failed with no values to read a cause from, and why
-    returned: set[str] = set()
-    per_draw: dict[str, list[Status]] = {v: [] for v in inputs}  # each draw's own verdict
-    true_at: dict[str, dict[str, np.ndarray]] = {}  # by sample seed and sizes: every true gradient
-    written_ok = {v: True for v in inputs}  # whether the derivation's own statement of dv is right
+def judge(t: Target, d: Derivation, draws: list, dtype: str, seed: int, label: str) -> CodeReport:
+    """Run and judge the code at each draw; while a value is undecided (float32 cannot resolve it at the
+    sizes drawn, and fewer than MIN_DECIDED draws passed), draw again, up to EXTRA_DRAWS more."""
+    j = _Judgement(t, d, dtype)
+    twin = _Judgement(t, d, "float64", twin=True) if dtype != "float64" else None
+    runs = [j] if twin is None else [j, twin]
+    draws = list(draws)
     for k, sample in enumerate(draws):
-        bounds = rounding.of(d, sample, dtype)
-        exact_output = sample.forward[d.output]
-        values = dict(sample.values)
-        try:
-            prepared = t.prepare(values, _floats(exact_output), dtype)
-        except CodeFailed as e:
-            failed = Result(Status.FAIL, reason=f"your code raised in {e}")
-            forward.record(failed, sample)
-            for v in inputs:
-                comps[v].record(dataclasses.replace(failed), sample)
-                unread.setdefault(v, CodeKind.RAISED)
-            continue
-        largest = max((abs(x) for x in np.ravel(exact_output)), default=0)
-        forward.add(
-            prepared.output,
-            exact_output,
-            sample,
-            tol.scale(bounds.values[d.output]),
-            Truth(exact_output, largest, bounds.worst),
+        for run in runs:
+            run.take(sample, k)
+    for extra in range(EXTRA_DRAWS):
+        if not j.undecided():
+            break
+        draws.append(sampling.draw(d, seed * 1000 + EXTRA_SEEDS + extra, avoid=draws[-1].sizes))
+        for run in runs:
+            run.take(draws[-1], len(draws) - 1)
+    report = j.report(draws, seed, label)
+    return report if twin is None else _with_twin(report, twin, draws)
+
+
+def _with_twin(report: CodeReport, twin: _Judgement, draws: list) -> CodeReport:
+    """A float32 report with what the same code computes in float64 at the same draws: judged against
+    float64's far smaller rounding error, a mistake float32's rounding could explain (eps left out of a
+    square root, a few parts in 1e5) shows, and the value is wrong there. Only where the code computes in
+    float64 when given float64 (it returns float64 arrays)."""
+    if not twin.valid:
+        report.notes.append(
+            f"float64 run: none ({twin.valid_why}): the formulas are checked to float32's rounding only"
         )
+        return report
+    twin.settle()
+    found = {row.name: row for row in _rows(twin.d, twin.t, twin, draws)}
+    wrong = []
+    for k, row in enumerate(report.gradients):
+        other = found.get(row.name)
+        if other is not None and other.status == Status.WRONG and row.status != Status.WRONG:
+            other.reason = f"in float64: {other.reason}"
+            if other.mistake is not None:
+                message = f"in float64 ({other.mistake.message})" if other.mistake.message else "in float64"
+                other.mistake = dataclasses.replace(other.mistake, message=message)
+            other.draws = row.draws
+            report.gradients[k] = other
+            wrong.append(row.name)
+    forward = decided(twin.forward.result, twin.forward_draws)
+    if forward.status == Status.FAIL and report.forward.status != Status.FAIL:
+        report.forward = dataclasses.replace(forward, reason=f"in float64: {forward.reason}")
+        wrong.insert(0, "forward")
+    said = f"wrong there: {', '.join(wrong)}" if wrong else "nothing wrong there"
+    report.notes.append(f"float64 run: the same code at the same draws, to float64's rounding: {said}")
+    return report
+
+
+class _Judgement:
+    """The verdicts so far: the forward's and each input gradient's, over every draw and per draw."""
+
+    def __init__(self, t: Target, d: Derivation, dtype: str, twin: bool = False):
+        self.t, self.d, self.dtype, self.tol = t, d, dtype, TOLERANCES[dtype]
+        # a twin is a float64 run beside a float32 check: it counts only while the code computes in
+        # float64 when given float64
+        self.twin, self.valid, self.valid_why = twin, True, ""
+        self.inputs = [n for n in d.inputs if n not in d.fixed_values]
+        self.forward = Comparison(self.tol, "forward")
+        self.forward_draws: list[Status] = []
+        self.comps = {v: Comparison(self.tol, f"d{v}") for v in self.inputs}
+        self.per_draw: dict[str, list[Status]] = {v: [] for v in self.inputs}  # each draw's own verdict
+        self.unread: dict[str, CodeKind] = {}  # failed with no values to read a cause from, and why
+        self.returned: set[str] = set()
+        self.true_at: dict[int, dict[str, np.ndarray]] = {}  # by draw: every true gradient, float64
+        self.written_ok = {v: True for v in self.inputs}  # whether the derivation's own dv is right
+
+    def take(self, sample, k: int) -> None:
+        """Run the code at draw number k and judge what it gives."""
+        d, tol, dtype = self.d, self.tol, self.dtype
+        if not self.valid:
+            return
+        exact_output = sample.forward[d.output]
         try:
-            grads = prepared.backward()
+            prepared = self.t.prepare(dict(sample.values), _floats(exact_output), dtype)
+            grads = prepared.backward() if self.twin else None
         except CodeFailed as e:
-            for v in inputs:
-                comps[v].record(Result(Status.FAIL, reason=f"your code raised in {e}"), sample)
-                unread.setdefault(v, CodeKind.RAISED)
-            continue
-        true_at[k] = {v: _floats(bounds.true[v]) for v in inputs}
-        for v in inputs:
-            written_ok[v] &= _states_truly(d, v, sample, bounds)
+            if self.twin:
+                self.valid, self.valid_why = False, f"given float64 the code raised in {e}"
+            else:
+                self._raised(e, sample, forward=True)
+            return
+        if self.twin and prepared.dtypes != {"float64"}:
+            self.valid = False
+            self.valid_why = f"given float64 the code returns {', '.join(sorted(prepared.dtypes))} arrays"
+            return
+        bounds = rounding.of(d, sample, dtype)
+        largest = max((abs(x) for x in np.ravel(exact_output)), default=0)
+        one = Comparison(tol, "forward")
+        bound = tol.scale(bounds.values[d.output])
+        one.add(prepared.output, exact_output, sample, bound, Truth(exact_output, largest, bounds.worst))
+        self.forward.record(one.result, sample, one.arrays)
+        self.forward_draws.append(one.result.status)
+        try:
+            grads = prepared.backward() if grads is None else grads
+        except CodeFailed as e:
+            self._raised(e, sample)
+            return
+        self.true_at[k] = {v: _floats(bounds.true[v]) for v in self.inputs}
+        for v in self.inputs:
+            self.written_ok[v] &= _states_truly(d, v, sample, bounds)
             if v not in grads:
                 continue
-            returned.add(v)
-            alone = Comparison(tol, f"d{v}")
-            for comp in (comps[v], alone):
-                failure = _judge_gradient(comp, grads[v], d, v, sample, bounds, tol, dtype)
-            per_draw[v].append(alone.result.status)
+            self.returned.add(v)
+            one = Comparison(tol, f"d{v}")
+            failure = _judge_gradient(one, grads[v], d, v, sample, bounds, tol, dtype)
+            self.comps[v].record(one.result, sample, one.arrays)
+            self.per_draw[v].append(one.result.status)
             if failure is not None:
-                unread.setdefault(v, failure)
-    rows = _rows(d, t, comps, returned, draws, true_at, written_ok, unread, dtype)
-    for row in rows:
-        if row.of in per_draw:
-            row.draws = per_draw[row.of]
-    return CodeReport(
-        code=label,
-        kind=t.code.kind,
-        dtype=dtype,
-        derivation=d.name,
-        file=d.file,
-        title=d.title,
-        forward=forward.result,
-        gradients=rows,
-        inputs=dict(t.code.takes),
-        conventions=t.conventions(),
-        notes=list(dict.fromkeys(t.code.notes)) + _built_in(d, t),
-        seed=seed,
-        sizes=[dict(s.sizes) for s in draws],
-        near=[s.near for s in draws],
-    )
+                self.unread.setdefault(v, failure)
+
+    def _raised(self, e: CodeFailed, sample, forward: bool = False) -> None:
+        failed = Result(Status.FAIL, reason=f"your code raised in {e}")
+        if forward:
+            self.forward.record(dataclasses.replace(failed), sample)
+            self.forward_draws.append(Status.FAIL)
+        for v in self.inputs:
+            self.comps[v].record(dataclasses.replace(failed), sample)
+            self.per_draw[v].append(Status.FAIL)
+            self.unread.setdefault(v, CodeKind.RAISED)
+
+    def undecided(self) -> bool:
+        verdicts = [decided(c.result, self.per_draw[v]) for v, c in self.comps.items() if v in self.returned]
+        verdicts.append(decided(self.forward.result, self.forward_draws))
+        return any(r.status == Status.INCONCLUSIVE for r in verdicts)
+
+    def settle(self) -> None:
+        """Each gradient's verdict over the draws (see `decided`)."""
+        for v, comp in self.comps.items():
+            comp.result = decided(comp.result, self.per_draw[v])
+
+    def report(self, draws: list, seed: int, label: str) -> CodeReport:
+        d, t = self.d, self.t
+        self.settle()
+        rows = _rows(d, t, self, draws)
+        for row in rows:
+            if row.of in self.per_draw:
+                row.draws = self.per_draw[row.of]
+        return CodeReport(
+            code=label,
+            kind=t.code.kind,
+            dtype=self.dtype,
+            derivation=d.name,
+            file=d.file,
+            title=d.title,
+            forward=decided(self.forward.result, self.forward_draws),
+            gradients=rows,
+            inputs=dict(t.code.takes),
+            conventions=t.conventions(),
+            notes=list(dict.fromkeys(t.code.notes)) + _built_in(d, t),
+            seed=seed,
+            sizes=[dict(s.sizes) for s in draws],
+            near=[s.near for s in draws],
+        )
+
+
+def decided(result: Result, draws: list[Status]) -> Result:
+    """The verdict over the draws: failed at one, it fails; passed at two or more and undecided at the
+    others (float32 cannot resolve a draw whose sizes make the gradient nearly vanish, batch norm's dx
+    at N = 2), it passes, saying where it could not decide; otherwise the worst draw's verdict."""
+    passed = sum(s == Status.PASS for s in draws)
+    if result.status != Status.INCONCLUSIVE or Status.FAIL in draws or passed < MIN_DECIDED:
+        return result
+    why = f"passed at {passed} of {len(draws)} draws; undecided at {result.sizes}: {result.reason}"
+    return dataclasses.replace(result, status=Status.PASS, reason=why)
 
 
 def _built_in(d: Derivation, t: Target) -> list[str]:
@@ -224,7 +327,7 @@ def _states_truly(d: Derivation, v: str, sample, bounds) -> bool:
     return all(abs(w - r) <= mpmath.mpf(10) ** -30 * scale for w, r in zip(written, true, strict=True))
 
 
-def _rows(d, t, comps, returned, draws, true_at, written_ok, unread, dtype) -> list[GradientRow]:
+def _rows(d: Derivation, t: Target, j: _Judgement, draws: list) -> list[GradientRow]:
     rows, seen = [], set()
     for st in d.claims:
         if st.claim in seen:
@@ -236,7 +339,7 @@ def _rows(d, t, comps, returned, draws, true_at, written_ok, unread, dtype) -> l
             )
             continue
         v = st.of
-        if v not in comps:
+        if v not in j.comps:
             why = (
                 "a constant of the derivation ([inputs] fixes it)"
                 if v in d.fixed_values
@@ -244,34 +347,34 @@ def _rows(d, t, comps, returned, draws, true_at, written_ok, unread, dtype) -> l
             )
             rows.append(GradientRow(st.claim, Status.SKIP, reason=why))
             continue
-        rows.append(_row(st.claim, v, d, t, comps[v], draws, true_at, written_ok, unread, dtype))
-    for v, comp in comps.items():
-        if v in returned and f"d{v}" not in seen:
-            rows.append(_row(f"d{v}", v, d, t, comp, draws, true_at, written_ok, unread, dtype))
+        rows.append(_row(st.claim, v, d, t, j, draws))
+    for v in j.comps:
+        if v in j.returned and f"d{v}" not in seen:
+            rows.append(_row(f"d{v}", v, d, t, j, draws))
     return rows
 
 
-def _row(label, v, d, t, comp, draws, true_at, written_ok, unread, dtype) -> GradientRow:
-    result = comp.result
+def _row(label: str, v: str, d: Derivation, t: Target, j: _Judgement, draws: list) -> GradientRow:
+    result = j.comps[v].result
     if result.status == Status.UNCHECKED:
         why = t.code.missing.get(v) or f"your code returns no gradient for {v}"
         return GradientRow(label, Status.SKIP, reason=why)
     status = {Status.PASS: Status.VERIFIED, Status.FAIL: Status.WRONG}.get(result.status, Status.INCONCLUSIVE)
-    row = GradientRow(label, status, result, reason=result.reason if status != Status.VERIFIED else "", of=v)
+    row = GradientRow(label, status, result, reason=result.reason, of=v)
     if status == Status.WRONG:
-        row.mistake = _mistake(d, v, comp, draws, true_at, written_ok, unread, dtype)
+        row.mistake = _mistake(d, v, j, draws)
     return row
 
 
-def _mistake(d, v, comp, draws, true_at, written_ok, unread, dtype) -> Mistake:
+def _mistake(d: Derivation, v: str, j: _Judgement, draws: list) -> Mistake:
+    comp = j.comps[v]
     result = comp.result
     if comp.arrays is None:  # no values to read a cause from: the code raised, or gave nan or inf
-        return Mistake(unread.get(v, CodeKind.UNKNOWN), result.reason)
+        return Mistake(j.unread.get(v, CodeKind.UNKNOWN), result.reason)
     written, _, sample = comp.arrays
     k = next(i for i, s in enumerate(draws) if s is sample)
-    w = _floats(written)
-    mistake = explain(d, v, w, true_at[k], sample, result, EXPLAINED[dtype])
-    if written_ok[v]:
+    mistake = explain(d, v, _floats(written), j.true_at[k], sample, result, EXPLAINED[j.dtype])
+    if j.written_ok[v]:
         st = d.statement(f"d{v}")
         mistake = dataclasses.replace(mistake, fix=f"{target_text(st)} = {expression_text(st.rhs)}")
     return mistake

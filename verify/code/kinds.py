@@ -44,8 +44,8 @@ CACHE = ("cache", "ctx", "saved", "res", "residuals", "state")
 
 @dataclass
 class Ran:
-    """The code after its forward pass on one sample: the output as a float64 array (the code's layout)
-    and its backward pass, (upstream gradient in the output's layout, or None for a scalar loss) ->
+    """The code after its forward pass on one sample: the output as an array (the code's layout and
+    dtype) and its backward pass, (upstream gradient in the output's layout, or None for a scalar loss) ->
     {derivation input: gradient as the code returned it, as a NumPy array}."""
 
     output: np.ndarray
@@ -165,10 +165,10 @@ def number(value) -> float:
 
 
 def as_array(value) -> np.ndarray:
-    """A code's value as a float64 NumPy array (framework tensors detached)."""
+    """A code's value as a NumPy array of its own dtype (framework tensors detached)."""
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float64)
+    return np.asarray(value)
 
 
 def _copy(value):
@@ -781,6 +781,10 @@ def _has(obj, *methods) -> bool:
 CMU_MLP = {"weight_init_fn", "bias_init_fn", "criterion"}
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def recognise(obj, d: Derivation, names: Names, label: str, build=None) -> Code:
     """The Code for `obj`; a CodeError naming what is supported when it is none of them."""
     if isinstance(obj, tuple) and len(obj) == 2 and all(callable(f) for f in obj):
@@ -804,7 +808,7 @@ def recognise(obj, d: Derivation, names: Names, label: str, build=None) -> Code:
     if _has(obj, "forward", "derivative"):
         return CmuDerivative(obj, d, names, label)
     raise CodeError(
-        f"{label} is a {type(obj).__name__}, none of the kinds gradverify checks: a torch.autograd.Function "
+        f"{label} is {_article(type(obj).__name__)} {type(obj).__name__}, none of the kinds gradverify checks: a torch.autograd.Function "
         "subclass, a jax.custom_vjp function, a torch.nn.Module, a module with forward and backward "
         "(UvA: params/grads) or forward and derivative() (CMU), or functions forward,backward"
     )

@@ -126,7 +126,7 @@ class CodeReport:
                 "forward",
                 str(self.forward.status),
                 _err(self.forward),
-                _why(self.forward.status, self.forward.reason),
+                self.forward.reason if self.forward.status != Status.PASS else "",
             ]
         ]
         skipped: dict[str, list[str]] = {}
@@ -147,6 +147,8 @@ class CodeReport:
                 + (f"  {r[3]}" if r[3] else "")
             )
         notes = [f"{', '.join(names)}: not compared: {why}" for why, names in skipped.items()]
+        partial = [("forward", self.forward)] + [(g.name, g.result) for g in self.compared]
+        notes += [f"{name}: {r.reason}" for name, r in partial if r.status == Status.PASS and r.reason]
         explained: dict[str, list[str]] = {}
         for g in self.gradients:
             if g.mistake is not None:
@@ -171,7 +173,3 @@ def _err(r: Result | None) -> str:
     if r is None or r.max_rel_err is None:
         return "-" if r is None or r.status != Status.FAIL else ""
     return f"{r.max_rel_err:.1e}"
-
-
-def _why(status, reason: str) -> str:
-    return reason if status not in (Status.PASS,) else ""

@@ -65,7 +65,7 @@ def load_file(path: Path):
             if str(root) not in sys.path:
                 sys.path.insert(0, str(root))
             return importlib.import_module(dotted)
-        name = f"_gradverify_code_{path.stem}"
+        name = f"_gradverify_code_{path.stem}_{abs(hash(str(path))):x}"  # one per file, however named
         if name in sys.modules:
             return sys.modules[name]
         if str(path.parent) not in sys.path:

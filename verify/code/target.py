@@ -37,11 +37,12 @@ class Binding:
 
 @dataclass(frozen=True)
 class Prepared:
-    """The code after its forward pass: the output (the derivation's layout) and its backward pass,
-    runnable as often as wanted."""
+    """The code after its forward pass: the output (the derivation's layout, float64) and its backward
+    pass, runnable as often as wanted; `dtypes` gathers the formats the code returned its arrays in."""
 
     output: np.ndarray
     backward: Callable[[], dict[str, np.ndarray]]
+    dtypes: set[str] = field(default_factory=set)
 
 
 def close(a: np.ndarray, b: np.ndarray, dtype: str) -> bool:
@@ -95,7 +96,7 @@ class Target:
             except CodeFailed as e:
                 first_error = first_error or e
                 continue
-            if close(to_shape(ran.output, expected.shape), expected, dtype):
+            if close(to_shape(np.asarray(ran.output, dtype=np.float64), expected.shape), expected, dtype):
                 return layout
             first_ran = first_ran or layout
         if first_ran is not None:
@@ -110,7 +111,8 @@ class Target:
         layout = self.layout
         ran = self._run(layout, values, dtype)
         want = tuple(np.shape(values[d.upstream])) if d.upstream in values else ()
-        output = to_shape(ran.output, want)
+        dtypes = {_format(ran.output)}
+        output = to_shape(np.asarray(ran.output, dtype=np.float64), want)
         upstream = values.get(d.upstream)
         if upstream is not None:
             upstream = _cast(
@@ -129,15 +131,22 @@ class Target:
             for name, grad in raw.items():
                 if name not in shapes or name in d.fixed_values:
                     continue
+                dtypes.add(_format(grad))
                 out[name] = layout.gradient(name, grad, shapes[name], sizes, d, self.notes)
             return out
 
-        return Prepared(output, backward)
+        return Prepared(output, backward, dtypes)
 
     def conventions(self) -> list[str]:
         """The layout conventions in use, in words, then those met converting gradients (each once)."""
         found = self.layout.describe(self.d, self.declared, self.declared_by) if self.layout else []
         return found + list(dict.fromkeys(self.notes))
+
+
+def _format(value) -> str:
+    """The floating-point format of an array the code returned ('float64' for Python numbers)."""
+    kind = np.asarray(value).dtype
+    return str(kind) if kind.kind == "f" else "float64"
 
 
 def _cast(value, dtype: str):

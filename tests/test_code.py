@@ -1,0 +1,174 @@
+"""`python -m verify code` and `verify.check_code`: the edge cases examples/code/ does not show (bad input,
+code that raises or returns nan, instances, the test-suite helper, what gets imported)."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import verify
+from implementations.numpy.modules import BatchNormModule, LinearModule, SigmoidModule
+from verify.cli import main
+from verify.code import CodeError, Target
+from verify.code.kinds import ArrayModule
+from verify.code.source import resolve
+from verify.oracles.handwritten import HandWritten
+from verify.testing import NotVerified, assert_backward_matches
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path, text: str, name: str = "mine.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "verify", "code", *map(str, args)], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+SIGMOID = """
+    import numpy as np
+
+    def forward(x):
+        return 1 / (1 + np.exp(-x))
+
+    def backward(dy, x):
+        y = forward(x)
+        return dy * y * (1 - y)
+"""
+
+
+@pytest.mark.parametrize(
+    "text, spec, message",
+    [
+        ("import nosuchmodule\n", "mine.py:f", "importing it raised at line 1: ModuleNotFoundError"),
+        ("def f(:\n", "mine.py:f", "mine.py:1:"),
+        ("raise SystemExit(3)\n", "mine.py:f", "called sys.exit(3)"),
+        (SIGMOID, "mine.py:nothing", "no 'nothing' in it (it defines: backward, forward, np)"),
+        ("f = 3\n", "mine.py:f", "is an int, none of the kinds gradverify checks"),
+        ("x = 1\n", "mine.py", "defines no functions forward and backward"),
+        (
+            "def f(q, r):\n    return q\n\ndef b(dy):\n    return dy\n",
+            "mine.py:f,b",
+            "argument 'q' matches no input",
+        ),
+    ],
+)
+def test_code_that_cannot_be_checked_is_one_line_and_exit_2(tmp_path, text, spec, message):
+    """A file that does not import, a name it lacks, an object of no supported kind, an argument that
+    matches no derivation input: exit 2 and one line on stderr, no traceback, no verdict."""
+    write(tmp_path, text)
+    r = run_cli(tmp_path / spec, "--against", "sigmoid")
+    assert r.returncode == 2, r.stderr + r.stdout
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr and not r.stdout
+
+
+def test_map_names_an_argument_and_must_name_something(tmp_path, capsys):
+    """`--map q=x` matches an argument the tables cannot; mapping to a name the derivation lacks is exit 2."""
+    path = write(tmp_path, SIGMOID.replace("x)", "q)").replace("-x", "-q"))
+    assert main(["code", f"{path}:forward,backward", "--against", "sigmoid", "--map", "q=x"]) == 0
+    assert "x <- forward's argument q" in capsys.readouterr().out
+    assert main(["code", f"{path}:forward,backward", "--against", "sigmoid", "--map", "q=nope"]) == 2
+    assert "sigmoid has no 'nope'" in capsys.readouterr().err
+
+
+def test_code_that_raises_or_returns_nan_is_wrong_with_its_kind(tmp_path):
+    """Code raising in its backward is wrong ("raised", the exception named); a gradient that is nan
+    where the true one is a moderate number is wrong ("not-finite")."""
+    raising = write(tmp_path, SIGMOID.replace("return dy * y * (1 - y)", "raise ValueError('no')"), "r.py")
+    report = verify.check_code(resolve(f"{raising}:forward,backward"), "sigmoid")
+    dx = report.gradients[0]
+    assert report.status == "wrong" and dx.mistake.kind == "raised" and "ValueError: no" in dx.mistake.message
+    nan = write(tmp_path, SIGMOID.replace("return dy * y * (1 - y)", "return dy * np.nan"), "n.py")
+    report = verify.check_code(resolve(f"{nan}:forward,backward"), "sigmoid")
+    assert report.status == "wrong" and report.gradients[0].mistake.kind == "not-finite"
+
+
+def test_an_instance_is_checked_at_its_own_sizes():
+    """An instance keeps the shapes it was built with: every draw takes its sizes from its parameters
+    (LinearModule(3, 5): I = 3, J = 5), and the instance itself is left as it was."""
+    layer = LinearModule(3, 5)
+    weight = layer.params["weight"].copy()
+    report = verify.check_code(layer, "linear")
+    assert report.status == "verified"
+    assert all(s["I"] == 3 and s["J"] == 5 for s in report.sizes)
+    assert len({s["N"] for s in report.sizes}) > 1
+    np.testing.assert_array_equal(layer.params["weight"], weight)
+
+
+def test_a_transposed_weight_is_found_and_named(tmp_path):
+    """A UvA-style layer that holds W in x out is run with W transposed, and the report says so; its
+    gradient is compared transposed back."""
+    path = write(
+        tmp_path,
+        """
+        import numpy as np
+
+        class Linear:
+            def __init__(self, in_features, out_features):
+                self.params = {"weight": np.zeros((in_features, out_features)), "bias": np.zeros(out_features)}
+                self.grads = {}
+
+            def forward(self, x):
+                self.x = x
+                return x @ self.params["weight"] + self.params["bias"]
+
+            def backward(self, dout):
+                self.grads = {"weight": self.x.T @ dout, "bias": dout.sum(0)}
+                return dout @ self.params["weight"].T
+        """,
+    )
+    report = verify.check_code(resolve(f"{path}:Linear"), "linear")
+    assert report.status == "verified"
+    assert any("holds W as I x J (in x out)" in c for c in report.conventions), report.conventions
+
+
+def test_assert_backward_matches_fails_a_wrong_backward_and_passes_a_right_one():
+    """The test-suite helper: NotVerified (an AssertionError) with the report's table for a wrong
+    gradient or a gradient the code does not return; the report back when everything is verified."""
+    assert assert_backward_matches(SigmoidModule, "sigmoid").status == "verified"
+
+    class Wrong(SigmoidModule):
+        def backward(self, dout):
+            return dout * self._y
+
+    with pytest.raises(NotVerified, match="dx +wrong"):
+        assert_backward_matches(Wrong, "sigmoid")
+    with pytest.raises(NotVerified, match="not returned: dW"):
+        assert_backward_matches(SigmoidModule, "sigmoid", returns={"dW"})
+
+
+def test_the_numpy_oracle_runs_modules_through_the_same_path():
+    """One mechanism: the numpy oracle's module is a verify.code Target, built from the catalogue's
+    binding, as `python -m verify code` builds one."""
+    target = HandWritten(verify.load("batchnorm")).target()
+    assert isinstance(target, Target) and isinstance(target.code, ArrayModule)
+    assert target.code.obj is BatchNormModule
+
+
+def test_numpy_code_imports_no_framework():
+    """Checking NumPy code imports neither torch nor jax (a cold check stays fast)."""
+    code = (
+        "import sys, verify\n"
+        "from implementations.numpy.modules import LinearModule\n"
+        "assert verify.check_code(LinearModule, 'linear').status == 'verified'\n"
+        "print(sorted(m for m in ('torch', 'jax') if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+
+
+def test_a_bad_dtype_or_convention_is_a_code_error():
+    """dtype other than float64/float32, a convention of no known kind: CodeError, one line."""
+    with pytest.raises(CodeError, match="dtype 'float16'"):
+        verify.check_code(SigmoidModule, "sigmoid", dtype="float16")
+    with pytest.raises(CodeError, match="expected NAME=transposed"):
+        verify.check_code(LinearModule, "linear", conventions=["W=sideways"])
