@@ -4,6 +4,7 @@ the README documents; a new hand-written layer adds a line."""
 
 import pytest
 
+from verify.bench.harness import CODE_CHECKS
 from verify.cli import main
 
 TORCH = "implementations/torch"
@@ -43,3 +44,9 @@ def test_implementation_is_verified(spec, against, capsys):
     status = main(["code", spec, "--against", *against.split()])
     table = capsys.readouterr().out
     assert status == 0 and "verified:" in table, table
+
+
+def test_the_bench_times_checks_from_this_table():
+    """`python -m verify bench` times `python -m verify code` on implementations this table verifies."""
+    for _, args, _ in CODE_CHECKS:
+        assert (args[0], args[2]) in IMPLEMENTATIONS, args

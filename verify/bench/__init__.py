@@ -24,16 +24,17 @@ glibc is told to keep freed memory (`keep_freed_memory`; GRADVERIFY_BENCH_MALLOC
 GRADVERIFY_BENCH_DTYPES=float64,float32 adds float32 figures (entries with "dtype": "float32", never
 counted against the goals, which are stated for float64). Finally the edit-check loop (`loop`): a
 repeated cold `check` of batch norm and `python -m verify all`, each beside its first run with an empty
-JAX cache, and a `--watch` re-check beside the watcher's first check (`--loop` measures only those); and
-`python -m verify prove` with each gradient's proof time.
+JAX cache, and a `--watch` re-check beside the watcher's first check (`--loop` measures only those);
+`python -m verify prove` with each gradient's proof time; and the cold wall time of `python -m verify
+code` on a NumPy module and on a torch.autograd.Function (`harness.CODE_CHECKS`).
 
 `--json FILE` writes {"entries": [{"name", "what": "backward", "backend", "generated_s", "reference",
 "reference_s", "ratio", ...}], "verify_all_s"} (DESIGN.md section 4), ratio = generated_s / reference_s;
 verify_all_s is the median of the repeated cold runs of `python -m verify all`.
 Extra keys: "variant" (torch: "eager" or "compiled"), "dtype", "goal" (whether this ratio is the one
 the speed goal is stated for), "compile_s", and top-level "machine", "skipped" ({derivation: ["what:
-why", ...]}), "loop" (`loop.run`) and "prove" ({"wall_s", "seconds": {"derivation gradient": s},
-"proved", "claims"}).
+why", ...]}), "loop" (`loop.run`), "prove" ({"wall_s", "seconds": {"derivation gradient": s},
+"proved", "claims"}) and "code" ([{"what", "command", "wall_s", "goal_s", "exit"}]).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from . import loop
 from .entries import draw_inputs, sizes_for, time_derivation
 from .harness import (
     Schedule,
+    code_seconds,
     exact_seconds_per_derivation,
     keep_freed_memory,
     limit_threads,
@@ -100,6 +102,7 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
         "verify_all_exact_fd_s": None if quick or names else verify_all_seconds("exact", "fd"),
         "exact_s": None if quick or names else exact_seconds_per_derivation(),
         "prove": None if quick or names else prove_seconds(),
+        "code": None if quick or names else code_seconds(),
         "quick": quick,
         "machine": {**machine(), "load_average_at_start": load_at_start, "allocator": allocator},
         "skipped": {k: v for k, v in skipped.items() if v},

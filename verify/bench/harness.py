@@ -140,6 +140,30 @@ def verify_all_seconds(*oracles: str) -> float:
     return time.perf_counter() - start
 
 
+# `python -m verify code` on one implementation of each kind, with issue 16's goal for a cold check
+CODE_CHECKS = (
+    ("NumPy module", ["implementations/numpy/modules.py:BatchNormModule", "--against", "batchnorm"], 3.0),
+    (
+        "torch.autograd.Function",
+        ["implementations/torch/custom_batchnorm.py:CustomBatchNormManualFunction", "--against", "batchnorm"],
+        5.0,
+    ),
+)
+
+
+def code_seconds() -> list[dict]:
+    """Wall time of `python -m verify code` on each of CODE_CHECKS, cold, as a subprocess, beside its goal
+    (a NumPy check imports no framework; a torch one pays for importing torch)."""
+    out = []
+    for what, args, goal in CODE_CHECKS:
+        start = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "verify", "code", *args], cwd=ROOT, capture_output=True)
+        wall = time.perf_counter() - start
+        command = "python -m verify code " + " ".join(args)
+        out.append({"what": what, "command": command, "wall_s": wall, "goal_s": goal, "exit": r.returncode})
+    return out
+
+
 def prove_seconds() -> dict:
     """`python -m verify prove` on the whole catalogue, cold, as a subprocess: its wall time and, from its
     JSON, each gradient's proof time (issue 18's goals: at most 0.5 s each, 10 s for the catalogue)."""

@@ -137,6 +137,16 @@ def summary(result: dict) -> str:
             f"{proofs['claims']} proved; per gradient at most {proofs['seconds'][slowest]:.2f} s ({slowest}), "
             f"{sum(proofs['seconds'].values()):.1f} s in all"
         )
+    if result.get("code"):
+        lines.append(
+            "python -m verify code (cold subprocess): "
+            + ", ".join(
+                f"{c['what']} {c['wall_s']:.1f} s (goal {c['goal_s']:.0f} s"
+                + (f"; exit {c['exit']}" if c["exit"] else "")
+                + ")"
+                for c in result["code"]
+            )
+        )
     lines.append(
         "load average (1, 5, 15 min) at the start: "
         + " ".join(f"{x:.2f}" for x in result["machine"]["load_average_at_start"] or [])
