@@ -11,7 +11,6 @@ The same code run in float64 at the same draws, judged by float64's rounding, sh
 # expect: note: float64 run: the same code at the same draws, to float64's rounding: wrong there: dx
 
 import torch
-
 from layernorm_float32 import LayerNorm  # its forward: the same file's neighbour
 
 
