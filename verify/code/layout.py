@@ -94,7 +94,8 @@ class Layout:
         grad = np.asarray(grad, dtype=np.float64)
         if self.has(name, Convention.TRANSPOSED) and grad.ndim == 2 and grad.shape == want[::-1]:
             grad = grad.T
-        if grad.shape != want and grad.size == int(np.prod(want)) and np.squeeze(grad).shape == want:
+        # the same entries with axes of length 1 added or dropped (at a size of 1, squeeze would drop too many)
+        if grad.shape != want and [n for n in grad.shape if n != 1] == [n for n in want if n != 1]:
             held = " x ".join("1" if n == 1 else next(s.name for s in d.shape(name) if sizes[s.name] == n)
                               for n in grad.shape)  # fmt: skip
             notes.append(
