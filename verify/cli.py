@@ -166,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--loop", action="store_true", help="only the edit-check loop's figures (check, all, --watch)"
     )
+    p.add_argument(
+        "--code", action="store_true", help="only the cold figures of python -m verify code (NumPy, torch)"
+    )
     return parser
 
 

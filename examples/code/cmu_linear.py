@@ -1,6 +1,6 @@
 """A linear layer in the CMU style: W in x out, b a 1 x out row, and dW and db stored as batch means.
-Against `linear` (W out x in, b a vector, batch sums) the layout is found and named (W transposed, b a
-row); the batch mean is the course's convention, to declare: declared, it is verified; undeclared, the
+Against `linear` (W out x in, b a vector, batch sums) the layout is found and named (W transposed, db a
+1 x out row); the batch mean is the course's convention, to declare: declared, it is verified; undeclared, the
 report says "your dW is the batch mean; the derivation's is the sum"."""
 
 # check: Linear --against linear --convention dW=mean --convention db=mean
@@ -9,6 +9,7 @@ report says "your dW is the batch mean; the derivation's is the sum"."""
 # expect: dW verified
 # expect: db verified
 # expect: note: your code holds W as I x J (in x out)
+# expect: note: db comes back as 1 x J; the derivation's is J
 
 # check: Linear --against linear
 # expect: status wrong

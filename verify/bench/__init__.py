@@ -26,7 +26,8 @@ counted against the goals, which are stated for float64). Finally the edit-check
 repeated cold `check` of batch norm and `python -m verify all`, each beside its first run with an empty
 JAX cache, and a `--watch` re-check beside the watcher's first check (`--loop` measures only those);
 `python -m verify prove` with each gradient's proof time; and the cold wall time of `python -m verify
-code` on a NumPy module and on a torch.autograd.Function (`harness.CODE_CHECKS`).
+code` on a NumPy module and on a torch.autograd.Function (`harness.CODE_CHECKS`; `--code` measures
+only those).
 
 `--json FILE` writes {"entries": [{"name", "what": "backward", "backend", "generated_s", "reference",
 "reference_s", "ratio", ...}], "verify_all_s"} (DESIGN.md section 4), ratio = generated_s / reference_s;
@@ -34,7 +35,8 @@ verify_all_s is the median of the repeated cold runs of `python -m verify all`.
 Extra keys: "variant" (torch: "eager" or "compiled"), "dtype", "goal" (whether this ratio is the one
 the speed goal is stated for), "compile_s", and top-level "machine", "skipped" ({derivation: ["what:
 why", ...]}), "loop" (`loop.run`), "prove" ({"wall_s", "seconds": {"derivation gradient": s},
-"proved", "claims"}) and "code" ([{"what", "command", "wall_s", "goal_s", "exit"}]).
+"proved", "claims"}) and "code" ([{"what", "command", "wall_s" (the median), "runs_s", "cpu_s", "goal_s",
+"exit"}]).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from .harness import (
     prove_seconds,
     verify_all_seconds,
 )
-from .report import summary, table
+from .report import code_line, summary, table
 
 __all__ = ["main", "run", "summary", "table"]
 
@@ -137,6 +139,12 @@ def main(args) -> int:
     if getattr(args, "loop", False):
         measured = {"loop": loop.run(log=_log), "machine": machine()}
         print("\n".join(loop.summary(measured["loop"])), file=table_to)
+        if target:
+            _write_json(target, measured)
+        return 0
+    if getattr(args, "code", False):
+        measured = {"code": code_seconds(), "machine": machine()}
+        print(code_line(measured["code"]), file=table_to)
         if target:
             _write_json(target, measured)
         return 0

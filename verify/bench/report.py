@@ -138,15 +138,7 @@ def summary(result: dict) -> str:
             f"{sum(proofs['seconds'].values()):.1f} s in all"
         )
     if result.get("code"):
-        lines.append(
-            "python -m verify code (cold subprocess): "
-            + ", ".join(
-                f"{c['what']} {c['wall_s']:.1f} s (goal {c['goal_s']:.0f} s"
-                + (f"; exit {c['exit']}" if c["exit"] else "")
-                + ")"
-                for c in result["code"]
-            )
-        )
+        lines.append(code_line(result["code"]))
     lines.append(
         "load average (1, 5, 15 min) at the start: "
         + " ".join(f"{x:.2f}" for x in result["machine"]["load_average_at_start"] or [])
@@ -156,3 +148,15 @@ def summary(result: dict) -> str:
     for name, why in result["skipped"].items():
         lines.append(f"{name}: skipped {'; '.join(why)}")
     return "\n".join(lines)
+
+
+def code_line(measured: list[dict]) -> str:
+    """`bench`'s line for `python -m verify code`: each check's median cold wall time beside its goal."""
+    return "python -m verify code (cold subprocess, median of {}): ".format(
+        len(measured[0]["runs_s"]) if measured else 0
+    ) + ", ".join(
+        f"{c['what']} {c['wall_s']:.1f} s, {c['cpu_s']:.1f} s CPU (goal {c['goal_s']:.0f} s"
+        + (f"; exit {c['exit']}" if c["exit"] else "")
+        + ")"
+        for c in measured
+    )

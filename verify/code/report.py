@@ -10,7 +10,8 @@ JSON (`python -m verify code ... --json FILE`):
               "conventions": ["..."], "notes": ["..."],
               "forward": {"status": "pass|fail|inconclusive", "max_abs_err": ..., ...},
               "gradients": [{"name": "dx", "status": "verified|wrong|inconclusive|skip",
-                             "result": {...}, "reason": "...", "diagnosis": "...",
+                             "oracles": {"exact": {...}}, "per_draw": ["pass", ...],
+                             "reason": "...", "diagnosis": "...",
                              "mistake": {"kind": "missing-path", "message": "...", "worst": "...",
                                          "fix": "dx[n,j] = ..."}}],
               "seed": 0, "sizes": [{"N": 3, "J": 2}, ...], "near_kink_draws": [false, ...]}}
@@ -40,7 +41,9 @@ class GradientRow:
     def to_json(self) -> dict:
         out: dict = {"name": self.name, "status": str(self.status)}
         if self.result is not None:
-            out["result"] = self.result.to_json()
+            # keyed as `check`'s JSON keys a gradient's comparisons: the code's values against the exact
+            # oracle's true gradient (for float32 code, the float32 run's comparison)
+            out["oracles"] = {"exact": self.result.to_json()}
             out["per_draw"] = [str(s) for s in self.draws]
         if self.reason:
             out["reason"] = self.reason
