@@ -143,10 +143,10 @@ def main(args) -> int:
             _write_json(target, measured)
         return 0
     if getattr(args, "code", False):
-        measured = {"code": code_seconds(), "machine": machine()}
-        print(code_line(measured["code"]), file=table_to)
+        code = code_seconds()
+        print(code_line(code), file=table_to)
         if target:
-            _write_json(target, measured)
+            _write_json(target, {"code": code, "machine": machine()})
         return 0
     result = run(quick=bool(getattr(args, "quick", False)), log=_log)
     print(summary(result), file=table_to)

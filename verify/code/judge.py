@@ -82,7 +82,7 @@ def _label(obj, label: str | None) -> str:
 def _sized_by(t: Target, d: Derivation) -> Derivation:
     """`d` with the sizes an instance's parameters fix (a LinearModule(3, 5) is I = 3, J = 5), so that
     every draw fits the instance."""
-    fixed = {}
+    fixed: dict[str, int] = {}
     for name, shape in t.code.held_shapes().items():
         want = d.shape(name)
         if len(shape) == 1 and len(want) == 2 and 1 in shape:

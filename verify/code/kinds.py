@@ -25,12 +25,14 @@ Kinds (`recognise` tells them apart without importing a framework the code has n
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import sys
 import types
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +40,7 @@ from ..model import Derivation
 from .layout import Convention
 from .names import CodeError, Names
 
-Values = Mapping[str, object]
+Values = Mapping[str, Any]
 CACHE = ("cache", "ctx", "saved", "res", "residuals", "state")
 
 
@@ -341,7 +343,8 @@ class TorchModule(Code):
         for attr, current in vars(module).items():
             name = self.names.of(attr)
             if (
-                name in values
+                name is not None
+                and name in values
                 and name not in leaves
                 and isinstance(current, float | int)
                 and not np.shape(values[name])
@@ -429,7 +432,7 @@ class JaxVjp(Code):
 
 def _sizes(d: Derivation, values: Values) -> dict[str, int]:
     """The sizes of a sample, read off its inputs' shapes (in the derivation's layout)."""
-    out = {}
+    out: dict[str, int] = {}
     for name in d.inputs:
         for axis, s in enumerate(d.shape(name)):
             if name in values and np.ndim(values[name]) == len(d.shape(name)):
@@ -438,6 +441,16 @@ def _sizes(d: Derivation, values: Values) -> dict[str, int]:
 
 
 GRADIENT_ATTRIBUTES = ("d{}", "grad_{}", "{}_grad", "d_{}")
+
+
+def _grad_entry(module, grads: dict, key: str):
+    """The module's grads[key], read after backward (a module may replace its grads dict)."""
+    return (getattr(module, "grads", grads) or {}).get(key)
+
+
+def _first_array(module, names: list[str]) -> np.ndarray | None:
+    """The first of the module's attributes `names` that holds an array (where it keeps a gradient)."""
+    return next((getattr(module, n) for n in names if isinstance(getattr(module, n, None), np.ndarray)), None)
 
 
 class ArrayModule(Code):
@@ -519,7 +532,7 @@ class ArrayModule(Code):
     def bind(self, module, values) -> dict[str, Callable[[], object]]:
         """Set the module's parameters and settings from the values; per parameter, how to read its
         gradient after backward."""
-        reads = {}
+        reads: dict[str, Callable[[], object]] = {}
         params = getattr(module, "params", None)
         if isinstance(params, dict):
             grads = getattr(module, "grads", {})
@@ -529,7 +542,7 @@ class ArrayModule(Code):
                     continue
                 params[key] = _copy(values[name])
                 self.takes.setdefault(name, f"params[{key!r}]")
-                reads[name] = lambda key=key, grads=grads: (getattr(module, "grads", grads) or {}).get(key)
+                reads[name] = functools.partial(_grad_entry, module, grads, key)
         for attr, current in list(vars(module).items()):
             name = self.names.of(attr)
             if name is None or name not in values or name in reads or attr in ("params", "grads"):
@@ -540,10 +553,7 @@ class ArrayModule(Code):
                 setattr(module, attr, _copy(values[name]))
                 self.takes.setdefault(name, f"attribute {attr}")
                 names = [pattern.format(attr) for pattern in GRADIENT_ATTRIBUTES]
-                reads[name] = lambda names=names: next(
-                    (getattr(module, n) for n in names if isinstance(getattr(module, n, None), np.ndarray)),
-                    None,
-                )
+                reads[name] = functools.partial(_first_array, module, names)
             elif (
                 isinstance(current, float | int)
                 and not isinstance(current, bool)
@@ -801,7 +811,7 @@ def recognise(obj, d: Derivation, names: Names, label: str, build=None) -> Code:
         return JaxVjp(obj, d, names, label)
     if _is_torch_module(obj):
         return TorchModule(obj, d, names, label)
-    if isinstance(obj, type) and CMU_MLP <= {p.name for p in parameters(obj.__init__, skip=1)}:
+    if isinstance(obj, type) and CMU_MLP <= {p.name for p in parameters(obj.__init__, skip=1)}:  # type: ignore[misc]
         return CmuMlp(obj, d, names, label)
     if _has(obj, "forward", "backward"):
         return ArrayModule(obj, d, names, label, build)

@@ -103,8 +103,9 @@ class Layout:
                 "compared as that"
             )
             grad = grad.reshape(want)
-        if self.has(name, Convention.MEAN):
-            grad = grad * sizes[batch(d)]
+        n = batch(d)
+        if self.has(name, Convention.MEAN) and n is not None:
+            grad = grad * sizes[n]
         return grad
 
     def describe(

@@ -150,7 +150,7 @@ class CodeReport:
                 + (f"  {r[3]}" if r[3] else "")
             )
         notes = [f"{', '.join(names)}: not compared: {why}" for why, names in skipped.items()]
-        partial = [("forward", self.forward)] + [(g.name, g.result) for g in self.compared]
+        partial = [("forward", self.forward)] + [(g.name, g.result) for g in self.compared if g.result]
         notes += [f"{name}: {r.reason}" for name, r in partial if r.status == Status.PASS and r.reason]
         explained: dict[str, list[str]] = {}
         for g in self.gradients:

@@ -71,6 +71,8 @@ def load_file(path: Path):
         if str(path.parent) not in sys.path:
             sys.path.insert(0, str(path.parent))
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise CodeError(f"{path}: Python cannot load it as a module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:

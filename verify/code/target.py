@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +90,8 @@ class Target:
         layouts = candidates(self.d, sizes, self.declared)
         if expected is None:
             return layouts[0]
-        first_error = first_ran = None
+        first_error: CodeFailed | None = None
+        first_ran: Layout | None = None
         for layout in layouts:
             try:
                 ran = self._run(layout, values, dtype)
@@ -101,9 +103,10 @@ class Target:
             first_ran = first_ran or layout
         if first_ran is not None:
             return first_ran
+        assert first_error is not None  # there is always a layout to try: none ran, so one raised
         raise first_error
 
-    def prepare(self, values: Mapping[str, object], expected: np.ndarray | None = None,
+    def prepare(self, values: Mapping[str, Any], expected: np.ndarray | None = None,
                 dtype: str = "float64") -> Prepared:  # fmt: skip
         d = self.d
         if self.layout is None:
@@ -156,7 +159,7 @@ def _cast(value, dtype: str):
 
 
 def _sizes_of(d: Derivation, values) -> dict[str, int]:
-    sizes = {}
+    sizes: dict[str, int] = {}
     for name in [*d.inputs, d.upstream]:
         if name in values and name in d.tensors:
             for axis, s in enumerate(d.shape(name)):

@@ -53,7 +53,7 @@ class HandWritten(Oracle):
         return self._target
 
     @property
-    def module(self) -> str:  # what is checked, in words
+    def layer(self) -> str:  # what is checked, in words (`module` is the framework an oracle needs)
         return self.target().code.label
 
     def unavailable(self):
@@ -66,7 +66,7 @@ class HandWritten(Oracle):
     def not_compared(self, gradient: str) -> str:
         st = next((s for s in self.d.claims if s.label == gradient), None)
         why = self.target().code.missing.get(st.of) if st is not None and st.of else None
-        return f"{self.module}: {why}" if why else f"{self.module} does not compute it"
+        return f"{self.layer}: {why}" if why else f"{self.layer} does not compute it"
 
     def _run(self, sample):
         """(values, generated forward, layer output, layer gradients) at a sample, computed once."""
@@ -85,7 +85,7 @@ class HandWritten(Oracle):
 
     def forward(self, sample):
         _, forward, out, _ = self._run(sample)
-        return [(self.module, forward[self.d.output], out)]
+        return [(self.layer, forward[self.d.output], out)]
 
     def gradients(self, sample):
         values, forward, _, grads = self._run(sample)
