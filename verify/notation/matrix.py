@@ -74,6 +74,18 @@ def uses_matrix_notation(node: ast.expr, shapes: Shapes) -> bool:
     return matrix
 
 
+def fresh_index(size: str | None, used: set[str], taken: frozenset[str]) -> str:
+    """A new index name for an axis of `size` (`n` for N), not in `used` (which it joins) nor `taken`."""
+    stem = size.lower() if size and size.isidentifier() else None
+    candidates = [stem] if stem else []
+    candidates += [f"{stem}{k}" for k in range(2, 50)] if stem else list(_POOL)
+    for name in candidates + [f"i{k}" for k in range(2, 200)]:
+        if name not in used and name not in taken:
+            used.add(name)
+            return name
+    raise AssertionError("no index name left")  # 200 indices in one statement
+
+
 class Translator:
     """One statement's translation: fresh index names are unique within the statement."""
 
@@ -86,14 +98,7 @@ class Translator:
         return self.src.error(node, message)
 
     def fresh(self, size: str | None) -> str:
-        stem = size.lower() if size and size.isidentifier() else None
-        candidates = [stem] if stem else []
-        candidates += [f"{stem}{k}" for k in range(2, 50)] if stem else list(_POOL)
-        for name in candidates + [f"i{k}" for k in range(2, 200)]:
-            if name not in self.used and name not in self.shapes.taken:
-                self.used.add(name)
-                return name
-        raise AssertionError("no index name left")  # 200 indices in one statement
+        return fresh_index(size, self.used, self.shapes.taken)
 
     # -- the walk ---------------------------------------------------------------------------------------
 
