@@ -12,6 +12,7 @@ skipped with the reason, never raised.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Callable
@@ -82,10 +83,9 @@ class Plan:
                 continue
             kw = _kwargs(fn, args)
             if wrap is None:
-                self.add(name, lambda fn=fn, kw=kw: fn(**kw))
+                self.add(name, functools.partial(fn, **kw))
             else:
-                wrapped = wrap(fn)
-                self.add_compiled(name, lambda wrapped=wrapped, kw=kw: wrapped(**kw))
+                self.add_compiled(name, functools.partial(wrap(fn), **kw))
         return only and f"{label} inputs only"
 
 
@@ -123,7 +123,12 @@ def lecun_scale(d: Derivation, values: dict[str, np.ndarray | float]) -> None:
     initialisation does, so that the MLP's logits stay finite at bench sizes: an exp that overflows
     would time inf and NaN arithmetic."""
     for name, value in values.items():
-        if name.startswith("W") and np.ndim(value) == 2 and d.domain(name).kind == "normal":
+        if (
+            name.startswith("W")
+            and isinstance(value, np.ndarray)
+            and value.ndim == 2
+            and d.domain(name).kind == "normal"
+        ):
             values[name] = value / np.sqrt(value.shape[1])
 
 
