@@ -9,6 +9,8 @@ adds a test.
     # expect: verified dy/dx                              a Jacobian statement
     # expect: verified dW (line 19)                       a gradient stated again (in a LaTeX block)
     # expect: unchecked 19:166: it holds dY/dW            a step that is no formula, left unchecked
+    # expect: wrong dx kind missing-path: treats var       the kind of mistake is pinned (verify.diagnose)
+    # expect: fix dx: (-3/2)                              a verified fix is offered; its text holds this
 
 Every expectation is checked, and every checked statement of a file must have one, so that a report
 file pins the verdict of each formula it quotes. A file in tests/reports/ names its source in a
@@ -24,16 +26,18 @@ import verify
 
 HERE = Path(__file__).parent
 CASES = sorted((HERE / "cases").glob("*.deriv")) + sorted((HERE / "reports").glob("*.deriv"))
+NAME = r"[\w/]+(?: \(line \d+\))?(?: step \d+/\d+)?"
 EXPECT = re.compile(
     r"#\s*expect:\s*(?:(invalid|unchecked) (\d+:\d*): (.*)"
-    r"|(wrong|verified) ([\w/]+(?: \(line \d+\))?(?: step \d+/\d+)?)(?::\s*(.*))?)$"
+    rf"|(wrong|verified|fix) ({NAME})(?: kind ([\w-]+))?(?::\s*(.*))?)$"
 )
 
 
 def expectations(path: Path):
+    """(verdict, what, kind, text) per '# expect:' line."""
     found = [EXPECT.match(line) for line in path.read_text().splitlines() if line.startswith("# expect")]
     assert found and all(found), f"{path.name}: every case needs well-formed '# expect:' lines"
-    return [(m[1], m[2], m[3]) if m[1] else (m[4], m[5], m[6]) for m in found]
+    return [(m[1], m[2], None, m[3]) if m[1] else (m[4], m[5], m[6], m[7]) for m in found]
 
 
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
@@ -42,7 +46,7 @@ def test_case(path):
     expected = expectations(path)
     if path.parent.name == "reports":
         assert "# source:" in path.read_text(), f"{path.name} must cite its source in a '# source:' line"
-    for verdict, what, text in expected:
+    for verdict, what, kind, text in expected:
         if verdict == "invalid":
             assert report.status == "invalid", f"expected an error, got {report.status}"
             line, col = what.split(":")
@@ -59,13 +63,20 @@ def test_case(path):
             continue
         gradient = next((g for g in report.gradients if g.name == what), None)
         assert gradient is not None, f"no statement {what}: {[g.name for g in report.gradients]}"
+        if verdict == "fix":
+            fix = gradient.mistake.fix if gradient.mistake is not None else None
+            assert fix is not None, f"{what}: no fix offered: {gradient.diagnosis}"
+            assert not text or text in fix.text, fix.text
+            continue
         assert gradient.status == verdict, f"{what}: {gradient.status}: {gradient.diagnosis}"
+        if kind:
+            assert gradient.mistake is not None and gradient.mistake.kind == kind, gradient.mistake
         if text:
             assert text in gradient.diagnosis, gradient.diagnosis
     if report.status != "invalid":
-        named = {what for verdict, what, _ in expected if verdict in ("wrong", "verified")}
+        named = {what for verdict, what, _, _ in expected if verdict in ("wrong", "verified")}
         unpinned = [g.name for g in report.gradients if g.name not in named]
         assert not unpinned, f"statements without an '# expect:' line: {unpinned}"
-        pinned = {what for verdict, what, _ in expected if verdict == "unchecked"}
+        pinned = {what for verdict, what, _, _ in expected if verdict == "unchecked"}
         loose = [f"{line}:{col}" for line, col, _ in report.unchecked if f"{line}:{col}" not in pinned]
         assert not loose, f"unchecked steps without an '# expect:' line: {loose}"

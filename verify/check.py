@@ -12,7 +12,7 @@ import numpy as np
 from . import caveats, domains, jacobians, rounding, sampling
 from .catalogue import load
 from .comparison import TOLERANCES, Comparison, Result, Status, Truth
-from .diagnose import diagnose
+from .diagnose import Kind, from_results
 from .model import Derivation, DerivationError, Statement
 from .oracles import ORACLE_CLASSES, ORACLES, Skip
 from .report import DerivationReport, ForwardReport, GradientReport, Report
@@ -193,7 +193,6 @@ def verdict(results: dict[str, Result]) -> tuple[Status, str]:
 
 def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> DerivationReport:
     forward = [f for run in runs.values() for f in run.forward]
-    exact = runs["exact"].oracle if "exact" in runs else None
     gradients = []
     wrong_lines: dict[str, int] = {}
     first_wrong_step: dict[str, Statement] = {}  # by claim: the first wrong step of its chain
@@ -204,11 +203,12 @@ def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> De
                  if g.target in run.arrays]  # fmt: skip
         arrays = found[0] if found else None
         status, reason = verdict(results)
-        diagnosis = ""
+        diagnosis, mistake = "", None
         if status == Status.WRONG:
-            diagnosis = diagnose(d, g.target, arrays, exact, results)
+            mistake = from_results(d, g.target, arrays, results, draws, seed)
+            diagnosis = mistake.summary()
             used = _uses(d, g.target) & set(wrong_lines)
-            if used:
+            if used and mistake.kind != Kind.PROPAGATED:
                 first = min(used, key=wrong_lines.get)
                 diagnosis += f"; it uses {first} (line {wrong_lines[first]}), which is wrong"
             if g.chain is not None:
@@ -223,7 +223,9 @@ def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> De
                     )
             if g.chain is None or g.chain[0] == g.chain[1]:
                 wrong_lines[g.target] = g.line
-        gradients.append(GradientReport(g.label, g.line, status, results, diagnosis, g, reason=reason))
+        gradients.append(
+            GradientReport(g.label, g.line, status, results, diagnosis, g, reason=reason, mistake=mistake)
+        )
     statuses = {g.status for g in gradients}
     status = Status.VERIFIED
     if any(f.result.status == Status.FAIL for f in forward) or Status.WRONG in statuses:

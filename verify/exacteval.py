@@ -349,6 +349,8 @@ def adjoints(
     seed: str | None = None,
     evaluator=None,
     plain: Mapping[str, object] | None = None,
+    cut: frozenset[tuple[str, str]] = frozenset(),
+    keep=None,
 ):
     """Reverse-mode accumulation of L = sum(upstream * output) through the forward, in high precision;
     with `seed`, of L = sum(upstream * seed) for that forward name instead of the output.
@@ -357,7 +359,12 @@ def adjoints(
     that name treated as independent and everything downstream of it depending on it. For each target
     element, SymPy's derivative is evaluated only at the elements that element's definition reads: the
     derivative with respect to any other element is zero. With another `evaluator` (verify.rounding's),
-    `values` are its numbers and `plain` the same values as plain numbers, for finding the reads."""
+    `values` are its numbers and `plain` the same values as plain numbers, for finding the reads.
+
+    For the diagnosis of a wrong gradient, parts of the chain rule can be left out: `cut` holds edges
+    (statement target, name read) along which nothing is propagated (a name held constant in that
+    statement), and `keep(target, element, name, read element)`, when given, says which entries of each
+    statement's local Jacobian are kept (its diagonal alone, say)."""
     sv = size_values(d, sizes)
     with mpmath.workdps(DIGITS):
         adj: dict[str, object] = {}
@@ -379,7 +386,9 @@ def adjoints(
                 reader(st.rhs, env)
                 reads, reader.reads = reader.reads, None
                 for name, f in reads:
-                    if name not in parts:
+                    if name not in parts or (st.target, name) in cut:
+                        continue
+                    if keep is not None and not keep(st.target, e, name, f):
                         continue
                     at, der = parts[name]
                     v = ev(der, {**env, **dict(zip(at, f, strict=True))})

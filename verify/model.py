@@ -167,6 +167,7 @@ class Derivation:
     fixed_values: dict[str, sp.Rational] = field(default_factory=dict)
     domains: dict[str, Domain] = field(default_factory=dict)
     unchecked: list[tuple[int, int, str]] = field(default_factory=list)  # LaTeX steps that are no formula
+    text: str = field(default="", repr=False)  # the text it was parsed from (a fix is checked in it)
 
     @property
     def title(self) -> str:

@@ -83,7 +83,7 @@ def mutants(d: Derivation, text: str, per_statement: int = PER_STATEMENT) -> lis
             line = statement_text(st, rhs)
             if line in found or rhs == st.rhs:
                 continue
-            mutant = Mutant(st.target, kind, line, _replace(text, st, line))
+            mutant = Mutant(st.target, kind, line, replace_statement(text, st, line))
             found[line] = mutant if _differs(d, mutant, draws) else None
             if sum(m is not None for m in found.values()) == per_statement:
                 break
@@ -99,7 +99,7 @@ def _in_turn(candidates):
     return [c for turn in itertools.zip_longest(*by_kind.values()) for c in turn if c is not None]
 
 
-def _replace(text: str, st: Statement, line: str) -> str:
+def replace_statement(text: str, st: Statement, line: str) -> str:
     """`text` with the physical lines of statement `st` replaced by `line`."""
     lines = text.splitlines()
     first = st.line - 1
@@ -145,7 +145,7 @@ def _candidates(d: Derivation, st: Statement):
     rhs = st.rhs
     yield from ((Kind.EPS_DROPPED, r) for r in _eps_dropped(d, rhs))
     yield from ((Kind.THRESHOLD, r) for r in _thresholds(rhs))
-    yield from ((Kind.SUM_AXIS, r) for r in _sum_axes(d, st))
+    yield from ((Kind.SUM_AXIS, r) for r in sum_axes(d, st))
     yield from ((Kind.WRONG_SIZE, r) for r in _wrong_sizes(d, rhs))
     yield from ((Kind.SIGN, r) for r in _signs(rhs))
     yield from ((Kind.EXPONENT, r) for r in _exponents(rhs))
@@ -207,7 +207,7 @@ def _transposes(rhs):
             yield rhs.xreplace({read: read.base[tuple(idx)]})
 
 
-def _sum_axes(d: Derivation, st: Statement):
+def sum_axes(d: Derivation, st: Statement):
     """A sum over m of reads t[p, m] (p free) turned into a sum over t's other axis: t[m', q], with m' a
     new index over p's size and q the statement's free index over m's size."""
     for total in _nodes(st.rhs, sp.Sum):

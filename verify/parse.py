@@ -1246,4 +1246,6 @@ class _Loader:
 
 def parse(text: str, file: str | None = None, name: str = "derivation") -> Derivation:
     """Parse derivation text; `file` is only used in error messages."""
-    return _Loader(text, file, name).load()
+    d = _Loader(text, file, name).load()
+    d.text = text
+    return d

@@ -12,6 +12,7 @@ from .comparison import Result, Status
 from .model import DerivationError, Statement
 
 if TYPE_CHECKING:
+    from .diagnose import Mistake
     from .prove import Proof
 
 
@@ -27,6 +28,7 @@ class GradientReport:
     statement: Statement | None = None
     proof: Proof | None = None  # the prover's outcome, with --prove
     reason: str = ""  # why it is inconclusive
+    mistake: Mistake | None = None  # for a wrong one: the kind of mistake, its cause and a verified fix
 
     @property
     def target(self) -> str:
@@ -42,6 +44,8 @@ class GradientReport:
             out["jacobian"] = {"of": st.jacobian.of, "wrt": st.jacobian.wrt}
         out["oracles"] = {k: v.to_json() for k, v in self.oracles.items()}
         out["diagnosis"] = self.diagnosis
+        if self.mistake is not None:
+            out["mistake"] = self.mistake.to_json()
         if self.proof is not None:
             out["proof"] = self.proof.to_json()
         if self.reason:

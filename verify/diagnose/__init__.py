@@ -1,0 +1,131 @@
+"""Diagnosis of a wrong gradient: the kind of mistake, its cause by name, the worst entry, and a fix that
+the exact oracle verified.
+
+    diagnose(d, name, written, true, sample)  ->  Mistake
+
+takes the derivation, the name of the wrong statement (a gradient dv, a Jacobian, a step of a chain),
+its written values and the true ones at one sample (any arrays of floats or 50-digit numbers), however
+the written values were produced. With `own=True` (the written values are the statement's own formula
+evaluated, as in `check`) the statement itself is examined as well: whether it is wrong only through a
+wrong gradient it uses, whether it mixes samples, and, given the check's `draws`, which small edit of it
+the exact oracle verifies (`fixes`).
+
+The order: wrong only through another (propagated); a multiple or the transpose (`causes.shape`); the
+upstream factor, a path, a Jacobian's off-diagonal part left out (`causes.left_out`); samples mixed; then
+the fix search, whose edit names the kind when the numbers named none (`kinds` lists every kind).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import jacobians
+from ..comparison import Result, Status
+from ..model import Derivation
+from .causes import Cause, Numbers, floats, left_out, mixes_samples, propagated, shape
+from .fixes import Budget, Search, editable, truth
+from .kinds import Fix, Kind, Mistake, Worst
+
+__all__ = ["Budget", "Fix", "Kind", "Mistake", "Worst", "diagnose", "from_results"]
+
+EXACT_RTOL = 1e-20  # written values in 50-digit arithmetic: equal to a cause to far below any mistake
+FLOAT_RTOL = 1e-8  # written values in float64 (other code): rounding, never a mistake, stays below this
+
+
+def diagnose(
+    d: Derivation,
+    name: str,
+    written,
+    true,
+    sample,
+    *,
+    own: bool = False,
+    draws=None,
+    seed: int = 0,
+    worst: Worst | None = None,
+    rtol: float | None = None,
+    budget: Budget | None = None,
+) -> Mistake:
+    """What is wrong with statement `name` of `d`, whose written values at `sample` are `written` and
+    true values `true` (the exact oracle's). `own`: the written values are the statement's own formula,
+    so that it can be re-evaluated; `draws`: the check's samples, where a fix must hold (no fix search
+    without them); `seed`: the check's seed (a fix is also verified at an extra draw from it); `worst`:
+    the worst entry as the caller found it (computed here otherwise); `rtol`: how close counts as equal
+    (by default that of the written values' arithmetic)."""
+    st = d.statement(name)
+    w, t = floats(written), floats(true)
+    if rtol is None:
+        rtol = EXACT_RTOL if _high_precision(written) else FLOAT_RTOL
+    worst = worst or _worst(w, t)
+    num = Numbers(d, st, w, t, sample, truth(d, sample) if own else {}, rtol)
+    weak = _not_real(st.claim, w)  # a symptom, or a multiple by a plain number: the fix may name the cause
+    cause = None
+    if st.jacobian is not None:
+        block = jacobians.block_mismatch(st, true, 1e-9)
+        cause = Cause(Kind.DIAGONAL_ONLY, block) if block else None
+    elif own:
+        cause = propagated(num)
+    if cause is None and weak is None:
+        cause = shape(w, t, sample.sizes)
+        if cause is not None and cause.weak:
+            weak, cause = cause, None
+    if cause is None and st.jacobian is None:
+        cause = left_out(num)
+    fix, note = None, ""
+    if own and draws is not None and (cause is None or cause.kind != Kind.PROPAGATED):
+        note = editable(st)
+        if not note:
+            found = Search(num, cause, draws, budget or Budget(), seed).run()
+            fix, note = found.fix, found.note
+            if fix is not None and cause is None and not fix.rewrite:
+                message = found.edit.message + (f"; {weak.message}" if weak is not None else "")
+                cause = Cause(found.edit.kind, message)
+    if cause is None and own and st.jacobian is None:
+        cause = mixes_samples(num)  # after the edits: a wrong index inside a sum looks like mixing too
+    cause = cause or weak or Cause(Kind.UNKNOWN, "no simple mistake explains it")
+    return Mistake(cause.kind, cause.message, st.claim, worst, fix, note)
+
+
+def _not_real(claim: str, w: np.ndarray) -> Cause | None:
+    bad = ~np.isfinite(w)
+    if not bad.any():
+        return None
+    at = np.unravel_index(int(np.argmax(bad)), w.shape) if w.ndim else ()
+    where = f"[{', '.join(str(int(i)) for i in at)}]" if at else ""
+    return Cause(Kind.NOT_REAL, f"the written {claim}{where} is not a real number (a square root or logarithm of a "
+                 "negative number, or a division by zero)", weak=True)  # fmt: skip
+
+
+def _high_precision(values) -> bool:
+    flat = np.ravel(np.asarray(values, dtype=object))
+    return flat.size > 0 and not isinstance(flat[0], float | np.floating)
+
+
+def _worst(w: np.ndarray, t: np.ndarray) -> Worst | None:
+    if w.shape != t.shape or not w.size:
+        return None
+    at = np.unravel_index(int(np.argmax(np.abs(w - t))), t.shape) if t.ndim else ()
+    return Worst(tuple(int(i) for i in at), float(w[at] if at else w), float(t[at] if at else t))
+
+
+def from_results(d: Derivation, name: str, arrays, results: dict[str, Result], draws, seed: int, budget=None) -> Mistake:
+    """The diagnosis `check` makes of a wrong claim from its oracles' results: `arrays` are (written, true,
+    sample) of the first failing sample of the best oracle (the exact one's if it failed), None when
+    there are no numbers to diagnose (a value that is not real, or of the wrong shape)."""
+    st = d.statement(name)
+    failing = [(k, r) for k, r in results.items() if r.status == Status.FAIL]
+    worst = None
+    if failing:
+        k, r = failing[0]
+        if r.worst_index is not None and r.written is not None:
+            worst = Worst(tuple(r.worst_index), r.written, r.reference, k)
+    if arrays is None:
+        by_reason: dict[str, list[str]] = {}
+        for k, r in failing:
+            if r.reason:
+                by_reason.setdefault(r.reason, []).append(k)
+        message = "; ".join(f"{why} ({', '.join(names)})" for why, names in by_reason.items()) or "wrong"
+        kind = Kind.NOT_REAL if any("not a real number" in why for why in by_reason) else Kind.UNKNOWN
+        return Mistake(kind, message, st.claim, None)
+    written, true, sample = arrays
+    return diagnose(d, name, written, true, sample, own=True, draws=draws, seed=seed, worst=worst, budget=budget)
