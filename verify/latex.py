@@ -590,11 +590,21 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
         out.append(r"\begin{itemize}")
         for g in r.gradients:
             if g.status != "verified":
-                why = escape(g.diagnosis or g.reason or "no oracle decided")
+                fix = g.mistake.fix if g.mistake is not None else None
+                text = g.diagnosis or g.reason or "no oracle decided"
+                if fix is not None:
+                    text = text.replace(
+                        g.mistake.fix_phrase(), f"did you mean (line {fix.line}) the fix below"
+                    )
+                kind = f" [{escape(g.mistake.kind)}]" if g.mistake is not None else ""
                 of = p.claim_inline(d.statement(g.target))
                 out.append(
-                    rf"\item ${of}$ (\texttt{{{escape(g.name)}}}, line {g.line}) is {escape(g.status)}: {why}."
+                    rf"\item ${of}$ (\texttt{{{escape(g.name)}}}, line {g.line}) is {escape(g.status)}{kind}: "
+                    rf"{escape(text)}."
                 )
+                if fix is not None:  # verified by the exact oracle before it was offered
+                    target = p.target(d.statement(fix.target))
+                    out.append(rf"\[ {target} = {p.doprint(fix.rhs)} \]")
         for f in r.forward:
             if f.result.status == "fail":
                 out.append(

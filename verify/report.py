@@ -128,7 +128,8 @@ class DerivationReport:
             out.append(f"{self.name}: {oracle} {status} for {', '.join(names)}: {reason}")
         for g in self.gradients:
             if g.diagnosis:
-                out.append(f"{self.name}: {g.name}: {g.diagnosis}")
+                kind = f" [{g.mistake.kind}]" if g.mistake is not None else ""
+                out.append(f"{self.file or self.name}:{g.line}: {g.name} is {g.status}{kind}: {g.diagnosis}")
         return out + self.unchecked_lines()
 
 

@@ -26,7 +26,7 @@ from .causes import Cause, Numbers, floats, left_out, mixes_samples, propagated,
 from .fixes import Budget, Search, editable, truth
 from .kinds import Fix, Kind, Mistake, Worst
 
-__all__ = ["Budget", "Fix", "Kind", "Mistake", "Worst", "diagnose", "from_results"]
+__all__ = ["Budget", "Fix", "Kind", "Mistake", "Worst", "diagnose", "from_results", "unavailable"]
 
 EXACT_RTOL = 1e-20  # written values in 50-digit arithmetic: equal to a cause to far below any mistake
 FLOAT_RTOL = 1e-8  # written values in float64 (other code): rounding, never a mistake, stays below this
@@ -51,7 +51,28 @@ def diagnose(
     so that it can be re-evaluated; `draws`: the check's samples, where a fix must hold (no fix search
     without them); `seed`: the check's seed (a fix is also verified at an extra draw from it); `worst`:
     the worst entry as the caller found it (computed here otherwise); `rtol`: how close counts as equal
-    (by default that of the written values' arithmetic)."""
+    (by default that of the written values' arithmetic).
+
+    The diagnosis never changes a verdict: where it fails (an exception anywhere in it), the mistake is
+    of kind unknown and its message says the diagnosis is unavailable and why."""
+    try:
+        return _diagnose(d, name, written, true, sample, own, draws, seed, worst, rtol, budget)
+    except Exception as e:  # a failing diagnosis must leave the verdict as it is
+        return unavailable(d, name, e, worst)
+
+
+def unavailable(d: Derivation, name: str, error: Exception, worst: Worst | None = None) -> Mistake:
+    """The mistake when the diagnosis itself failed: kind unknown, with the reason."""
+    claim = name
+    try:
+        claim = d.statement(name).claim
+    except Exception:  # the name itself may be what failed
+        pass
+    why = f"{type(error).__name__}: {error}".strip().splitlines()[0][:200]
+    return Mistake(Kind.UNKNOWN, f"no diagnosis available (it failed: {why})", claim, worst)
+
+
+def _diagnose(d, name, written, true, sample, own, draws, seed, worst, rtol, budget) -> Mistake:
     st = d.statement(name)
     w, t = floats(written), floats(true)
     if rtol is None:
@@ -108,10 +129,19 @@ def _worst(w: np.ndarray, t: np.ndarray) -> Worst | None:
     return Worst(tuple(int(i) for i in at), float(w[at] if at else w), float(t[at] if at else t))
 
 
-def from_results(d: Derivation, name: str, arrays, results: dict[str, Result], draws, seed: int, budget=None) -> Mistake:
+def from_results(
+    d: Derivation, name: str, arrays, results: dict[str, Result], draws, seed: int, budget=None
+) -> Mistake:
     """The diagnosis `check` makes of a wrong claim from its oracles' results: `arrays` are (written, true,
     sample) of the first failing sample of the best oracle (the exact one's if it failed), None when
     there are no numbers to diagnose (a value that is not real, or of the wrong shape)."""
+    try:
+        return _from_results(d, name, arrays, results, draws, seed, budget)
+    except Exception as e:  # see diagnose
+        return unavailable(d, name, e)
+
+
+def _from_results(d, name, arrays, results, draws, seed, budget) -> Mistake:
     st = d.statement(name)
     failing = [(k, r) for k, r in results.items() if r.status == Status.FAIL]
     worst = None
@@ -128,4 +158,6 @@ def from_results(d: Derivation, name: str, arrays, results: dict[str, Result], d
         kind = Kind.NOT_REAL if any("not a real number" in why for why in by_reason) else Kind.UNKNOWN
         return Mistake(kind, message, st.claim, None)
     written, true, sample = arrays
-    return diagnose(d, name, written, true, sample, own=True, draws=draws, seed=seed, worst=worst, budget=budget)
+    return diagnose(
+        d, name, written, true, sample, own=True, draws=draws, seed=seed, worst=worst, budget=budget
+    )

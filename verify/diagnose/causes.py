@@ -219,14 +219,21 @@ def _ways(num: Numbers, graph: Graph) -> list[_Left]:
                 text = f"{claim} misses the direct path {v} -> {r} ({r}'s own dependence on {v}{also})"
                 add(_Left(Kind.MISSING_PATH, text, cut, readers=(r,)))
             else:
-                add(_Left(Kind.MISSING_PATH, f"{claim} misses the path {_arrow(graph.path(v, s) + [r])}", cut))
+                add(
+                    _Left(Kind.MISSING_PATH, f"{claim} misses the path {_arrow(graph.path(v, s) + [r])}", cut)
+                )
     for u1, u2 in itertools.combinations(inner, 2):
         siblings = any(u1 in graph.reads[w] and u2 in graph.reads[w] for w in graph.reads) or (
             v in graph.reads[u1] and v in graph.reads[u2]
         )
         if siblings:
             direct = tuple(u for u in (u1, u2) if v in graph.reads[u])
-            paths = [_arrow(graph.path(v, u) + [w]) for u in (u1, u2) for w in graph.readers.get(u, []) if w in below]
+            paths = [
+                _arrow(graph.path(v, u) + [w])
+                for u in (u1, u2)
+                for w in graph.readers.get(u, [])
+                if w in below
+            ]
             add(_Left(Kind.MISSING_PATH, f"{claim} treats {u1} and {u2} as constants: it misses the paths "
                       f"{_and(paths)}", incoming(u1) | incoming(u2), readers=direct))  # fmt: skip
     out += _structured(num, graph, below)
@@ -245,7 +252,12 @@ def _structured(num: Numbers, graph: Graph, below: list[str]) -> list[_Left]:
                 continue
             at, der = graph.der[s, r]
             idx = statements[s].indices
-            if d.shape(s) == d.shape(r) and len(idx) > 0 and not all(_pinned(der, a, i) for a, i in zip(at, idx, strict=True)):
+            if (
+                d.shape(s) == d.shape(r)
+                and len(idx) > 0
+                and not all(_pinned(der, a, i) for a, i in zip(at, idx, strict=True))
+            ):
+
                 def keep(target, e, name, f, s=s, r=r):
                     return target != s or name != r or e == f
 

@@ -102,7 +102,13 @@ def edits(d: Derivation, st: Statement) -> Iterator[Edit]:
     for add in _nodes(rhs, sp.Add)[:NODES]:
         for term in add.args[:TERMS]:
             new = rhs.xreplace({add: sp.Add(*[-a if a is term else a for a in add.args])})
-            yield Edit(t, new, Kind.SIGN, f"the term {_text(term)} has the wrong sign", f"the sign of {_text(term)} flipped")
+            yield Edit(
+                t,
+                new,
+                Kind.SIGN,
+                f"the term {_text(term)} has the wrong sign",
+                f"the sign of {_text(term)} flipped",
+            )
     yield from _sizes(d, st)
     yield from _exponents(d, st)
     yield from _eps(d, st)
@@ -115,19 +121,33 @@ def edits(d: Derivation, st: Statement) -> Iterator[Edit]:
     for add in _nodes(rhs, sp.Add)[:NODES]:
         for term in add.args[:TERMS]:
             new = rhs.xreplace({add: sp.Add(*[a for a in add.args if a is not term])})
-            yield Edit(t, new, Kind.EXTRA_TERM, f"the term {_text(term)} does not belong", f"{_text(term)} dropped")
+            yield Edit(
+                t, new, Kind.EXTRA_TERM, f"the term {_text(term)} does not belong", f"{_text(term)} dropped"
+            )
     for mul in _nodes(rhs, sp.Mul)[:NODES]:
         for factor in mul.args[:TERMS]:
             if factor.is_Number:
                 continue
             new = rhs.xreplace({mul: sp.Mul(*[a for a in mul.args if a is not factor])})
-            yield Edit(t, new, Kind.EXTRA_FACTOR, f"the factor {_text(factor)} does not belong", f"{_text(factor)} dropped")
+            yield Edit(
+                t,
+                new,
+                Kind.EXTRA_FACTOR,
+                f"the factor {_text(factor)} does not belong",
+                f"{_text(factor)} dropped",
+            )
     for where in _nodes(rhs, sp.Piecewise)[:NODES]:
         for value, cond in where.args:
             if isinstance(value, sp.Indexed):
                 branches = tuple((sp.S.One if v is value else v, c) for v, c in where.args)
                 new = rhs.xreplace({where: sp.Piecewise(*branches)})
-                yield Edit(t, new, Kind.EXTRA_FACTOR, f"{_text(value)} where 1 belongs (where {_text(cond)})", f"{_text(value)} replaced by 1")
+                yield Edit(
+                    t,
+                    new,
+                    Kind.EXTRA_FACTOR,
+                    f"{_text(value)} where 1 belongs (where {_text(cond)})",
+                    f"{_text(value)} replaced by 1",
+                )
         yield Edit(t, rhs.xreplace({where: where.args[0][0]}), Kind.EXTRA_FACTOR,
                    f"the mask where({_text(where.args[0][1])}, ...) does not belong", "the where() dropped")  # fmt: skip
 
@@ -138,7 +158,7 @@ def _sizes(d: Derivation, st: Statement) -> Iterator[Edit]:
         c = next((a for a in mul.args if a.is_Number), None)
         if c is None or abs(c) == 1:
             continue
-        for new_c, message in ((sp.sign(c), f"the factor {c} does not belong"), (c * 2, f"misses a factor 2"),
+        for new_c, message in ((sp.sign(c), f"the factor {c} does not belong"), (c * 2, "misses a factor 2"),
                                (c / 2, f"the factor 2 in {c} does not belong")):  # fmt: skip
             new = rhs.xreplace({mul: sp.Mul(*[new_c if a is c else a for a in mul.args])})
             yield Edit(t, new, Kind.SCALE, message, f"{_text(c)} replaced by {_text(new_c)}")
@@ -147,10 +167,18 @@ def _sizes(d: Derivation, st: Statement) -> Iterator[Edit]:
         yield Edit(t, rhs / s, Kind.SCALE, f"misses a factor 1/{s}", f"divided by {s}")
         yield Edit(t, rhs * s, Kind.SCALE, f"misses a factor {s}", f"multiplied by {s}")
     for s in present:
-        yield Edit(t, rhs.xreplace({s: sp.S.One}), Kind.SCALE, f"the factor {s} does not belong", f"{s} dropped")
+        yield Edit(
+            t, rhs.xreplace({s: sp.S.One}), Kind.SCALE, f"the factor {s} does not belong", f"{s} dropped"
+        )
         for other in d.sizes.values():
             if other != s:
-                yield Edit(t, rhs.xreplace({s: other}), Kind.WRONG_SIZE, f"{s} where {other} belongs", f"{s} replaced by {other}")
+                yield Edit(
+                    t,
+                    rhs.xreplace({s: other}),
+                    Kind.WRONG_SIZE,
+                    f"{s} where {other} belongs",
+                    f"{s} replaced by {other}",
+                )
     for add in _nodes(rhs, sp.Add):
         sizes = [a for a in add.args if a in d.sizes.values()]
         if len(sizes) == 1 and len(add.args) == 2 and sum(a.is_Integer for a in add.args) == 1:
@@ -178,11 +206,15 @@ def _eps(d: Derivation, st: Statement) -> Iterator[Edit]:
     rhs, t = st.rhs, st.target
     for eps in small_constants(d):
         if eps in rhs.free_symbols:
-            yield Edit(t, rhs.xreplace({eps: sp.S.Zero}), Kind.EPS, f"{eps} does not belong", f"{eps} left out")
+            yield Edit(
+                t, rhs.xreplace({eps: sp.S.Zero}), Kind.EPS, f"{eps} does not belong", f"{eps} left out"
+            )
         for p in _nodes(rhs, sp.Pow):
             if p.exp.is_Number and not p.exp.is_Integer and eps not in p.base.free_symbols:
                 new = rhs.xreplace({p: sp.Pow(p.base + eps, p.exp)})
-                yield Edit(t, new, Kind.EPS, f"leaves {eps} out of {_text(p)}", f"{eps} added to {_text(p.base)}")
+                yield Edit(
+                    t, new, Kind.EPS, f"leaves {eps} out of {_text(p)}", f"{eps} added to {_text(p.base)}"
+                )
 
 
 def _thresholds(d: Derivation, st: Statement) -> Iterator[Edit]:
@@ -197,7 +229,13 @@ def _thresholds(d: Derivation, st: Statement) -> Iterator[Edit]:
                 yield Edit(t, new, Kind.THRESHOLD, f"the threshold {_text(rel.rhs)} of where({_text(rel)}) is off the kink at {kink}",
                            f"threshold {kink}")  # fmt: skip
         new = rhs.xreplace({rel: Relational(rel.lhs, rel.rhs, flip[rel.rel_op])})
-        yield Edit(t, new, Kind.THRESHOLD, f"the comparison of where({_text(rel)}) is reversed", "comparison reversed")
+        yield Edit(
+            t,
+            new,
+            Kind.THRESHOLD,
+            f"the comparison of where({_text(rel)}) is reversed",
+            "comparison reversed",
+        )
 
 
 def _scoped(e: sp.Expr, ranges: dict, path=()) -> Iterator[tuple[sp.Indexed, tuple, dict]]:
@@ -208,7 +246,7 @@ def _scoped(e: sp.Expr, ranges: dict, path=()) -> Iterator[tuple[sp.Indexed, tup
         return
     if isinstance(e, sp.Sum):
         inner = dict(ranges)
-        for i, lo, hi in e.limits:
+        for i, _lo, hi in e.limits:
             inner[i] = sp.expand(hi + 1)
         yield from _scoped(e.function, inner, (*path, 0))
         return
@@ -226,7 +264,7 @@ def _indices(d: Derivation, st: Statement) -> Iterator[Edit]:
             yield Edit(t, new, Kind.TRANSPOSE, f"is the transpose: {a.name} and {b.name} are swapped",
                        f"{a.name} and {b.name} swapped")  # fmt: skip
     for total in _nodes(rhs, sp.Sum)[:NODES]:
-        for i, lo, hi in total.limits:
+        for i, _lo, hi in total.limits:
             for free, size in st.ranges.items():
                 if size == sp.expand(hi + 1) and len(total.limits) > 1:
                     rest = [lim for lim in total.limits if lim[0] != i]
@@ -294,11 +332,16 @@ def _neighbours(d: Derivation, st: Statement) -> Iterator[Edit]:
             places.setdefault(node, []).append(path)
     for read in list(places)[: NODES * 2]:
         for new_read in others(read):
-            message, does = f"reads {_text(read)} where {_text(new_read)} belongs", f"{_text(read)} replaced by {_text(new_read)}"
+            message, does = (
+                f"reads {_text(read)} where {_text(new_read)} belongs",
+                f"{_text(read)} replaced by {_text(new_read)}",
+            )
             yield Edit(t, rhs.xreplace({read: new_read}), Kind.WRONG_VARIABLE, message, does)
             if len(places[read]) > 1:
                 for path in places[read]:
-                    yield Edit(t, replaced_at(rhs, path, new_read), Kind.WRONG_VARIABLE, message, does + " (once)")
+                    yield Edit(
+                        t, replaced_at(rhs, path, new_read), Kind.WRONG_VARIABLE, message, does + " (once)"
+                    )
     for p in _nodes(rhs, sp.Pow):
         if isinstance(p.base, sp.Indexed) and p.exp == 2:
             for new_read in others(p.base):
@@ -322,6 +365,11 @@ def _upstream(d: Derivation, st: Statement) -> Iterator[Edit]:
 
 def multiplied(st: Statement, factor: sp.Expr) -> sp.Expr:
     """st's right-hand side times `factor`; a mask where(c, 1, 0) is written where(c, rhs, 0)."""
-    if isinstance(factor, sp.Piecewise) and len(factor.args) == 2 and factor.args[0][0] == 1 and factor.args[1][0] == 0:
+    if (
+        isinstance(factor, sp.Piecewise)
+        and len(factor.args) == 2
+        and factor.args[0][0] == 1
+        and factor.args[1][0] == 0
+    ):
         return sp.Piecewise((st.rhs, factor.args[0][1]), (0, True))
     return st.rhs * factor

@@ -89,6 +89,7 @@ class Expansion:
 
 def _deltas_out(e: sp.Expr) -> sp.Expr:
     """A where() whose branches all carry the same Kronecker deltas with the deltas outside it."""
+
     def out(pw):
         branches = [sp.Mul.make_args(sp.factor_terms(v)) for v, _ in pw.args]
         common = set.intersection(*({f for f in b if isinstance(f, sp.KroneckerDelta)} for b in branches))
@@ -180,7 +181,9 @@ def hoisted(e: sp.Expr) -> sp.Expr:
         if outside:
             inside = [f for f in factors if f.free_symbols & bound]
             used = [lim for lim in limits if any(lim[0] in f.free_symbols for f in inside)]
-            count = sp.Mul(*(hi - lo + 1 for i, lo, hi in limits if all(i not in f.free_symbols for f in inside)))
+            count = sp.Mul(
+                *(hi - lo + 1 for i, lo, hi in limits if all(i not in f.free_symbols for f in inside))
+            )
             return sp.Mul(*outside) * count * (sp.Sum(sp.Mul(*inside), *used) if used else sp.Mul(*inside))
         return sp.Sum(body, *limits)
     return e.func(*args)
@@ -308,7 +311,9 @@ def _rename(e: sp.Expr, taken: set[str], preferred) -> sp.Expr:
         for i, lo, hi in e.limits:
             size = sp.expand(hi + 1)
             stem = str(size).lower() if isinstance(size, sp.Symbol) else "i"
-            options = itertools.chain(preferred.get(size, []), [stem], (f"{stem}{k}" for k in itertools.count(2)))
+            options = itertools.chain(
+                preferred.get(size, []), [stem], (f"{stem}{k}" for k in itertools.count(2))
+            )
             name = next(o for o in options if o not in inner)
             new = sp.Symbol(name, integer=True)
             inner.add(name)

@@ -25,7 +25,16 @@ import numpy as np
 import sympy as sp
 
 from .. import jacobians, sampling
-from ..exacteval import DIGITS, Evaluator, adjoints, contracted, derivatives_of, run_all, run_statement, size_values
+from ..exacteval import (
+    DIGITS,
+    Evaluator,
+    adjoints,
+    contracted,
+    derivatives_of,
+    run_all,
+    run_statement,
+    size_values,
+)
 from ..model import Derivation, DerivationError, Statement
 from ..mutate import replace_statement
 from ..parse import parse
@@ -109,7 +118,10 @@ class Search:
             if tried >= self.budget.candidates:
                 return Found(note=f"no fix found among the first {tried} candidate edits", tried=tried)
             if time.perf_counter() - start > self.budget.seconds:
-                return Found(note=f"the fix search stopped after {self.budget.seconds:g} s ({tried} candidates)", tried=tried)
+                return Found(
+                    note=f"the fix search stopped after {self.budget.seconds:g} s ({tried} candidates)",
+                    tried=tried,
+                )
             tried += 1
             if not self._screened(edit):
                 continue
@@ -193,7 +205,15 @@ class Search:
                     yield Edit(st.target, st.rhs + missing, Kind.MISSING_TERM, f"misses the term {_short(missing)}",
                                f"{_short(missing)} added", cost=3)  # fmt: skip
                 kind = self.cause.kind if self.cause is not None else Kind.UNKNOWN
-                yield Edit(st.target, whole, kind, "", "the true gradient by one step of the chain rule", cost=4, rewrite=True)
+                yield Edit(
+                    st.target,
+                    whole,
+                    kind,
+                    "",
+                    "the true gradient by one step of the chain rule",
+                    cost=4,
+                    rewrite=True,
+                )
 
     def _inside_sums(self, forms: dict[str, sp.Expr]):
         """A factor of a sum in the true expansion multiplied into the statement's own sum over the same
@@ -201,10 +221,12 @@ class Search:
         st = self.st
         mine = [s for s in sp.preorder_traversal(st.rhs) if isinstance(s, sp.Sum) and len(s.limits) == 1]
         for form in forms.values():
-            for inner in [s for s in sp.preorder_traversal(form) if isinstance(s, sp.Sum) and len(s.limits) == 1]:
-                (b, _, hi), = inner.limits
+            for inner in [
+                s for s in sp.preorder_traversal(form) if isinstance(s, sp.Sum) and len(s.limits) == 1
+            ]:
+                ((b, _, hi),) = inner.limits
                 for total in mine:
-                    (u, lo, their_hi), = total.limits
+                    ((u, lo, their_hi),) = total.limits
                     if their_hi != hi:
                         continue
                     for f in sp.Mul.make_args(inner.function):
@@ -256,7 +278,9 @@ class Search:
             if g is self.st:
                 break
             if g.target == edit.target:
-                values[g.target] = run_statement(dataclasses.replace(g, rhs=edit.rhs), self.d, values, sample.sizes)
+                values[g.target] = run_statement(
+                    dataclasses.replace(g, rhs=edit.rhs), self.d, values, sample.sizes
+                )
                 changed = True
             elif changed and g.of is None and g.jacobian is None:
                 values[g.target] = run_statement(g, self.d, values, sample.sizes)
@@ -278,7 +302,9 @@ class Search:
                     want = self.true[at] if at else self.true
                     if not _exactly(got, want):
                         return False
-                whole = run_statement(dataclasses.replace(self.st, rhs=self._claim_rhs(edit)), self.d, values, sample.sizes)
+                whole = run_statement(
+                    dataclasses.replace(self.st, rhs=self._claim_rhs(edit)), self.d, values, sample.sizes
+                )
         except Exception:  # a candidate that cannot be evaluated (no branch applies, ...) is no fix
             return False
         return self._right(whole)
@@ -291,7 +317,9 @@ class Search:
             try:
                 with mpmath.workdps(DIGITS):
                     values = self._values(edit, sample)
-                    value = run_statement(dataclasses.replace(self.st, rhs=self._claim_rhs(edit)), self.d, values, sample.sizes)
+                    value = run_statement(
+                        dataclasses.replace(self.st, rhs=self._claim_rhs(edit)), self.d, values, sample.sizes
+                    )
             except Exception:  # see _screened
                 return None
             if not self._right(value, sample):
@@ -304,13 +332,20 @@ class Search:
             return None
         if not self._oracle_passes(fixed, edit.target):
             return None
-        return Fix(edit.target, target.line, line, edit.does, edit.kind, edit.rewrite, rhs=fixed.statement(edit.target).rhs)
+        return Fix(
+            edit.target,
+            target.line,
+            line,
+            edit.does,
+            edit.kind,
+            edit.rewrite,
+            rhs=fixed.statement(edit.target).rhs,
+        )
 
     def _oracle_passes(self, fixed: Derivation, changed: str) -> bool:
         """Whether the exact oracle passes the claim (and every claim that reads the changed statement) in
         the fixed derivation, at the check's samples and an extra draw."""
         from ..check import run_oracle  # check imports this module
-
         from ..comparison import Status
 
         try:
@@ -320,7 +355,9 @@ class Search:
             return False
         run = run_oracle("exact", fixed, samples)
         must = {self.st.target} | {
-            g.target for g in fixed.claims if changed != self.st.target and changed in _reads_through_helpers(fixed, g)
+            g.target
+            for g in fixed.claims
+            if changed != self.st.target and changed in _reads_through_helpers(fixed, g)
         }
         return all(run.results[t].status == Status.PASS for t in must if t in run.results)
 

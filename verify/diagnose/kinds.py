@@ -36,7 +36,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-
 SHORT = 40  # an edit described in at most this many characters is shown beside the fix
 
 
@@ -116,11 +115,17 @@ class Mistake:
         """The readable diagnosis: the message, the fix, the worst entry."""
         parts = [self.message] if self.message else []
         if self.fix is not None:
-            short = self.fix.edit and len(self.fix.edit) <= SHORT
-            parts.append(f"did you mean: {self.fix.text}" + (f" ({self.fix.edit})" if short else ""))
+            parts.append(self.fix_phrase())
         if self.worst is not None:
             parts.append(self.worst.describe(self.claim))
         return "; ".join(parts)
+
+    def fix_phrase(self) -> str:
+        """The fix in the summary: "did you mean: <statement> (<edit>)" (the edit when it is short)."""
+        if self.fix is None:
+            return ""
+        short = self.fix.edit and len(self.fix.edit) <= SHORT
+        return f"did you mean: {self.fix.text}" + (f" ({self.fix.edit})" if short else "")
 
     def to_json(self) -> dict:
         out: dict = {"kind": str(self.kind), "message": self.message}
