@@ -10,7 +10,8 @@ adds a test.
     # expect: verified dW (line 19)                       a gradient stated again (in a LaTeX block)
     # expect: unchecked 19:166: it holds dY/dW            a step that is no formula, left unchecked
     # expect: wrong dx kind missing-path: treats var       the kind of mistake is pinned (verify.diagnose)
-    # expect: fix dx: (-3/2)                              a verified fix is offered; its text holds this
+    # expect: fix dvar: **(3/2)                           a verified fix is offered; its text holds this
+    # expect: warning: J (line 5) is defined but          a warning of the report holds this text
 
 Every expectation is checked, and every checked statement of a file must have one, so that a report
 file pins the verdict of each formula it quotes. A file in tests/reports/ names its source in a
@@ -28,7 +29,7 @@ HERE = Path(__file__).parent
 CASES = sorted((HERE / "cases").glob("*.deriv")) + sorted((HERE / "reports").glob("*.deriv"))
 NAME = r"[\w/]+(?: \(line \d+\))?(?: step \d+/\d+)?"
 EXPECT = re.compile(
-    r"#\s*expect:\s*(?:(invalid|unchecked) (\d+:\d*): (.*)"
+    r"#\s*expect:\s*(?:(invalid|unchecked) (\d+:\d*): (.*)|(warning)(): (.*)"
     rf"|(wrong|verified|fix) ({NAME})(?: kind ([\w-]+))?(?::\s*(.*))?)$"
 )
 
@@ -37,7 +38,11 @@ def expectations(path: Path):
     """(verdict, what, kind, text) per '# expect:' line."""
     found = [EXPECT.match(line) for line in path.read_text().splitlines() if line.startswith("# expect")]
     assert found and all(found), f"{path.name}: every case needs well-formed '# expect:' lines"
-    return [(m[1], m[2], None, m[3]) if m[1] else (m[4], m[5], m[6], m[7]) for m in found]
+    out = []
+    for m in found:
+        plain = next(k for k in (1, 4) if m[k]) if m[1] or m[4] else None
+        out.append((m[plain], m[plain + 1], None, m[plain + 2]) if plain else (m[7], m[8], m[9], m[10]))
+    return out
 
 
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
@@ -56,6 +61,9 @@ def test_case(path):
             assert text and text in report.error.message, str(report.error)
             continue
         assert report.status != "invalid", str(report.error)
+        if verdict == "warning":
+            assert any(text in w for w in report.warnings), report.warnings
+            continue
         if verdict == "unchecked":
             places = {f"{line}:{col}": message for line, col, message in report.unchecked}
             assert what in places, f"no step left unchecked at {what}: {places}"

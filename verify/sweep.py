@@ -4,7 +4,7 @@ no correct formula is called wrong (a false alarm) and that every generated mist
     python -m verify.sweep seeds --first 0 --last 999 --oracle exact --oracle fd --oracle numpy
     python -m verify.sweep seeds --first 0 --last 99                 (all five oracles)
     python -m verify.sweep edges --seeds 20
-    python -m verify.sweep mutants
+    python -m verify.sweep mutants --oracle exact   (also counts the diagnoses: kinds named, fixes)
 
 Each prints one line per finding and a summary, and exits 1 when a correct formula came out wrong (or
 a mutant did not), 0 otherwise. The test suite runs the same functions at a size that fits CI
@@ -165,12 +165,27 @@ def sweep_mutants(oracles, per_statement: int = mutate.PER_STATEMENT, on_line=No
             tally.counts[f"mutant {report.status}"] += 1
             wrong = {g.name for g in report.gradients if g.status == Status.WRONG}
             caught = report.status == "invalid" or wrong & ({m.statement} | users[m.statement])
+            _count_diagnosis(tally, report, [m.statement, *sorted(users[m.statement])])
             if not caught:
                 tally.bad += 1
                 line = f"UNCAUGHT {d.name} {m.kind}: {m.line} ({report.status})"
                 tally.findings.append(line)
                 (on_line or _quiet)(line)
     return tally
+
+
+def _count_diagnosis(tally: Tally, report, names: list[str]) -> None:
+    """The diagnosis of a mutant's mistake: that of the statement changed when it is wrong, else of the
+    first wrong statement that uses it (a helper changed), counted by kind, named (a kind other than
+    unknown) and fixed (a fix the exact oracle verified)."""
+    wrong = {g.name: g for g in report.gradients if g.status == Status.WRONG}
+    g = next((wrong[n] for n in names if n in wrong), None)
+    if g is None or g.mistake is None:
+        return
+    tally.counts["diagnosed"] += 1
+    tally.counts[f"diagnosis {g.mistake.kind}"] += 1
+    tally.counts["diagnosis named"] += g.mistake.kind != "unknown"
+    tally.counts["diagnosis fixed"] += g.mistake.fix is not None
 
 
 def _quiet(line: str) -> None:
