@@ -169,6 +169,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--code", action="store_true", help="only the cold figures of python -m verify code (NumPy, torch)"
     )
+    p.add_argument(
+        "--diagnosis", action="store_true", help="only the diagnosis's figures (a wrong batch-norm gradient)"
+    )
     return parser
 
 

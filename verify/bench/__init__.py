@@ -27,7 +27,8 @@ repeated cold `check` of batch norm and `python -m verify all`, each beside its 
 JAX cache, and a `--watch` re-check beside the watcher's first check (`--loop` measures only those);
 `python -m verify prove` with each gradient's proof time; and the cold wall time of `python -m verify
 code` on a NumPy module and on a torch.autograd.Function (`harness.CODE_CHECKS`; `--code` measures
-only those).
+only those); and the diagnosis of a wrong batch-norm gradient with its file's whole check (`diagnosis`;
+`--diagnosis` measures only those).
 
 `--json FILE` writes {"entries": [{"name", "what": "backward", "backend", "generated_s", "reference",
 "reference_s", "ratio", ...}], "verify_all_s"} (DESIGN.md section 4), ratio = generated_s / reference_s;
@@ -35,8 +36,8 @@ verify_all_s is the median of the repeated cold runs of `python -m verify all`.
 Extra keys: "variant" (torch: "eager" or "compiled"), "dtype", "goal" (whether this ratio is the one
 the speed goal is stated for), "compile_s", and top-level "machine", "skipped" ({derivation: ["what:
 why", ...]}), "loop" (`loop.run`), "prove" ({"wall_s", "seconds": {"derivation gradient": s},
-"proved", "claims"}) and "code" ([{"what", "command", "wall_s" (the median), "runs_s", "cpu_s", "goal_s",
-"exit"}]).
+"proved", "claims"}), "code" ([{"what", "command", "wall_s" (the median), "runs_s", "cpu_s", "goal_s",
+"exit"}]) and "diagnosis" (`diagnosis.run`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import catalogue
-from . import loop
+from . import diagnosis, loop
 from .entries import draw_inputs, sizes_for, time_derivation
 from .harness import (
     Schedule,
@@ -105,6 +106,7 @@ def run(quick: bool = False, log=print, names: list[str] | None = None, compiled
         "exact_s": None if quick or names else exact_seconds_per_derivation(),
         "prove": None if quick or names else prove_seconds(),
         "code": None if quick or names else code_seconds(),
+        "diagnosis": None if quick or names else diagnosis.run(log=log),
         "quick": quick,
         "machine": {**machine(), "load_average_at_start": load_at_start, "allocator": allocator},
         "skipped": {k: v for k, v in skipped.items() if v},
@@ -136,6 +138,12 @@ def main(args) -> int:
     target = getattr(args, "json", None)
     # with --json - the JSON alone goes to standard output, so that it parses; the table to stderr
     table_to = sys.stderr if target == "-" else sys.stdout
+    if getattr(args, "diagnosis", False):
+        measured = {"diagnosis": diagnosis.run(log=_log), "machine": machine()}
+        print("\n".join(diagnosis.summary(measured["diagnosis"])), file=table_to)
+        if target:
+            _write_json(target, measured)
+        return 0
     if getattr(args, "loop", False):
         measured = {"loop": loop.run(log=_log), "machine": machine()}
         print("\n".join(loop.summary(measured["loop"])), file=table_to)

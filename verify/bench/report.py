@@ -129,6 +129,10 @@ def summary(result: dict) -> str:
             f"exact oracle per derivation: at most {result['exact_s'][slowest]:.2f} s ({slowest}), "
             f"{sum(result['exact_s'].values()):.1f} s for the catalogue"
         )
+    if result.get("diagnosis"):
+        from .diagnosis import summary as diagnosis_summary
+
+        lines += diagnosis_summary(result["diagnosis"])
     proofs = result.get("prove")
     if proofs and proofs["seconds"]:
         slowest = max(proofs["seconds"], key=proofs["seconds"].get)
