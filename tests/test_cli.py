@@ -24,10 +24,12 @@ def test_check_correct_file_exits_0():
 
 
 def test_check_wrong_file_exits_1_and_names_the_gradient():
-    """A wrong gradient exits 1 and the report names it with its diagnosis."""
+    """A wrong gradient exits 1 and the report names it with its diagnosis: one line, at the statement's
+    own line, with the kind of mistake and the verified fix."""
     r = run("check", str(CASES / "wrong_missing_mean.deriv"), "--oracle", "exact")
     assert r.returncode == 1
-    assert "dx: is N times the true gradient" in r.stdout
+    assert "wrong_missing_mean.deriv:6: dx is wrong [scale]: is N times the true gradient" in r.stdout
+    assert "did you mean: dx[n, k] = " in r.stdout
 
 
 @pytest.mark.parametrize("name", ["bad_syntax", "bad_import", "bad_lambda", "bad_string", "bad_attribute"])

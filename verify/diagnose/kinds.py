@@ -1,7 +1,7 @@
 """What a diagnosis says about a wrong gradient: the kind of mistake, a message, the worst entry, and a fix
 that the exact oracle verified.
 
-The kinds (`Kind`), each with a hand-written case in tests/cases (`# expect: wrong dx: kind sign`):
+The kinds (`Kind`), each with a hand-written case in tests/cases (`# expect: wrong dx kind sign: ...`):
 
     scale             a multiple of the true gradient: "is N times the true gradient (a missing 1/N?)"
     sign              the whole gradient, or one term of it, has the wrong sign
