@@ -189,12 +189,15 @@ def hoisted(e: sp.Expr) -> sp.Expr:
     return e.func(*args)
 
 
+CACHED = 4096  # entries kept by each cache below; a long --watch session must not grow without end
 _RULES: dict[int, tuple] = {}
 
 
 def _rules(d: Derivation) -> list[tuple[sp.Expr, sp.Expr, tuple]]:
     """`_forward_rules(d)`, computed once per derivation."""
     if id(d) not in _RULES:
+        if len(_RULES) >= CACHED // 64:
+            _RULES.clear()
         _RULES[id(d)] = (d, _domain_rules(d) + _forward_rules(d))  # holding d keeps its id from being reused
     return _RULES[id(d)][1]
 
@@ -242,6 +245,8 @@ def fold(d: Derivation, e: sp.Expr) -> sp.Expr:
     """`e` with forward definitions folded back into their names wherever that makes it smaller."""
     key = (id(d), e)
     if key not in _FOLDED:
+        if len(_FOLDED) >= CACHED:
+            _FOLDED.clear()
         _FOLDED[key] = (d, _fold(d, e))
     return _FOLDED[key][1]
 

@@ -24,7 +24,8 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .. import jacobians, sampling
+from .. import jacobians, rounding, sampling
+from ..comparison import Status
 from ..exacteval import (
     DIGITS,
     Evaluator,
@@ -35,10 +36,10 @@ from ..exacteval import (
     run_statement,
     size_values,
 )
-from ..model import Derivation, DerivationError, Statement
+from ..model import Derivation, DerivationError, Statement, reads
 from ..mutate import replace_statement
 from ..parse import parse
-from ..unparse import statement_text
+from ..unparse import expression_text, statement_text
 from .causes import Cause, Numbers, floats
 from .edits import Edit, edits, multiplied, readable_names
 from .expansion import Expansion, TooDeep, fold, masks_as_where, readable, size_of, written_form
@@ -50,8 +51,9 @@ EXACT = mpmath.mpf(10) ** -25  # relative: two 50-digit values this close are th
 
 @dataclass(frozen=True)
 class Budget:
-    """How much a fix search may spend per gradient: candidates evaluated, and wall seconds (a safety
-    net; the count is what normally ends a search, so that results do not depend on the machine)."""
+    """How much a fix search may spend per gradient: candidates evaluated, and CPU seconds of this process
+    (a safety net; the count is what normally ends a search, so that results do not depend on the
+    machine, and CPU time rather than wall time, so that a busy machine does not end it early)."""
 
     candidates: int = 400
     seconds: float = 4.0
@@ -70,9 +72,7 @@ class Found:
 def truth(d: Derivation, sample) -> dict:
     """The true adjoint of every name at a sample (the check's, when it computed them)."""
     if "bounds" in sample.cache:
-        from ..rounding import of
-
-        return of(d, sample).true
+        return rounding.of(d, sample).true
     if "true adjoints" not in sample.cache:
         upstream = sample.forward.get(d.upstream, mpmath.mpf(1))
         sample.cache["true adjoints"] = adjoints(d, sample.forward, sample.sizes, upstream, derivatives_of(d))
@@ -112,14 +112,14 @@ class Search:
         self.sv = size_values(self.d, num.sample.sizes)
 
     def run(self) -> Found:
-        start = time.perf_counter()
+        start = time.process_time()
         tried = 0
         for edit in self.candidates():
             if tried >= self.budget.candidates:
                 return Found(note=f"no fix found among the first {tried} candidate edits", tried=tried)
-            if time.perf_counter() - start > self.budget.seconds:
+            if time.process_time() - start > self.budget.seconds:
                 return Found(
-                    note=f"the fix search stopped after {self.budget.seconds:g} s ({tried} candidates)",
+                    note=f"the fix search stopped after {self.budget.seconds:g} s of CPU ({tried} candidates)",
                     tried=tried,
                 )
             tried += 1
@@ -257,9 +257,7 @@ class Search:
         jac = self.st.jacobian
         if jac is None:
             return truth(self.d, sample)[self.st.of]
-        from ..rounding import jacobian
-
-        return jacobian(self.d, sample, jac.of, jac.wrt).true
+        return rounding.jacobian(self.d, sample, jac.of, jac.wrt).true
 
     def _right(self, value, sample=None) -> bool:
         """Whether the claim's value (at the statement's indices) is the true one at a sample."""
@@ -346,7 +344,6 @@ class Search:
         """Whether the exact oracle passes the claim (and every claim that reads the changed statement) in
         the fixed derivation, at the check's samples and an extra draw."""
         from ..check import run_oracle  # check imports this module
-        from ..comparison import Status
 
         try:
             samples = [_again(fixed, s) for s in self.draws]
@@ -387,14 +384,10 @@ def _reads_through_helpers(d: Derivation, st: Statement) -> set[str]:
 
 
 def _reads(e: sp.Expr) -> set[str]:
-    from ..model import reads
-
     return reads(e)
 
 
 def _short(e: sp.Expr) -> str:
-    from ..unparse import expression_text
-
     return expression_text(e)
 
 
