@@ -590,12 +590,11 @@ def verification_latex(d: Derivation, r: DerivationReport, oracles: tuple[str, .
         out.append(r"\begin{itemize}")
         for g in r.gradients:
             if g.status != "verified":
-                fix = g.mistake.fix if g.mistake is not None else None
+                mistake = g.mistake
+                fix = mistake.fix if mistake is not None else None
                 text = g.diagnosis or g.reason or "no oracle decided"
-                if fix is not None:
-                    text = text.replace(
-                        g.mistake.fix_phrase(), f"did you mean (line {fix.line}) the fix below"
-                    )
+                if mistake is not None and fix is not None:
+                    text = text.replace(mistake.fix_phrase(), f"did you mean (line {fix.line}) the fix below")
                 kind = f" [{escape(g.mistake.kind)}]" if g.mistake is not None else ""
                 of = p.claim_inline(d.statement(g.target))
                 out.append(

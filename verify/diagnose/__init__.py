@@ -98,7 +98,7 @@ def _diagnose(d, name, written, true, sample, own, draws, seed, worst, rtol, bud
         if not note:
             found = Search(num, cause, draws, budget or Budget(), seed).run()
             fix, note = found.fix, found.note
-            if fix is not None and cause is None and not fix.rewrite:
+            if fix is not None and found.edit is not None and cause is None and not fix.rewrite:
                 message = found.edit.message + (f"; {weak.message}" if weak is not None else "")
                 cause = Cause(found.edit.kind, message)
     if cause is None and own and st.jacobian is None:

@@ -27,6 +27,7 @@ import sympy as sp
 
 from ..exacteval import DIGITS, adjoints, derivatives_of, run_statement
 from ..model import Derivation, Statement
+from ..sampling import Sample
 from .kinds import Kind
 
 
@@ -55,7 +56,7 @@ class Numbers:
     st: Statement
     written: np.ndarray  # floats
     true: np.ndarray  # floats
-    sample: object
+    sample: Sample
     adjoints: dict
     rtol: float
     scale: float = field(init=False)
@@ -88,7 +89,7 @@ def shape(w: np.ndarray, r: np.ndarray, sizes: dict[str, int]) -> Cause | None:
         return Cause(Kind.UNKNOWN, "the true gradient is zero here and the written one is not", weak=True)
     if w.shape == r.shape and np.any(r):
         c = float(np.vdot(w, r) / np.vdot(r, r))
-        if np.linalg.norm(w - c * r) <= 1e-7 * max(np.linalg.norm(w), 1e-300):
+        if np.linalg.norm(w - c * r) <= 1e-7 * max(float(np.linalg.norm(w)), 1e-300):
             return _multiple(c, sizes)
     if w.ndim >= 2:
         for perm in permutations(range(w.ndim)):
@@ -150,7 +151,8 @@ class Graph:
 
     def path(self, v: str, u: str) -> list[str]:
         """A shortest path of reads from v to u."""
-        todo, back = [v], {v: None}
+        todo: list[str] = [v]
+        back: dict[str, str | None] = {v: None}
         while todo:
             n = todo.pop(0)
             if n == u:
@@ -159,10 +161,11 @@ class Graph:
                 if r not in back:
                     back[r] = n
                     todo.append(r)
-        out, n = [], u
-        while n is not None:
-            out.append(n)
-            n = back.get(n)
+        out: list[str] = []
+        at: str | None = u
+        while at is not None:
+            out.append(at)
+            at = back.get(at)
         return out[::-1]
 
 
@@ -189,6 +192,8 @@ class _Left:
 def _ways(num: Numbers, graph: Graph) -> list[_Left]:
     d, st = num.d, num.st
     v, claim = st.of, st.claim
+    if v is None:
+        return []
     below = graph.downstream(v)
     inner = [u for u in below if u != d.output]
     out: list[_Left] = []
@@ -227,7 +232,7 @@ def _ways(num: Numbers, graph: Graph) -> list[_Left]:
             v in graph.reads[u1] and v in graph.reads[u2]
         )
         if siblings:
-            direct = tuple(u for u in (u1, u2) if v in graph.reads[u])
+            both = tuple(u for u in (u1, u2) if v in graph.reads[u])
             paths = [
                 _arrow(graph.path(v, u) + [w])
                 for u in (u1, u2)
@@ -235,7 +240,7 @@ def _ways(num: Numbers, graph: Graph) -> list[_Left]:
                 if w in below
             ]
             add(_Left(Kind.MISSING_PATH, f"{claim} treats {u1} and {u2} as constants: it misses the paths "
-                      f"{_and(paths)}", incoming(u1) | incoming(u2), readers=direct))  # fmt: skip
+                      f"{_and(paths)}", incoming(u1) | incoming(u2), readers=both))  # fmt: skip
     out += _structured(num, graph, below)
     return out
 
@@ -258,25 +263,25 @@ def _structured(num: Numbers, graph: Graph, below: list[str]) -> list[_Left]:
                 and not all(_pinned(der, a, i) for a, i in zip(at, idx, strict=True))
             ):
 
-                def keep(target, e, name, f, s=s, r=r):
+                def diagonal(target, e, name, f, s=s, r=r):
                     return target != s or name != r or e == f
 
                 out.append(_Left(Kind.DIAGONAL_ONLY, f"{claim} keeps only the diagonal of the Jacobian d{s}/d{r}: "
                                  f"it leaves out how {s}[{', '.join(i.name for i in idx)}] depends on the other "
-                                 f"entries of {r}", keep=keep, rewrite=True))  # fmt: skip
+                                 f"entries of {r}", keep=diagonal, rewrite=True))  # fmt: skip
                 continue
             for p, size in enumerate(d.shape(s)):
                 q = next((q for q, other in enumerate(d.shape(r)) if other == size), None)
                 if q is None or len(d.shape(r)) < 2 or _pinned(der, at[q], idx[p]):
                     continue
 
-                def keep(target, e, name, f, s=s, r=r, p=p, q=q):
+                def blocks(target, e, name, f, s=s, r=r, p=p, q=q):
                     return target != s or name != r or e[p] == f[q]
 
                 letter = idx[p].name
                 out.append(_Left(Kind.DIAGONAL_ONLY, f"{claim} keeps only the blocks of the Jacobian d{s}/d{r} "
                                  f"along {letter}: it leaves out how {s}[{letter}, ...] depends on {r} at other "
-                                 f"values of {letter}", keep=keep, rewrite=True))  # fmt: skip
+                                 f"values of {letter}", keep=blocks, rewrite=True))  # fmt: skip
     return out
 
 
@@ -293,7 +298,7 @@ def left_out(num: Numbers) -> Cause | None:
         return None
     upstream = sample.forward.get(d.upstream, mpmath.mpf(1))
     if d.upstream in d.tensors:
-        ones = np.full(np.shape(upstream), mpmath.mpf(1), dtype=object)
+        ones: np.ndarray = np.full(np.shape(np.asarray(upstream, dtype=object)), mpmath.mpf(1), dtype=object)
         if num.same(_adjoint(num, ones)):
             up = d.upstream
             return Cause(Kind.UPSTREAM_MISSING, f"{st.claim} leaves out the upstream gradient {up}: it is the "

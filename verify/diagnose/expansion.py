@@ -284,7 +284,7 @@ def size_of(e: sp.Expr) -> int:
 def _replace_outside(e: sp.Expr, pattern, replacement, keep: tuple) -> sp.Expr:
     """`e` with `pattern` replaced, except inside the sums of `keep` (a softmax's denominator keeps its
     exp(x[n,m]) when exp(x[n,k]) becomes y[n,k] times it)."""
-    protected = {}
+    protected: dict[sp.Expr, sp.Dummy] = {}
     for k in keep:
         for node in e.atoms(sp.Sum):
             if node.match(k) is not None:

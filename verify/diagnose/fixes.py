@@ -266,7 +266,7 @@ class Search:
             value = jacobians.full(self.st, value)
         return _exactly(value, reference)
 
-    def _values(self, edit: Edit, sample) -> dict | None:
+    def _values(self, edit: Edit, sample) -> dict:
         """The values at a sample with the edit made, up to (not including) the claim."""
         values = dict(sample.forward)
         if edit.target == self.st.target:
