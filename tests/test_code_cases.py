@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from verify import diagnose
 from verify.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "code"
@@ -52,24 +51,7 @@ def checks(path: Path) -> list[tuple[list[str], list[re.Match]]]:
     return found
 
 
-# Kinds that only the diagnosis package of issue 13 names (verify/diagnose/ with its Kind enum); until it is
-# on this branch the examples expecting them are expected to fail, strictly, so that its arrival shows.
-AWAITING = {"missing-path", "diagonal-only"}
-PENDING = not hasattr(diagnose, "Kind")
-
-
-def _case(path: Path, k: int):
-    kinds = {m["kind"] for m in checks(path)[k][1] if m["kind"]}
-    marks = []
-    if PENDING and kinds & AWAITING:
-        reason = (
-            f"{', '.join(sorted(kinds & AWAITING))}: named by issue 13's diagnosis, not on this branch yet"
-        )
-        marks = [pytest.mark.xfail(strict=True, reason=reason)]
-    return pytest.param(path, k, marks=marks, id=f"{path.stem}-{k}")
-
-
-CASES = [_case(path, k) for path in FILES for k in range(len(checks(path)))]
+CASES = [pytest.param(path, k, id=f"{path.stem}-{k}") for path in FILES for k in range(len(checks(path)))]
 
 
 @pytest.mark.parametrize("path, k", CASES)

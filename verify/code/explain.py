@@ -10,7 +10,8 @@ from enum import StrEnum
 
 import numpy as np
 
-from ..comparison import Result, Status
+from ..comparison import Result
+from ..diagnose import diagnose
 from ..model import Derivation
 from .layout import batch, shape_text
 
@@ -96,37 +97,25 @@ def explain(d: Derivation, name: str, written: np.ndarray, true: dict[str, np.nd
             f"declare it: --convention {label}=mean)",
             worst,
         )
-    return diagnosis(d, label, written, r, sample, worst)
+    return diagnosis(d, label, written, r, sample, worst, rtol)
 
 
 def diagnosis(
-    d: Derivation, gradient: str, written: np.ndarray, true: np.ndarray, sample, worst: str
+    d: Derivation,
+    gradient: str,
+    written: np.ndarray,
+    true: np.ndarray,
+    sample,
+    worst: str,
+    rtol: float | None = None,
 ) -> Mistake:
     """The derivation-level diagnosis of a wrong value of gradient `gradient` (a statement of `d`, or the
-    gradient of an input the derivation states none for)."""
-    from ..diagnose import diagnose
-
+    gradient of an input the derivation states none for): `verify.diagnose.diagnose`, which names the
+    cause from the values alone (no fix is searched: the code has no statement to edit), to `rtol`."""
     if not any(st.target == gradient for st in d.gradients):
         return Mistake(CodeKind.UNKNOWN, "", worst)
-    failed = {"code": Result(Status.FAIL)}
-    text = diagnose(d, gradient, (written, true, sample), None, failed)
-    text = text if text != "wrong" else ""
-    return Mistake(_kind_of(text), text, worst)
-
-
-# The stand-in reading of verify.diagnose's text, until its Mistake (with a kind) is on main.
-_PHRASES = (
-    ("wrong sign", "sign"),
-    ("times the true gradient", "scale"),
-    ("of the true gradient (an extra", "scale"),
-    ("is zero where", "scale"),
-    ("transpose", "transpose"),
-    ("mix different samples", "batch-mixing"),
-)
-
-
-def _kind_of(text: str) -> str:
-    return next((kind for phrase, kind in _PHRASES if phrase in text), CodeKind.UNKNOWN)
+    found = diagnose(d, gradient, written, true, sample, rtol=rtol)
+    return Mistake(str(found.kind), found.message, worst)
 
 
 def _worst(label: str, result: Result) -> str:
