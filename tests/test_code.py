@@ -172,3 +172,18 @@ def test_a_bad_dtype_or_convention_is_a_code_error():
         verify.check_code(SigmoidModule, "sigmoid", dtype="float16")
     with pytest.raises(CodeError, match="expected NAME=transposed"):
         verify.check_code(LinearModule, "linear", conventions=["W=sideways"])
+
+
+def test_a_wrong_gradient_in_json_has_the_keys_check_gives_it(tmp_path):
+    """A wrong gradient's JSON is read as `check`'s is: its comparison under oracles.exact, its mistake's
+    kind from verify.diagnose, the worst entry as {index, written, true, oracle} at the comparison's
+    worst index; the message names the code's gradient."""
+    flipped = write(tmp_path, SIGMOID.replace("return dy * y * (1 - y)", "return -dy * y * (1 - y)"))
+    report = verify.check_code(resolve(f"{flipped}:forward,backward"), "sigmoid").to_json()["code"]
+    dx = report["gradients"][0]
+    exact = dx["oracles"]["exact"]
+    assert dx["status"] == "wrong" and exact["status"] == "fail"
+    mistake = dx["mistake"]
+    assert mistake["kind"] == "sign" and mistake["message"] == "your dx has the wrong sign"
+    assert mistake["worst"]["index"] == exact["worst_index"] and mistake["worst"]["oracle"] == "exact"
+    assert mistake["worst"]["written"] == -mistake["worst"]["true"]

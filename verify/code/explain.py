@@ -1,7 +1,8 @@
 """Why a gradient the code returned is wrong: what is particular to code (gradients returned in the wrong
 order, a batch mean for a sum, a transposed or misshapen array) first, then the derivation-level
-diagnosis of `verify.diagnose` (a multiple of the true gradient, a missing path, ...) through
-`diagnosis`, which takes (derivation, gradient name, written values, true values, sample)."""
+diagnosis of `verify.diagnose` (a multiple of the true gradient, a path of the chain rule left out, a
+Jacobian cut to its diagonal, ...), which reads the cause off the code's values at one sample, in the
+derivation's terms ("your dx treats var as a constant: it misses the path x -> var -> xhat")."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from enum import StrEnum
 import numpy as np
 
 from ..comparison import Result
-from ..diagnose import diagnose
+from ..diagnose import Worst, diagnose
 from ..model import Derivation
 from .layout import batch, shape_text
 
 
 class CodeKind(StrEnum):
-    """Kinds of mistake only code makes (the derivation-level kinds come from `verify.diagnose`)."""
+    """Kinds of mistake only code makes (the derivation-level kinds are `verify.diagnose.Kind`)."""
 
     ORDER = "order"  # the gradient of another input returned in this one's place
     BATCH_MEAN = "batch-mean"  # the batch mean where the derivation's gradient is the sum
@@ -30,26 +31,30 @@ class CodeKind(StrEnum):
 
 @dataclass(frozen=True)
 class Mistake:
-    """What is wrong with one gradient of the code: a kind, a one-line message, the worst entry, and the
-    derivation's own statement of the gradient when the exact oracle verified it (what to compute)."""
+    """What is wrong with one gradient of the code: a kind (a `CodeKind` or a `verify.diagnose.Kind`), a
+    one-line message, the worst entry, and the derivation's own statement of the gradient when the exact
+    oracle verified it (what to compute). Its JSON has the keys of `check`'s mistakes."""
 
     kind: str
     message: str
-    worst: str = ""
+    claim: str = ""  # the gradient as the report names it (dW)
+    worst: Worst | None = None
     fix: str = ""
 
     def summary(self) -> str:
-        parts = [f"{self.kind}: {self.message}" if self.message else self.kind]
+        parts = [f"{self.kind}: {self.message}" if self.message else str(self.kind)]
         if self.fix:
             parts.append(f"the derivation computes it as {self.fix}")
-        if self.worst:
-            parts.append(self.worst)
+        if self.worst is not None:
+            w = self.worst
+            where = f"{self.claim}[{', '.join(map(str, w.index))}]" if w.index else self.claim
+            parts.append(f"worst at {where}: yours {w.written:.6g}, true {w.true:.6g}")
         return "; ".join(parts)
 
     def to_json(self) -> dict:
-        out = {"kind": str(self.kind), "message": self.message}
-        if self.worst:
-            out["worst"] = self.worst
+        out: dict = {"kind": str(self.kind), "message": self.message}
+        if self.worst is not None:
+            out["worst"] = self.worst.to_json()
         if self.fix:
             out["fix"] = self.fix
         return out
@@ -68,13 +73,14 @@ def explain(d: Derivation, name: str, written: np.ndarray, true: dict[str, np.nd
     gradient of every input at that sample (float64), `rtol` how close counts as equal."""
     r = true[name]
     label = f"d{name}"
-    worst = _worst(label, result)
+    worst = _worst(result)
     others = [u for u in true if u != name and u in d.inputs and u not in d.fixed_values]
     for u in others:
         if _same(written, true[u], rtol):
             return Mistake(
                 CodeKind.ORDER,
                 f"your {label} is the gradient of {u}: the gradients are returned in the wrong order",
+                label,
                 worst,
             )
     if written.shape != r.shape:
@@ -84,10 +90,14 @@ def explain(d: Derivation, name: str, written: np.ndarray, true: dict[str, np.nd
                     CodeKind.TRANSPOSE,
                     f"your {label} is the transpose of the true gradient: it is {shape_text(d, name, True)}, "
                     f"{name} is {shape_text(d, name)}",
+                    label,
                     worst,
                 )
         return Mistake(
-            CodeKind.SHAPE, f"your {label} has shape {written.shape}; {name} has shape {r.shape}", worst
+            CodeKind.SHAPE,
+            f"your {label} has shape {written.shape}; {name} has shape {r.shape}",
+            label,
+            worst,
         )
     n = batch(d)
     if n is not None and _same(written * sample.sizes[n], r, rtol):
@@ -95,6 +105,7 @@ def explain(d: Derivation, name: str, written: np.ndarray, true: dict[str, np.nd
             CodeKind.BATCH_MEAN,
             f"your {label} is the batch mean; the derivation's is the sum (if that is your convention, "
             f"declare it: --convention {label}=mean)",
+            label,
             worst,
         )
     return diagnosis(d, label, written, r, sample, worst, rtol)
@@ -106,20 +117,30 @@ def diagnosis(
     written: np.ndarray,
     true: np.ndarray,
     sample,
-    worst: str,
+    worst: Worst | None,
     rtol: float | None = None,
 ) -> Mistake:
     """The derivation-level diagnosis of a wrong value of gradient `gradient` (a statement of `d`, or the
     gradient of an input the derivation states none for): `verify.diagnose.diagnose`, which names the
     cause from the values alone (no fix is searched: the code has no statement to edit), to `rtol`."""
     if not any(st.target == gradient for st in d.gradients):
-        return Mistake(CodeKind.UNKNOWN, "", worst)
+        return Mistake(CodeKind.UNKNOWN, "", gradient, worst)
     found = diagnose(d, gradient, written, true, sample, rtol=rtol)
-    return Mistake(str(found.kind), found.message, worst)
+    return Mistake(str(found.kind), _yours(found.message, gradient), gradient, worst)
 
 
-def _worst(label: str, result: Result) -> str:
-    if result.worst_index is None or result.written is None:
-        return ""
-    where = f"{label}[{', '.join(map(str, result.worst_index))}]" if result.worst_index else label
-    return f"worst at {where}: yours {result.written:.6g}, true {result.reference:.6g}"
+def _yours(message: str, gradient: str) -> str:
+    """The diagnosis's sentence about the written gradient as one about the code's ("your dx is N times
+    the true gradient", "your dx treats var as a constant")."""
+    if message.startswith(("is ", "has ", "keeps ", "leaves ")):
+        return f"your {gradient} {message}"
+    if message.startswith(f"{gradient} "):
+        return f"your {message}"
+    return message
+
+
+def _worst(result: Result) -> Worst | None:
+    """The entry furthest from the true value, as the comparison with the exact oracle's values found it."""
+    if result.worst_index is None or result.written is None or result.reference is None:
+        return None
+    return Worst(tuple(result.worst_index), result.written, result.reference, "exact")

@@ -370,7 +370,7 @@ def _mistake(d: Derivation, v: str, j: _Judgement, draws: list) -> Mistake:
     comp = j.comps[v]
     result = comp.result
     if comp.arrays is None:  # no values to read a cause from: the code raised, or gave nan or inf
-        return Mistake(j.unread.get(v, CodeKind.UNKNOWN), result.reason)
+        return Mistake(j.unread.get(v, CodeKind.UNKNOWN), result.reason, f"d{v}")
     written, _, sample = comp.arrays
     k = next(i for i, s in enumerate(draws) if s is sample)
     mistake = explain(d, v, _floats(written), j.true_at[k], sample, result, EXPLAINED[j.dtype])

@@ -12,7 +12,9 @@ JSON (`python -m verify code ... --json FILE`):
               "gradients": [{"name": "dx", "status": "verified|wrong|inconclusive|skip",
                              "oracles": {"exact": {...}}, "per_draw": ["pass", ...],
                              "reason": "...", "diagnosis": "...",
-                             "mistake": {"kind": "missing-path", "message": "...", "worst": "...",
+                             "mistake": {"kind": "missing-path", "message": "...",
+                                         "worst": {"index": [2, 2], "written": ..., "true": ...,
+                                                   "oracle": "exact"},
                                          "fix": "dx[n,j] = ..."}}],
               "seed": 0, "sizes": [{"N": 3, "J": 2}, ...], "near_kink_draws": [false, ...]}}
 """
