@@ -187,3 +187,14 @@ def test_a_wrong_gradient_in_json_has_the_keys_check_gives_it(tmp_path):
     assert mistake["kind"] == "sign" and mistake["message"] == "your dx has the wrong sign"
     assert mistake["worst"]["index"] == exact["worst_index"] and mistake["worst"]["oracle"] == "exact"
     assert mistake["worst"]["written"] == -mistake["worst"]["true"]
+
+
+def test_a_file_imports_its_neighbours_and_leaves_the_import_path_as_it_was(tmp_path):
+    """A file given as FILE.py:NAME may import a module beside it while it is imported, and resolving it
+    from Python takes its folder off sys.path again (no module changes its caller's process)."""
+    write(tmp_path, "SCALE = 2\n", name="helper_beside.py")
+    write(tmp_path, "from helper_beside import SCALE\n\ndef forward(x):\n    return SCALE * x\n")
+    before = list(sys.path)
+    forward = resolve(f"{tmp_path / 'mine.py'}:forward")
+    assert forward(3) == 6
+    assert sys.path == before

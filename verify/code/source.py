@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import sys
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from .names import CodeError
@@ -62,21 +63,19 @@ def load_file(path: Path):
     root, dotted = _package(path)
     try:
         if dotted is not None:
-            if str(root) not in sys.path:
-                sys.path.insert(0, str(root))
-            return importlib.import_module(dotted)
+            with _importable(root):
+                return importlib.import_module(dotted)
         name = f"_gradverify_code_{path.stem}_{abs(hash(str(path))):x}"  # one per file, however named
         if name in sys.modules:
             return sys.modules[name]
-        if str(path.parent) not in sys.path:
-            sys.path.insert(0, str(path.parent))
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise CodeError(f"{path}: Python cannot load it as a module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
-            spec.loader.exec_module(module)
+            with _importable(path.parent):
+                spec.loader.exec_module(module)
         except BaseException:
             del sys.modules[name]
             raise
@@ -89,6 +88,21 @@ def load_file(path: Path):
         ) from None
     except SystemExit as e:
         raise CodeError(f"{path}: importing it called sys.exit({e.code})") from None
+
+
+@contextmanager
+def _importable(folder: Path):
+    """The file's folder on sys.path while it is imported, so that it can import its neighbours; taken
+    off again afterwards, so that a library call leaves its caller's import path as it found it."""
+    entry = str(folder)
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if added and entry in sys.path:
+            sys.path.remove(entry)
 
 
 def _package(path: Path) -> tuple[Path, str | None]:
