@@ -105,7 +105,7 @@ def test_hand_written_backward_matches_generated(name):
     gen = codegen.compile_derivation(d, "numpy")
     written = gen.backward(**values, **gen.forward(**values))
     forward = np.asarray(gen.forward(**values)[d.output], dtype=float)
-    hand = target(resolve(record.numpy), d).prepare(values, forward).backward()
+    hand = target(resolve(record.numpy), d).prepare({**values, **entries.settings(d)}, forward).backward()
     assert hand
     for variable, grad in hand.items():
         grad_name = f"d{variable}"
@@ -214,3 +214,24 @@ def test_matrix_products_keep_their_precedence(backend):
     got = {**fwd, **gen.backward(**args, **fwd)}
     for name in ("y", "db", "du"):
         np.testing.assert_allclose(np.asarray(got[name]), np.asarray(want[name], dtype=float), rtol=1e-10)
+
+
+def test_bench_of_named_entries():
+    """python -m verify bench NAME times only the entries named (the conv2d and maxpool2d goals are
+    measured that way); a name not in the catalogue is a usage error, exit 2."""
+    r = subprocess.run(
+        [sys.executable, "-m", "verify", "bench", "relu", "--quick", "--json", "-"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    assert {e["name"] for e in json.loads(r.stdout)["entries"]} == {"relu"}
+    bad = subprocess.run(
+        [sys.executable, "-m", "verify", "bench", "nosuch", "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and "nosuch" in bad.stderr

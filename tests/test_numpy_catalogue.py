@@ -53,6 +53,44 @@ def mlp_loss(v):
     return -np.sum(v["t"] * np.log(p)) / len(p)
 
 
+def windows(x, v, fill=0.0):
+    """The windows of x (N x C x H x W) for stride S, padding P and a KH x KW window, one at a time:
+    ((i, j), N x C x KH x KW window)."""
+    s, p, kh, kw = v["S"], v["P"], v["KH"], v["KW"]
+    padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=fill)
+    rows, cols = (x.shape[2] + 2 * p - kh) // s + 1, (x.shape[3] + 2 * p - kw) // s + 1
+    for i in range(rows):
+        for j in range(cols):
+            yield (i, j), padded[:, :, s * i : s * i + kh, s * j : s * j + kw]
+
+
+def conv2d(v):
+    kernel = v["K"]
+    at = {**v, "KH": kernel.shape[2], "KW": kernel.shape[3]}
+    parts = dict(windows(v["x"], at))
+    rows, cols = max(i for i, _ in parts) + 1, max(j for _, j in parts) + 1
+    y = np.empty((len(v["x"]), len(kernel), rows, cols))
+    for (i, j), window in parts.items():
+        y[:, :, i, j] = np.einsum("nchw,ochw->no", window, kernel)
+    return y + v["b"][None, :, None, None]
+
+
+def pool(v, fill, reduce):
+    parts = dict(windows(v["x"], v, fill))
+    rows, cols = max(i for i, _ in parts) + 1, max(j for _, j in parts) + 1
+    y = np.empty(v["x"].shape[:2] + (rows, cols))
+    for (i, j), window in parts.items():
+        y[:, :, i, j] = reduce(window, axis=(2, 3))
+    return y
+
+
+# the windowed layers' settings: integer constants and fixed sizes of their [sizes], as the oracle passes them
+SETTINGS = {
+    "conv2d": {"S": 2, "P": 1},
+    "maxpool2d": {"S": 2, "P": 1, "KH": 3, "KW": 3},
+    "avgpool2d": {"S": 2, "P": 1, "KH": 3, "KW": 2},
+}
+
 # name: (reference forward from the values, {input: shape}); sizes N=4, I=3, J=5, K=6, C=2, distinct.
 N, I, J, K, C = 4, 3, 5, 6, 2
 CASES = {
@@ -96,6 +134,9 @@ CASES = {
             "t": (N, C),
         },
     ),
+    "conv2d": (conv2d, {"x": (2, 3, 7, 6), "K": (4, 3, 3, 2), "b": (4,)}),
+    "maxpool2d": (lambda v: pool(v, -np.inf, np.max), {"x": (2, 3, 7, 6)}),
+    "avgpool2d": (lambda v: pool(v, 0.0, np.mean), {"x": (2, 3, 7, 6)}),
 }
 UPSTREAM = {"softmax_cross_entropy": "dl"}
 SCALAR_LOSSES = {"cross_entropy", "softmax_cross_entropy_mean", "mlp"}
@@ -118,7 +159,7 @@ def sample(name, rng):
             values[key] = value + np.sign(value) * 0.1  # never within 0.1 of a ReLU or ELU kink
     if name == "cross_entropy":
         values["x"] = softmax(values["x"])
-    return values
+    return {**values, **SETTINGS.get(name, {})}
 
 
 def test_every_reference_names_a_binding():

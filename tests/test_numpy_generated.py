@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from implementations.numpy import modules as M
-from implementations.numpy import train_mlp
+from implementations.numpy import train_convnet, train_mlp
 from implementations.numpy.catalogue import MODULE_BINDINGS
 from implementations.numpy.generated import GeneratedCrossEntropy, GeneratedModule
 
@@ -19,7 +19,12 @@ LAYERS = {
     "softmax": lambda rng: M.SoftMaxModule(),
     "batchnorm": lambda rng: M.BatchNormModule(4),
     "layernorm": lambda rng: M.LayerNormModule(4),
+    # the settings of derivations/conv2d.deriv and maxpool2d.deriv, avgpool2d.deriv
+    "conv2d": lambda rng: M.Conv2dModule(3, 4, 3, stride=1, padding=1, std=1.0, rng=rng),
+    "maxpool2d": lambda rng: M.MaxPool2dModule(3, stride=2, padding=1),
+    "avgpool2d": lambda rng: M.AvgPool2dModule(3, stride=2, padding=1),
 }
+IMAGES = {"conv2d", "maxpool2d", "avgpool2d"}  # N x C x H x W inputs
 
 
 def test_every_bound_module_is_tested():
@@ -38,7 +43,7 @@ def test_generated_backward_equals_hand_written(name):
     twin = LAYERS[name](rng)
     twin.params.update({key: value.copy() for key, value in hand.params.items()})
     generated = GeneratedModule(twin)
-    x = rng.standard_normal((5, 4))
+    x = rng.standard_normal((2, 3, 7, 6) if name in IMAGES else (5, 4))
     y = hand.forward(x)
     np.testing.assert_array_equal(generated.forward(x), y)
     dout = rng.standard_normal(y.shape)
@@ -65,6 +70,25 @@ def test_generated_module_refuses_unknown_layers_and_eval_backward():
     layer.forward(np.ones((2, 3)))
     with pytest.raises(ValueError, match="train"):
         layer.backward(np.ones((2, 3)))
+
+
+def test_generated_module_refuses_other_settings():
+    """conv2d.deriv is stride 1, padding 1: a convolution with stride 2 gets no generated backward, with
+    the reason."""
+    with pytest.raises(ValueError, match="S = 1 but stride = 2"):
+        GeneratedModule(M.Conv2dModule(3, 4, 3, stride=2, padding=1))
+
+
+def test_generated_convnet_training_matches_hand_training(tmp_path):
+    """The NumPy ConvNet on digits, same seed and flags: the generated backward passes give the
+    hand-written run's curves."""
+    flags = "--max_steps 40 --eval_freq 20 --batch_size 32 --channels 4,8 --no_progress".split()
+    hand = train_convnet.main([*flags, "--out", str(tmp_path / "hand")])
+    generated = train_convnet.main([*flags, "--backward", "generated", "--out", str(tmp_path / "generated")])
+    assert len(hand["evaluations"]) == len(generated["evaluations"]) == 3
+    for a, b in zip(hand["evaluations"], generated["evaluations"], strict=True):
+        assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-3)
+        assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=2 / 360 + 1e-9)
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,10 @@ benchmark's sizes where the default ones mean something else. Adding an entry is
 when it has a library op or a hand-written module, its record below.
 
 A library op takes a namespace (`t.torch`, `t.F` for torch.nn.functional; `j.jax`, `j.jnp`, `j.nn` for
-jax.nn) and the derivation's inputs by name (float64 tensors of that framework), and returns the
-output. Conventions (W out x in or in x out, mean or per-example loss) are those of the .deriv file.
+jax.nn, `j.lax` for jax.lax) and the derivation's inputs by name (float64 tensors of that framework), and
+returns the output; the integer constants and fixed sizes of [sizes] (a stride S, a padding P, a pooling
+window KH x KW) come with them, as ints. Conventions (W out x in or in x out, mean or per-example loss)
+are those of the .deriv file.
 """
 
 from __future__ import annotations
@@ -64,6 +66,24 @@ def _mlp_jax(j, v):
     h = j.nn.relu(h @ v["W2"].T + v["b2"])
     logp = j.nn.log_softmax(h @ v["W3"].T + v["b3"], axis=1)
     return -j.jnp.mean(j.jnp.sum(v["t"] * logp, axis=1))
+
+
+def _conv_jax(j, v, spatial: int):
+    """lax.conv_general_dilated in the torch layout (N C spatial..., O C kernel...), plus the bias."""
+    y = j.lax.conv_general_dilated(v["x"], v["K"], (v["S"],) * spatial, [(v["P"], v["P"])] * spatial)
+    return y + v["b"].reshape((-1,) + (1,) * spatial)
+
+
+def _pool_jax(j, v, init, op):
+    """lax.reduce_window over the KH x KW windows of x (N C H W), stride S, padding P with `init`."""
+    return j.lax.reduce_window(
+        v["x"],
+        init,
+        op,
+        (1, 1, v["KH"], v["KW"]),
+        (1, 1, v["S"], v["S"]),
+        [(0, 0), (0, 0), (v["P"], v["P"]), (v["P"], v["P"])],
+    )
 
 
 def _standardize(j, v, axis):
@@ -193,6 +213,72 @@ ENTRIES: dict[str, Entry] = {
             _IMPL + "layernorm",
         ),
         Entry(
+            "conv2d",
+            LibraryOp(
+                "F.conv2d", lambda t, v: t.F.conv2d(v["x"], v["K"], v["b"], stride=v["S"], padding=v["P"])
+            ),
+            LibraryOp("lax.conv_general_dilated", lambda j, v: _conv_jax(j, v, 2)),
+            _IMPL + "conv2d",
+            bench_sizes={"N": 32, "C": 64, "O": 64, "H": 32, "W": 32, "KH": 3, "KW": 3},
+            bench_quick_sizes={"N": 4, "C": 3, "O": 5, "H": 8, "W": 7, "KH": 3, "KW": 3},
+        ),
+        Entry(
+            "conv1d",
+            LibraryOp(
+                "F.conv1d", lambda t, v: t.F.conv1d(v["x"], v["K"], v["b"], stride=v["S"], padding=v["P"])
+            ),
+            LibraryOp("lax.conv_general_dilated", lambda j, v: _conv_jax(j, v, 1)),
+            bench_sizes={"N": 32, "C": 64, "O": 64, "L": 1024, "KL": 3},
+            bench_quick_sizes={"N": 4, "C": 3, "O": 5, "L": 16, "KL": 3},
+        ),
+        Entry(
+            "conv2d_flipped",
+            LibraryOp(
+                "F.conv2d with the kernel flipped",
+                lambda t, v: t.F.conv2d(v["X"][None, None], v["K"].flip(0, 1)[None, None])[0, 0],
+            ),
+            LibraryOp(
+                "jax.scipy.signal.convolve2d(mode='valid')",
+                lambda j, v: j.signal.convolve2d(v["X"], v["K"], mode="valid"),
+            ),
+            bench_sizes={"H": 1024, "W": 1024},
+            bench_quick_sizes={"H": 16, "W": 12},
+        ),
+        Entry(
+            "maxpool2d",
+            LibraryOp(
+                "F.max_pool2d",
+                lambda t, v: t.F.max_pool2d(v["x"], (v["KH"], v["KW"]), stride=v["S"], padding=v["P"]),
+            ),
+            LibraryOp("lax.reduce_window(max)", lambda j, v: _pool_jax(j, v, -j.jnp.inf, j.lax.max)),
+            _IMPL + "maxpool2d",
+            bench_sizes={"N": 32, "C": 64, "H": 32, "W": 32},
+            bench_quick_sizes={"N": 4, "C": 3, "H": 8, "W": 7},
+        ),
+        Entry(
+            "avgpool2d",
+            LibraryOp(
+                "F.avg_pool2d",
+                lambda t, v: t.F.avg_pool2d(v["x"], (v["KH"], v["KW"]), stride=v["S"], padding=v["P"]),
+            ),
+            LibraryOp(
+                "lax.reduce_window(add) / (KH*KW)",
+                lambda j, v: _pool_jax(j, v, 0.0, j.lax.add) / (v["KH"] * v["KW"]),
+            ),
+            _IMPL + "avgpool2d",
+            bench_sizes={"N": 32, "C": 64, "H": 32, "W": 32},
+            bench_quick_sizes={"N": 4, "C": 3, "H": 8, "W": 7},
+        ),
+        Entry(
+            "global_avgpool",
+            LibraryOp(
+                "F.adaptive_avg_pool2d(x, 1)", lambda t, v: t.F.adaptive_avg_pool2d(v["x"], 1)[:, :, 0, 0]
+            ),
+            LibraryOp("jnp.mean over H, W", lambda j, v: j.jnp.mean(v["x"], axis=(2, 3))),
+            bench_sizes={"N": 32, "C": 64, "H": 32, "W": 32},
+            bench_quick_sizes={"N": 4, "C": 3, "H": 8, "W": 7},
+        ),
+        Entry(
             "mlp",
             LibraryOp("F.linear/F.relu/F.cross_entropy", _mlp_torch),
             LibraryOp("jax.nn.relu/log_softmax", _mlp_jax),
@@ -220,8 +306,9 @@ def torch_namespace() -> SimpleNamespace:
 def jax_namespace() -> SimpleNamespace:
     import jax
     import jax.numpy as jnp
+    import jax.scipy.signal
 
-    return SimpleNamespace(jax=jax, jnp=jnp, nn=jax.nn)
+    return SimpleNamespace(jax=jax, jnp=jnp, nn=jax.nn, lax=jax.lax, signal=jax.scipy.signal)
 
 
 # -- the derivation files -------------------------------------------------------------------------------

@@ -56,8 +56,20 @@ def show_text(d: Derivation) -> str:
     for key in ("source", "notes"):
         if key in d.header:
             out.append(f"  {key}: {d.header[key]}")
-    sizes = ", ".join(f"{k}" + (f" = {d.fixed_sizes[k]}" if k in d.fixed_sizes else "") for k in d.sizes)
+    sizes = ", ".join(
+        k
+        + (
+            f" = {d.fixed_sizes[k]}"
+            if k in d.fixed_sizes
+            else f" = {expression_text(d.size_relations[k])}"
+            if k in d.size_relations
+            else ""
+        )
+        for k in d.sizes
+    )
     out.append(f"sizes: {sizes or 'none'}")
+    if d.constants:
+        out.append("constants: " + ", ".join(f"{k} = {v}" for k, v in d.constants.items()))
     out.append("inputs:")
     for name in d.inputs:
         shape = " x ".join(s.name for s in d.shape(name)) or "scalar"
@@ -68,7 +80,7 @@ def show_text(d: Derivation) -> str:
     for st in d.forward:
         if st.source:
             out.append(f"  # {' '.join(st.source.split())}")
-        out.append(f"  {target_text(st)} = {expression_text(st.rhs)}")
+        out.append(f"  {target_text(st)} = {expression_text(d.as_written(st.rhs))}")
     needs = domains.conditions(d)
     if needs:
         out.append("the forward is real and finite where (draws that break it are redrawn):")
@@ -83,7 +95,7 @@ def show_text(d: Derivation) -> str:
         if st.source:
             out.append(f"  # {' '.join(st.source.split())}")
         lhs = target_text(st) if st.chain is None or st.chain[0] == 1 else " " * len(target_text(st))
-        out.append(f"  {lhs} = {expression_text(st.rhs)}{note}")
+        out.append(f"  {lhs} = {expression_text(d.as_written(st.rhs))}{note}")
     out += [f"warning: {w}" for w in caveats.warnings(d)]
     return "\n".join(out)
 
@@ -161,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-' for standard output)")
     p = command("bench", help="speed ratios, side by side")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these catalogue entries (default: all)")
     p.add_argument("--json", metavar="FILE")
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     p.add_argument(

@@ -15,9 +15,9 @@ import numpy as np
 import sympy as sp
 
 from .catalogue import load
-from .lower import AsArray, Eye, Program, Zeros, backward_program, forward_program, shift_name
-from .model import Derivation, DerivationError
-from .printers import kink_printer, printer
+from .lower import AsArray, Eye, Ones, Program, Zeros, backward_program, forward_program, shift_name
+from .model import Derivation, DerivationError, constant
+from .printers import kink_printer, printer, size_text
 
 BACKENDS = ("numpy", "jax", "torch")
 
@@ -51,10 +51,8 @@ def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str, 
     uses_dtype = False
     for a in prog.body:
         used_sizes |= {s.name for s in a.expr.free_symbols if s in size_symbols}
-        uses_dtype |= a.expr.has(Zeros, AsArray) or (backend == "torch" and a.expr.has(Eye))
-    for size_name in sorted(used_sizes):
-        array, axis = prog.sizes[size_name]
-        lines.append(f"    {size_name} = {array}.shape[{axis}]")
+        uses_dtype |= a.expr.has(Zeros, AsArray, Ones) or (backend == "torch" and a.expr.has(Eye))
+    lines += _size_lines(d, prog, used_sizes)
     if uses_dtype:
         tensors = [p for p in prog.params if p in d.tensors and d.shape(p)]
         if tensors:
@@ -78,6 +76,32 @@ def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str, 
     return "\n".join(lines)
 
 
+def _size_lines(d: Derivation, prog: Program, used: set[str]) -> list[str]:
+    """`N = x.shape[0]` for each size the body uses, read off a parameter; a size no parameter has from
+    [sizes]: its value (a pooling window) or its relation (a convolution's output size in its forward),
+    after the sizes that relation uses."""
+    values = {constant(k): v for k, v in d.constants.items()}
+    needed, order = set(used), []
+    while needed:
+        name = min(needed)
+        needed.discard(name)
+        if name in order:
+            continue
+        order.append(name)
+        if name not in prog.sizes and name in d.size_relations:
+            needed |= {s.name for s in d.size_relations[name].xreplace(values).free_symbols} - set(order)
+    lines = []
+    for name in sorted(n for n in order if n in prog.sizes):
+        array, axis = prog.sizes[name]
+        lines.append(f"    {name} = {array}.shape[{axis}]")
+    for name in sorted(n for n in order if n not in prog.sizes and n in d.fixed_sizes):
+        lines.append(f"    {name} = {d.fixed_sizes[name]}")
+    for name, relation in d.size_relations.items():  # in dependency order
+        if name in order and name not in prog.sizes:
+            lines.append(f"    {name} = {size_text(relation.xreplace(values))}")
+    return lines
+
+
 def _reference_counts(prog: Program) -> dict[str, int]:
     """How often each name is read: every occurrence counts, so a temporary used twice in one
     statement is computed once rather than inlined twice."""
@@ -99,6 +123,8 @@ def source(
     pr = printer(backend)
     head = [pr.imports, ""]
     parts = []
+    if d.windowed:
+        parts.append(pr.window_helper.strip())
     if given or shifted:
         fwd = forward_program(d, given, shifted)
         what = f"{', '.join(given)} taken as given" if given else f"shifts added to {', '.join(shifted)}"
@@ -159,14 +185,18 @@ def _namespace(backend: str) -> dict:
         import numpy as np
 
         return {"np": np}
+    import functools
+
+    import numpy as np
+
     if backend == "jax":
         import jax
         import jax.numpy as jnp
 
-        return {"jax": jax, "jnp": jnp}
+        return {"jax": jax, "jnp": jnp, "np": np, "functools": functools}
     import torch
 
-    return {"torch": torch}
+    return {"torch": torch, "np": np}
 
 
 def _compile(text: str, backend: str, label: str, extra: dict | None = None) -> dict:
@@ -212,13 +242,10 @@ def backward_only(d: Derivation, backend: str, wanted: tuple[str, ...]):
     key = (id(d), backend, "backward", wanted)
     if key not in _CACHE:
         doc = f"Backward pass: {', '.join(wanted)} only."
+        pr = printer(backend)
+        helper = [pr.window_helper.strip(), "", ""] if d.windowed else []
         text = "\n".join(
-            [
-                printer(backend).imports,
-                "",
-                "",
-                _function(d, backward_program(d, wanted), backend, "backward", doc),
-            ]
+            [pr.imports, "", "", *helper, _function(d, backward_program(d, wanted), backend, "backward", doc)]
         )
         _CACHE[key] = (d, _compile(text, backend, d.name)["backward"])
     return _CACHE[key][1]

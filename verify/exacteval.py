@@ -1,19 +1,25 @@
 """High-precision evaluation of SymPy index expressions at concrete sizes, element by element.
 
 This is the `exact` oracle's arithmetic: it shares no code with the generated NumPy, JAX or PyTorch
-programs. Values are mpmath numbers at `DIGITS` significant digits; inputs are exact rationals.
+programs. Values are mpmath numbers at `DIGITS` significant digits; inputs are exact rationals. A read
+outside a tensor's axis (a shifted subscript past the edge) is zero; a windowed maximum leaves such
+positions out. A sum whose summand holds a Kronecker delta of a summed index with coefficient +-1
+(what SymPy's derivative of a sum is, delta(a2, S*i + kh - P) included) takes that index from the delta
+instead of running over its range.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from collections.abc import Mapping
 
 import mpmath
 import numpy as np
 import sympy as sp
 
-from .model import Derivation, Statement
+from .model import Derivation, Statement, WindowMax, constant, deltas_out
 from .primitives import BY_NODE, Primitive, kink_value
 
 DIGITS = 50
@@ -35,10 +41,14 @@ class Evaluator:
     def __init__(self, tensors: Mapping[str, object], sizes: Mapping[sp.Symbol, int], observe=None):
         self.tensors = tensors
         self.sizes = sizes
-        # called with (kind, site, value, env) at every kink: max, min, abs, < and >; `env` binds the
-        # statement's free indices and the sums' indices, so that (site, env) names one element's kink
+        # called with (kind, site, value, env) at every kink: max, min, abs, < and >, and the gap between
+        # a window's two largest values ("window"); `env` binds the statement's free indices and the
+        # sums' indices, so that (site, env) names one element's kink
         self.observe = observe
         self.reads: set | None = None  # when a set, every tensor element read is recorded in it
+        self.outside = 0  # how many reads fell outside an axis so far
+        self._windows: dict = {}  # (window, its free indices' values) -> (max, argmax)
+        self._solvers: dict[int, tuple] = {}  # id(sum) -> (sum, [(index, delta solution, indices it needs)])
 
     def __call__(self, expr: sp.Expr, env: Mapping[sp.Symbol, int]):
         return self.ev(expr, env)
@@ -69,7 +79,7 @@ class Evaluator:
         return mpmath.mpf(int(e.p)) / int(e.q)
 
     def _ev_Integer(self, e, env):
-        return mpmath.mpf(int(e))
+        return _whole(int(e))
 
     def _ev_Float(self, e, env):
         return mpmath.mpf(e)
@@ -78,25 +88,33 @@ class Evaluator:
         if e in env:
             return env[e]
         if e in self.sizes:
-            return mpmath.mpf(int(self.sizes[e]))
+            return _whole(int(self.sizes[e]))
         if self.reads is not None:
             self.reads.add((e.name, ()))
         return self.tensors[e.name]
 
     def _ev_Indexed(self, e, env):
-        idx = tuple(int(self.ev(i, env)) for i in e.indices)
+        idx = self.subscripts(e, env)
+        if idx is None:
+            return _ZERO
         if self.reads is not None:
             self.reads.add((e.base.label.name, idx))
         return self.tensors[e.base.label.name][idx]
+
+    def subscripts(self, e: sp.Indexed, env) -> tuple[int, ...] | None:
+        """The element a read takes, or None (counted in `outside`) where it lies outside the tensor."""
+        idx = tuple(_integer(i)(env, self.sizes) for i in e.indices)
+        if any(not 0 <= k < n for k, n in zip(idx, self.tensors[e.base.label.name].shape, strict=True)):
+            self.outside += 1
+            return None
+        return idx
 
     def _ev_Add(self, e, env):
         return mpmath.fsum(self.ev(a, env) for a in e.args)
 
     def _ev_Mul(self, e, env):
-        # Kronecker deltas first: most terms of a derivative are zero and need not be evaluated further.
-        args = sorted(e.args, key=lambda a: not isinstance(a, sp.KroneckerDelta))
         out = mpmath.mpf(1)
-        for a in args:
+        for a in _deltas_first(e):
             v = self.ev(a, env)
             if v == 0:
                 return mpmath.mpf(0)
@@ -123,8 +141,8 @@ class Evaluator:
         return real(prim.exact, *args)
 
     def _ev_KroneckerDelta(self, e, env):
-        i, j = (self.ev(x, env) for x in e.args)
-        return mpmath.mpf(1) if i == j else mpmath.mpf(0)
+        i, j = (_integer(x)(env, self.sizes) for x in e.args)
+        return _ONE if i == j else _ZERO
 
     def _ev_Piecewise(self, e, env):
         for value, cond in e.args:
@@ -160,14 +178,88 @@ class Evaluator:
         return True
 
     def _ev_Sum(self, e, env):
-        (i, lo, hi), *rest = e.limits
-        body = sp.Sum(e.function, *rest) if rest else e.function
-        env = dict(env)
-        total = []
-        for k in range(int(self.ev(lo, env)), int(self.ev(hi, env)) + 1):
-            env[i] = k
-            total.append(self.ev(body, env))
-        return mpmath.fsum(total)
+        _, solved = self._solver(e)
+        terms: list = []
+        self._sum(e.function, list(e.limits), solved, dict(env), terms)
+        return self.total(terms)
+
+    def total(self, terms: list):
+        """The sum of a sum's terms."""
+        return mpmath.fsum(terms)
+
+    def _sum(self, body, limits, solved, env, terms):
+        """Add the summand at every point of `limits` to `terms`; an index that a delta of the summand
+        fixes is set from it (once the indices it depends on are set) instead of running over its range."""
+        if not limits:
+            terms.append(self.ev(body, env))
+            return
+        for k, (i, lo, hi) in enumerate(limits):
+            for j, value, needs in solved:
+                if j == i and needs <= env.keys():
+                    v = _integer(value)(env, self.sizes)
+                    if _integer(lo)(env, self.sizes) <= v <= _integer(hi)(env, self.sizes):
+                        self._sum(body, limits[:k] + limits[k + 1 :], solved, {**env, i: v}, terms)
+                    return
+        (i, lo, hi), rest = limits[0], limits[1:]
+        for v in range(_integer(lo)(env, self.sizes), _integer(hi)(env, self.sizes) + 1):
+            self._sum(body, rest, solved, {**env, i: v}, terms)
+
+    def _solver(self, e: sp.Sum):
+        """For each summed index that a Kronecker delta factor of the summand pins down with coefficient
+        +-1 (delta(a2, S*i + kh - P) fixes kh), its value as an expression of the other indices."""
+        if id(e) not in self._solvers:
+            bound = [lim[0] for lim in e.limits]
+            solved = []
+            for f in sp.Mul.make_args(deltas_out(e.function)):
+                if not isinstance(f, sp.KroneckerDelta):
+                    continue
+                difference = f.args[0] - f.args[1]
+                for i in bound:
+                    coefficient = difference.diff(i)
+                    if coefficient in (1, -1) and not (difference - coefficient * i).has(i):
+                        value = sp.expand(-(difference - coefficient * i) / coefficient)
+                        # the indices it needs set first (sizes and constants are always known)
+                        needs = {s for s in value.free_symbols if s.is_integer and not s.is_nonnegative}
+                        solved.append((i, value, needs))
+            self._solvers[id(e)] = (e, solved)  # e kept alive with its id
+        return self._solvers[id(e)]
+
+    def number(self, v):
+        """A value as a plain mpf, for comparisons (verify.rounding's values carry error bounds)."""
+        return v
+
+    def _window(self, e: WindowMax, env):
+        """(the maximum, the position of the maximum) of a windowed maximum, once per window."""
+        key = (id(e), tuple(env.get(s) for s in _indices(e)))
+        if key not in self._windows:
+            found: list = []  # (value, position) of every position inside the axes
+            self._positions(e.function, list(e.limits), dict(env), (), found)
+            if not found:
+                raise ValueError(f"a window of {e} lies wholly outside its tensor")
+            found.sort(key=lambda vp: self.number(vp[0]), reverse=True)
+            if len(found) > 1:
+                self._kink("window", e, self.number(found[0][0]) - self.number(found[1][0]), env)
+            self._windows[key] = (found[0][0], found[0][1], e)
+        return self._windows[key]
+
+    def _positions(self, body, limits, env, position, out):
+        if not limits:
+            before = self.outside
+            value = self.ev(body, env)
+            if self.outside == before:
+                out.append((value, position))
+            return
+        (i, lo, hi), rest = limits[0], limits[1:]
+        for v in range(_integer(lo)(env, self.sizes), _integer(hi)(env, self.sizes) + 1):
+            self._positions(body, rest, {**env, i: v}, position + (v,), out)
+
+    def _ev_WindowMax(self, e, env):
+        return self._window(e, env)[0]
+
+    def _ev_WindowArgmax(self, e, env):
+        window, *at = e.args
+        position = self._window(window, env)[1]
+        return _ONE if tuple(env[i] for i in at) == position else _ZERO
 
     def _kink(self, kind, site, value, env):
         if self.observe is not None:
@@ -175,6 +267,43 @@ class Evaluator:
 
 
 NAN = mpmath.mpf("nan")
+_ONE, _ZERO = mpmath.mpf(1), mpmath.mpf(0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole(n: int) -> mpmath.mpf:
+    """An integer as an mpf (exact at any precision), made once."""
+    return mpmath.mpf(n)
+
+
+@functools.cache
+def _indices(e: sp.Expr) -> tuple[sp.Symbol, ...]:
+    """The free indices (and sizes) of an expression, in a fixed order."""
+    return tuple(sorted((s for s in e.free_symbols if isinstance(s, sp.Symbol) and s.is_integer), key=str))
+
+
+@functools.cache
+def _deltas_first(e: sp.Mul) -> tuple:
+    """A product's factors, Kronecker deltas first: most terms of a derivative are zero and need not be
+    evaluated further."""
+    return tuple(sorted(e.args, key=lambda a: not isinstance(a, sp.KroneckerDelta)))
+
+
+@functools.cache
+def _integer(e: sp.Expr):
+    """A subscript as a function of (indices, sizes) to a Python int: affine in indices, sizes and
+    constants, so only +, * and whole numbers occur."""
+    if e.is_Integer:
+        value = int(e)
+        return lambda env, sizes: value
+    if e.is_Symbol:
+        return lambda env, sizes: int(env[e]) if e in env else int(sizes[e])
+    parts = [_integer(a) for a in e.args]
+    if e.is_Add:
+        return lambda env, sizes: sum(f(env, sizes) for f in parts)
+    if e.is_Mul:
+        return lambda env, sizes: math.prod(f(env, sizes) for f in parts)
+    raise TypeError(f"not a subscript: {e}")
 
 
 def real(f, *args):
@@ -205,7 +334,8 @@ def concrete_shape(d: Derivation, name: str, sizes: Mapping[str, int]) -> tuple[
 
 
 def size_values(d: Derivation, sizes: Mapping[str, int]) -> dict[sp.Symbol, int]:
-    return {d.sizes[k]: v for k, v in sizes.items()}
+    """Every size and integer constant of `d` by its symbol."""
+    return {**{d.sizes[k]: v for k, v in sizes.items()}, **{constant(k): v for k, v in d.constants.items()}}
 
 
 def run_statement(

@@ -108,9 +108,28 @@ def _is_single_symbol(tex: str) -> bool:
 
 
 def subscript(indices) -> str:
-    """Index names as one subscript: xnj-style when every index is one letter, with commas otherwise."""
-    names = [escape(str(i)) for i in indices]
+    """Index names as one subscript: xnj-style when every index is one letter, with commas otherwise; a
+    shifted subscript as written, index terms first (S i + kh - P)."""
+    names = [escape(str(i)) if isinstance(i, sp.Symbol) else _shifted(i) for i in indices]
     return ("" if all(len(n) == 1 for n in names) else ",").join(names)
+
+
+def _shifted(e: sp.Expr) -> str:
+    """S i + kh - P: terms with an index first, positive before negative, a multiple before a bare index;
+    in each term the coefficient before the index."""
+
+    def indexed(t):
+        return any(s.is_integer and not s.is_nonnegative for s in t.free_symbols)
+
+    terms = sorted(
+        sp.Add.make_args(e), key=lambda t: (not indexed(t), t.could_extract_minus_sign(), not t.is_Mul)
+    )
+    out = ""
+    for t in terms:
+        negative = t.could_extract_minus_sign()
+        factors = sorted(sp.Mul.make_args(-t if negative else t), key=indexed)
+        out += ("-" if negative else "+" if out else "") + " ".join(escape(str(f)) for f in factors)
+    return out
 
 
 def number_latex(value: sp.Rational) -> str:
@@ -247,15 +266,27 @@ class DerivationPrinter(LatexPrinter):
 
     def _print_Sum(self, e):
         negative, e = _split_sign(e)
-        indices, body = [], e
+        limits, body = [], e
         while isinstance(body, sp.Sum):
-            indices += [limit[0] for limit in body.limits]
+            limits += list(body.limits)
             body = body.function
         body_tex = self._print(body)
         if body.is_Add or body.is_Piecewise:
             body_tex = _parens(body_tex)
         sign = "- " if negative else ""
-        return rf"{sign}\sum_{{{','.join(escape(i.name) for i in indices)}}} {body_tex}"
+        return sign + self._over(r"\sum", limits) + " " + body_tex
+
+    def _over(self, operator: str, limits) -> str:
+        """\\sum_{i,j} over whole ranges; an explicit range as \\sum_{l=-1}^{0}."""
+        whole = [i for i, lo, hi in limits if lo == 0 and (hi + 1).is_Symbol]
+        tex = rf"{operator}_{{{','.join(escape(i.name) for i in whole)}}}" if whole else ""
+        for i, lo, hi in limits:
+            if i not in whole:
+                tex += rf"{operator}_{{{escape(i.name)}={self._print(lo)}}}^{{{self._print(hi)}}}"
+        return tex
+
+    def _print_WindowMax(self, e):
+        return self._over(r"\max", e.limits) + " " + self._print(e.function)
 
     def _print_Add(self, e, order=None):
         terms = [_split_sign(t) for t in self._as_ordered_terms(e, order=order)]
@@ -426,7 +457,10 @@ def derivation_latex(d: Derivation, report: DerivationReport | None = None) -> s
     if "notes" in d.header:
         out.append(rf"\paragraph{{Conventions.}} {escape(d.header['notes'])}")
     out.append(rf"\paragraph{{Inputs.}} {_inputs_sentence(d, p)}")
-    out += [r"\subsection*{Forward}", _align([(p.target(st), p.doprint(st.rhs), "") for st in d.forward])]
+    out += [
+        r"\subsection*{Forward}",
+        _align([(p.target(st), p.doprint(d.as_written(st.rhs)), "") for st in d.forward]),
+    ]
     out += [r"\subsection*{Gradients}", _loss_sentence(d, p)]
     rows = []
     for st in d.gradients:
@@ -436,7 +470,7 @@ def derivation_latex(d: Derivation, report: DerivationReport | None = None) -> s
             note = rf"\text{{\textbf{{{status[st.target]}}}}}"
         else:
             note = ""
-        rows.append((p.target(st), p.doprint(st.rhs), note))
+        rows.append((p.target(st), p.doprint(d.as_written(st.rhs)), note))
     out.append(_align(rows))
     return "\n".join(out) + "\n"
 

@@ -13,6 +13,9 @@ and layout. The lowering
 - takes a factor common to all the terms of a statement out of them;
 - writes softmax, log-softmax and log-sum-exp in their stable form, shifted by the maximum (`stable`),
   so that logits of 1000 work in float64 and of 100 in float32.
+- reads a tensor at shifted subscripts (`x[n, c, S*i + kh - P, ...]`) as one strided `Window` view with
+  an axis per index (zero outside the tensor), so that a convolution is an einsum over windows and a
+  windowed maximum a `MaxOver`: no loop over elements in any backend.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy.core.relational import Relational
 
-from .model import Derivation, Statement
+from .model import Derivation, Statement, WindowMax, constant, deltas_out
 from .primitives import BY_NODE
 
 
@@ -83,6 +86,44 @@ class IndexMax(sp.Function):
     with i a Dummy of its own. It exists between `stable` and the lowering, which makes it a ReduceMax."""
 
 
+class MaxOver(sp.Function):
+    is_commutative = True
+    is_real = True
+    """MaxOver(operand, axes...): the maximum of an array over the given axis positions (a windowed
+    maximum: differentiated through, unlike the shift `ReduceMax`)."""
+
+
+class Window(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Window(array, pad, dilate, start, steps, shape, fill): the reads of one shifted subscript as an
+    array with an axis per index. `array` is spread out by `dilate` per axis (zeros between its
+    entries), then padded with `fill` by `pad` ((before, after) per axis); view[v] is that array at
+    start + sum_j steps[j] * v_j. All entries are size expressions; `shape` is the view's."""
+
+
+class Inside(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Inside(position, size): 1 where `position` (an affine expression of indices) is a whole number
+    from 0 to size - 1, else 0: the range of a summed index that a Kronecker delta or a change of
+    variables removed. Lowered as a Window of ones."""
+
+
+class Ones(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Ones(*sizes): an array of ones in the inputs' dtype (what an Inside reads)."""
+
+
+class Merge(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Merge(operand, Tuple(axis sizes), k, length): axes k and k + 1 of the operand (a position's
+    quotient q and remainder t by a stride, the sizes listed) made one axis h = stride*q + t, cut to
+    `length`: the output of a statement lowered in strided phases (see `_Lowering.phase_splits`)."""
+
+
 class Eye(sp.Function):
     is_commutative = True
     is_real = True
@@ -124,6 +165,7 @@ class _Lowering:
         self.scalars = {s.name for s in d.sizes.values()} | {n for n, t in d.tensors.items() if not t.shape}
         self.counter = 0
         self.ranges: dict[sp.Symbol, sp.Expr] = {}  # index -> size, for the statement being lowered
+        self.window_sizes = d.window_sizes()
 
     def is_index(self, s) -> bool:
         # by the symbol, not its name: a summation index `N` is not the size N
@@ -176,7 +218,9 @@ class _Lowering:
         return Zeros(*(self.range_of(a) for a in axes)) + expr
 
     def order(self, axes_sets, preferred) -> tuple:
-        """Union of axes, in the preferred (target) order first, then by first appearance."""
+        """Union of axes, in the preferred (target) order first, then by first appearance; in a
+        windowed derivation the axes of window size (kernel positions, stride phases) go before the
+        others, so that elementwise work runs its innermost loop along a long axis."""
         seen = []
         for a in preferred:
             if any(a in s for s in axes_sets):
@@ -185,7 +229,14 @@ class _Lowering:
             for a in s:
                 if a not in seen:
                     seen.append(a)
+        if self.window_sizes:
+            seen = [a for a in seen if self.small(a)] + [a for a in seen if not self.small(a)]
         return tuple(seen)
+
+    def small(self, i) -> bool:
+        """Whether index `i` ranges over a window's size or a fixed number (a stride phase)."""
+        size = self.ranges.get(i)
+        return size is not None and all(s.name in self.window_sizes for s in size.free_symbols)
 
     def align(self, expr, src, dst):
         """Broadcast `expr`, whose axes are `src`, to the axes `dst`.
@@ -200,7 +251,7 @@ class _Lowering:
             return expr if expr.name in self.scalars else Align(expr, sp.Tuple(*src), sp.Tuple(*dst))
         if isinstance(expr, Align):
             return Align(expr.args[0], expr.args[1], sp.Tuple(*dst))
-        if isinstance(expr, Einsum | ReduceSum | ReduceMax | Eye):
+        if isinstance(expr, Einsum | ReduceSum | ReduceMax | MaxOver | Eye | Window | Merge):
             return Align(expr, sp.Tuple(*src), sp.Tuple(*dst))
         if isinstance(expr, sp.Piecewise):
             pairs = [
@@ -222,6 +273,12 @@ class _Lowering:
             return self.lower(self.inline(e.name, ()), pref)
         if isinstance(e, sp.Sum):
             return self.summation(e, pref)
+        if isinstance(e, WindowMax):
+            return self.window_max(e, pref)
+        if isinstance(e, Inside):
+            position, size = e.args
+            ones, _ = self.temp(Ones(size), (sp.Symbol("_", integer=True),))
+            return self.window(ones, (size,), (position,), sp.S.Zero)
         if isinstance(e, sp.KroneckerDelta):
             i, j = e.args
             if i == j:  # delta(n, n)
@@ -290,15 +347,21 @@ class _Lowering:
         return self.ranges[i]
 
     def know_ranges(self, expr):
-        for s in expr.atoms(sp.Sum):
+        for s in expr.atoms(sp.Sum, WindowMax):
             for i, _, hi in s.limits:
                 self.ranges[i] = hi + 1
 
-    def indexed(self, e: sp.Indexed, pref):
+    def indexed(self, e: sp.Indexed, pref, fill=sp.S.Zero):
         name = e.base.label.name
-        if name in self.helpers:
-            return self.lower(self.inline(name, e.indices), pref)
         idx = tuple(e.indices)
+        shifted = not all(isinstance(i, sp.Symbol) for i in idx)
+        if name in self.helpers and not shifted:
+            return self.lower(self.inline(name, e.indices), pref)
+        if shifted:
+            # a helper read at shifted subscripts is computed whole first: inlined, its indices would
+            # lose their ranges (g[.., h + P - S*i] is zero where h + P - S*i is not a position of g)
+            source = self.materialize(name) if name in self.helpers else array(name)
+            return self.window(source, self.d.shape(name), idx, fill)
         if len(set(idx)) < len(idx):  # a repeated index is a diagonal
             letters = _letters(set(idx))
             uniq = tuple(dict.fromkeys(idx))
@@ -306,18 +369,94 @@ class _Lowering:
             return self.temp(Einsum(sp.Symbol(spec), array(name)), uniq)
         return array(name), idx
 
+    def materialize(self, name: str) -> sp.Symbol:
+        """Helper `name` computed as an array over its own indices (a temporary)."""
+        h, saved = self.helpers[name], self.ranges
+        self.ranges = dict(h.ranges)
+        rhs = self.prepare(h.rhs)
+        self.know_ranges(rhs)
+        expr, axes = self.lower(rhs, h.indices)
+        self.ranges = saved
+        if set(axes) != set(h.indices):
+            expr, axes = (
+                Zeros(*(h.ranges[i] for i in h.indices)) + self.align(expr, axes, h.indices),
+                h.indices,
+            )
+        return self.temp(self.align(expr, axes, h.indices) if tuple(axes) != tuple(h.indices) else expr,
+                         h.indices)[0]  # fmt: skip
+
+    def window(self, source: sp.Symbol, shape: tuple, subscripts: tuple, fill) -> tuple[sp.Symbol, tuple]:
+        """The reads of array `source` (of `shape`) at shifted subscripts as one Window view, with an
+        axis per index in the order they first appear (`x[n, c, S*i + kh - P, S*j + kw - P]` has axes
+        n c i kh j kw)."""
+        axes = tuple(dict.fromkeys(a for e in subscripts for a in _ordered(self.free(e))))
+        ranges = [self.range_of(a) for a in axes]
+        pad, dilate, start, steps = [], [], [], [[] for _ in axes]
+        for e, length in zip(subscripts, shape, strict=True):
+            e = sp.expand(e)
+            coefficients = [e.diff(a) for a in axes]
+            offset = e.xreplace({a: 0 for a in axes})
+            # a subscript with fractions (after a change of variables) reads a spread-out copy
+            d = sp.ilcm(
+                1, *(sp.fraction(sp.together(t))[1] for t in [*coefficients, *sp.Add.make_args(offset)])
+            )
+            coefficients, offset, length = [d * c for c in coefficients], d * offset, d * (length - 1) + 1
+            low = offset + sum(sp.Min(0, c) * (r - 1) for c, r in zip(coefficients, ranges, strict=True))
+            high = offset + sum(sp.Max(0, c) * (r - 1) for c, r in zip(coefficients, ranges, strict=True))
+            before, after = sp.Max(0, -low), sp.Max(0, high - (length - 1))
+            pad.append(sp.Tuple(before, after))
+            dilate.append(d)
+            start.append(offset + before)
+            for row, c in zip(steps, coefficients, strict=True):
+                row.append(c)
+        view = Window(
+            source,
+            sp.Tuple(*pad),
+            sp.Tuple(*dilate),
+            sp.Tuple(*start),
+            sp.Tuple(*(sp.Tuple(*row) for row in steps)),
+            sp.Tuple(*ranges),
+            fill,
+        )
+        return self.temp(view, axes)
+
+    def window_max(self, e: WindowMax, pref):
+        """max(x[...], kh, kw): a Window of x padded with -inf (positions outside x take no part, as the
+        libraries pad max pooling), reduced over the window's indices."""
+        body, bound = e.function, [lim[0] for lim in e.limits]
+        if not isinstance(body, sp.Indexed) or body.base.label.name in self.helpers:
+            raise NotImplementedError(
+                "code for a windowed maximum of anything but one tensor read, max(x[...], kh, kw), is not generated"
+            )
+        name, idx = body.base.label.name, tuple(body.indices)
+        if all(isinstance(i, sp.Symbol) for i in idx):
+            x, axes = array(name), idx
+        else:
+            x, axes = self.window(array(name), self.d.shape(name), idx, -sp.oo)
+        keep = tuple(a for a in axes if a not in bound)
+        reduced = MaxOver(x, *[sp.Integer(k) for k, a in enumerate(axes) if a in bound])
+        return self.temp(reduced, keep)
+
     def inline(self, name, indices):
         h = self.helpers[name]
-        rhs = _fresh_sums(h.rhs)
+        rhs = _fresh_sums(self.prepare(h.rhs))
         self.know_ranges(rhs)
         return rhs.xreplace(dict(zip(h.indices, indices, strict=True)))
 
     def summation(self, e: sp.Sum, pref):
         bound = [lim[0] for lim in e.limits]
         extent = {lim[0]: lim[2] + 1 for lim in e.limits}
-        body = self.expand_helpers(e.function)
-        # Only a delta is worth splitting a sum into terms for: it contracts away in some of them.
-        terms = sp.Add.make_args(sp.expand(body)) if body.has(sp.KroneckerDelta) else (body,)
+        body = deltas_out(self.expand_helpers(e.function))
+        # A sum is split into terms where that saves work: a delta contracts away in some of them, and
+        # an addend free of the summed indices leaves the sum (sum(dxhat*(x - mu), n) is
+        # sum(dxhat*x, n) - mu*sum(dxhat, n): no N x J temporary x - mu).
+        hoistable = any(
+            isinstance(f, sp.Add)
+            and any(not (self.free(t) & set(bound)) for t in f.args)
+            and any(self.free(t) & set(bound) for t in f.args)
+            for f in sp.Mul.make_args(body)
+        )
+        terms = sp.Add.make_args(sp.expand(body)) if body.has(sp.KroneckerDelta) or hoistable else (body,)
         results = [self.sum_term(t, bound, extent, pref) for t in terms]
         axes = self.order([a for _, a in results], pref)
         return sp.Add(*[self.align(x, a, axes) for x, a in results]), axes
@@ -327,7 +466,7 @@ class _Lowering:
         reps = {}
         for ix in e.atoms(sp.Indexed):
             name = ix.base.label.name
-            if name in self.helpers:
+            if name in self.helpers and all(isinstance(i, sp.Symbol) for i in ix.indices):
                 reps[ix] = self.expand_helpers(self.inline(name, ix.indices))
         for x in e.atoms(sp.Symbol):
             if x.name in self.helpers and not self.helpers[x.name].indices:  # a scalar helper
@@ -356,6 +495,17 @@ class _Lowering:
                         bound.remove(gone)
                         changed = True
                         break
+                    # delta(h, S*i + kh - P) fixes kh: its range becomes a factor (a delta of two plain
+                    # indices over different ranges stays a rectangular Eye, as above)
+                    solved = None if i.is_Symbol and j.is_Symbol else _solve(i - j, bound)
+                    if solved is not None:
+                        gone, keep = solved
+                        factors.remove(f)
+                        factors = self.substitute(factors, gone, keep, extent[gone])
+                        bound.remove(gone)
+                        changed = True
+                        break
+        factors, bound, extent = self.change_variables(factors, bound, extent)
         # A summed index that no factor uses contributes its extent.
         for b in list(bound):
             if not any(b in self.free(f) for f in factors):
@@ -371,12 +521,103 @@ class _Lowering:
         axes = self.order([outer_axes, inner_axes], pref)
         return self.align(outer_expr, outer_axes, axes) * self.align(inner, inner_axes, axes), axes
 
+    def substitute(self, factors, gone, keep, size):
+        """`factors` with index `gone` replaced by the expression `keep`, and `Inside(keep, size)` for
+        its range unless a factor reads `keep` on an axis of that size already (a read outside an axis
+        is zero, so that factor vanishes wherever `keep` is out of range)."""
+        guarded = any(self.reads_plainly(f, gone, size) for f in factors)
+        out = [g.xreplace({gone: keep}) for g in factors]
+        return out if guarded else [*out, Inside(keep, size)]
+
+    def reads_plainly(self, factor, i, size) -> bool:
+        """Whether `factor` is zero wherever its read of `i` alone, on an axis of `size`, is outside that
+        axis: it is such a read, a product with one, or a where(c, a, 0) whose `a` is."""
+        if isinstance(factor, sp.Mul):
+            return any(self.reads_plainly(f, i, size) for f in factor.args)
+        if isinstance(factor, sp.Piecewise):
+            return all(v == 0 or self.reads_plainly(v, i, size) for v, _ in factor.args)
+        if isinstance(factor, sp.Indexed):
+            plain = all(isinstance(e, sp.Symbol) for e in factor.indices)
+            # a helper read at a shifted subscript is computed whole, and zero outside like a tensor
+            if factor.base.label.name in self.helpers and plain:
+                return False
+            shape = self.d.shape(factor.base.label.name)
+            return any(e == i and n == size for e, n in zip(factor.indices, shape, strict=True))
+        return isinstance(factor, Inside) and factor.args == (i, size)
+
+    def change_variables(self, factors, bound, extent):
+        """A summed index i read in a shifted subscript of a window-sized axis, K[o, c, h + P - S*i]:
+        the sum runs over that axis's positions u instead, i = (h + P - u)/S, so that it costs the
+        window's size rather than i's whole range (other reads of i become reads at fractions, which
+        are zero between whole positions)."""
+        extent = dict(extent)
+        for v in list(bound):
+            for f in factors:
+                found = self.window_axis(f, v)
+                if found is None:
+                    continue
+                position, size = found
+                u = sp.Dummy(v.name, integer=True)
+                coefficient = position.diff(v)
+                rest = sp.expand(position - coefficient * v)
+                # terms of the rest that are multiples of the coefficient (S*q of a phase split) move
+                # into v: position = |c| a + remainder, a whole change of variables (i = q - a)
+                multiple = sum((t for t in sp.Add.make_args(rest) if (t / coefficient).is_integer), sp.S.Zero)
+                if multiple != 0:
+                    remainder = rest - multiple
+                    low, high = self.bounds(remainder)
+                    first = -sp.floor(high / abs(coefficient))
+                    last = sp.floor((size - 1 - low) / abs(coefficient))
+                    extent[u] = self.ranges[u] = last - first + 1
+                    keep = sp.sign(coefficient) * (u + first) - multiple / coefficient
+                    factors = self.substitute(factors, v, keep, extent[v])
+                else:
+                    extent[u] = self.ranges[u] = size
+                    keep = (u - rest) / coefficient
+                    factors = self.substitute(factors, v, keep, extent[v])
+                    # the read that gave u its range is Inside(u, size) now, which is 1 everywhere
+                    factors = [f for f in factors if not (isinstance(f, Inside) and f.args == (u, size))]
+                bound[bound.index(v)] = u
+                break
+        return factors, bound, extent
+
+    def window_axis(self, factor, v):
+        """(subscript, axis size) of a shifted read in `factor` that `v` should run over instead: `v`
+        with a whole coefficient beside another index, on an axis whose size is a window's (a size a
+        relation of [sizes] shrinks with, or a fixed one) while `v`'s own range is not."""
+        if self.window_size(self.range_of(v)):
+            return None
+        for read in factor.atoms(sp.Indexed, Inside):
+            if isinstance(read, Inside):
+                pairs = [read.args]
+            elif read.base.label.name in self.helpers and all(isinstance(i, sp.Symbol) for i in read.indices):
+                continue
+            else:
+                pairs = zip(read.indices, self.d.shape(read.base.label.name), strict=True)
+            for position, size in pairs:
+                coefficient = position.diff(v)
+                others = self.free(position - coefficient * v)
+                if coefficient.is_Integer and coefficient != 0 and others and self.window_size(size):
+                    return position, size
+        return None
+
+    def bounds(self, e: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+        """The least and greatest value of an affine expression of indices over their ranges."""
+        indices = self.free(e)
+        base = e.xreplace({i: 0 for i in indices})
+        low = base + sum(sp.Min(0, e.diff(i)) * (self.range_of(i) - 1) for i in indices)
+        high = base + sum(sp.Max(0, e.diff(i)) * (self.range_of(i) - 1) for i in indices)
+        return low, high
+
+    def window_size(self, size) -> bool:
+        return isinstance(size, sp.Symbol) and size.name in self.window_sizes
+
     def contract(self, factors, bound, pref):
         # Inside a sum, each operand keeps its axes in the order its tensors store them: no transposes
         # for x[n, j] (an einsum or a matrix product takes its operands' axes in any order).
         operands = []
         for f in factors:
-            natural = [i for ix in _by_rank(f) for i in ix.indices if self.is_index(i)]
+            natural = [i for ix in _by_rank(f) for e in ix.indices for i in _ordered(self.free(e))]
             x, axes = self.lower(f, tuple(dict.fromkeys(natural + list(pref) + list(bound))))
             if not isinstance(x, sp.Symbol) and axes:
                 x, axes = self.temp(x, axes)
@@ -384,6 +625,15 @@ class _Lowering:
         out = tuple(a for a in self.order([a for _, a in operands], pref) if a not in bound)
         scalars = [x for x, a in operands if not a]
         arrays = [(x, a) for x, a in operands if a]
+        # a window-sized factor (a range mask of kernel positions) multiplies the largest operand rather
+        # than joining the contraction: an einsum over it is a batched matrix product in PyTorch
+        small = [(x, a) for x, a in arrays if all(self.small(i) for i in a)]
+        if small and len(small) < len(arrays):
+            large = [(x, a) for x, a in arrays if (x, a) not in small]
+            x, axes = max(large, key=lambda xa: len(xa[1]))
+            merged = self.order([axes] + [a for _, a in small], axes)
+            product = self.align(x, axes, merged) * sp.Mul(*(self.align(y, a, merged) for y, a in small))
+            arrays = [(y, a) for y, a in large if y is not x] + [self.temp(product, merged)]
         if len(arrays) == 1:
             x, axes = arrays[0]
             keep = tuple(a for a in axes if a not in bound)
@@ -399,38 +649,116 @@ class _Lowering:
 
     # -- statements -----------------------------------------------------------------------------------
 
+    def prepare(self, rhs: sp.Expr) -> sp.Expr:
+        """Constants (stride, padding) by their values; explicit limits from 0."""
+        return _zero_based(rhs.xreplace({constant(k): v for k, v in self.d.constants.items()}))
+
     def statement(self, st: Statement):
         self.ranges = dict(st.ranges)
-        rhs = _fresh_sums(stable(st.rhs))
+        rhs = _fresh_sums(stable(self.prepare(st.rhs)))
+        indices, merges = list(st.indices), []
+        for h, stride in self.phase_splits(rhs, st.indices):
+            # h = stride*q + t: the statement is computed for each remainder t, then merged back into h
+            q, t = sp.Symbol(f"{h.name}_q", integer=True), sp.Symbol(f"{h.name}_t", integer=True)
+            self.ranges[q], self.ranges[t] = (
+                sp.floor((st.ranges[h] + stride - 1) / stride),
+                sp.Integer(stride),
+            )
+            rhs = rhs.xreplace({h: stride * q + t})
+            k = indices.index(h)
+            indices[k : k + 1] = [q, t]
+            merges.append((h, q, t))
+        indices = tuple(indices)
         self.know_ranges(rhs)
-        expr, axes = self.lower(rhs, st.indices)
+        expr, axes = self.lower(rhs, indices)
         # A factor common to every term is multiplied once: dy*y - y*s becomes y*(dy - s), one
         # whole-array product fewer.
         expr = sp.factor_terms(expr, sign=False)
         # Every statement is an array of its target's full shape in the inputs' dtype: also one whose
         # expression lost an index (a constant, `0 * a[n, j]`, v[n] / v[n]) or reads no array at all.
-        if not st.indices and not self.has_array(expr):
+        if not indices and not self.has_array(expr):
             expr = AsArray(expr)
-        elif (
-            set(axes) != set(st.indices) or self.carried(expr, axes) != set(axes) or not self.has_array(expr)
-        ):
-            expr = Zeros(*(st.ranges[i] for i in st.indices)) + self.align(expr, axes, st.indices)
-            axes = st.indices
-        if tuple(axes) != tuple(st.indices):
-            expr = Align(expr, sp.Tuple(*axes), sp.Tuple(*st.indices))
+        elif set(axes) != set(indices) or self.carried(expr, axes) != set(axes) or not self.has_array(expr):
+            expr = Zeros(*(self.ranges[i] for i in indices)) + self.align(expr, axes, indices)
+            axes = indices
+        if tuple(axes) != tuple(indices):
+            expr = Align(expr, sp.Tuple(*axes), sp.Tuple(*indices))
+        axes = list(indices)
+        for h, q, _ in merges:
+            k = axes.index(q)
+            expr = Merge(expr, sp.Tuple(*(self.ranges[a] for a in axes)), sp.Integer(k), st.ranges[h])
+            axes[k : k + 2] = [h]
+            self.ranges[h] = st.ranges[h]
         self.body.append(Assign(st.target, expr, st.indices, True))
+
+    def phase_splits(self, rhs: sp.Expr, free: tuple) -> list[tuple[sp.Symbol, int]]:
+        """The free indices to compute in strided phases: h, with a stride S > 1, where a shifted
+        subscript (or a delta) of a window-sized axis holds h and S times a summed index, as a strided
+        convolution's input gradient K[o, c, h + P - S*i] and a strided pooling's delta(h, S*i + kh - P)
+        do. Written h = S*q + t, such a sum runs over the window's positions for each remainder t with
+        whole subscripts (i = q - a), where it would otherwise read a copy of dy spread out by S,
+        (S*S - 1)/(S*S) of it zeros."""
+        found: dict[sp.Symbol, int] = {}
+        bound = {lim[0]: lim[2] + 1 for node in rhs.atoms(sp.Sum) for lim in node.limits}
+        positions = [(e, n) for a in rhs.atoms(sp.Indexed) if a.base.label.name in self.d.tensors
+                     for e, n in zip(a.indices, self.d.shape(a.base.label.name), strict=True)]  # fmt: skip
+        for delta in rhs.atoms(sp.KroneckerDelta):
+            difference = delta.args[0] - delta.args[1]
+            # the window index the delta fixes: a bound index with coefficient +-1 over a window's size
+            for k, size in bound.items():
+                if difference.diff(k) in (1, -1) and self.window_size(size):
+                    positions.append((difference, size))
+        for e, size in positions:
+            if not self.window_size(size):
+                continue
+            for h in free:
+                if e.diff(h) not in (1, -1):
+                    continue
+                for v, extent in bound.items():
+                    c = e.diff(v)
+                    if c.is_Integer and abs(c) > 1 and not self.window_size(extent):
+                        found.setdefault(h, int(abs(c)))
+        return list(found.items())
+
+
+def _ordered(indices) -> list:
+    return sorted(indices, key=lambda s: s.name)
+
+
+def _zero_based(expr: sp.Expr) -> sp.Expr:
+    """Sums and windowed maxima over explicit limits [lo, hi] rewritten over [0, hi - lo]."""
+
+    def shift(e):
+        limits, reps = [], {}
+        for i, lo, hi in e.limits:
+            reps[i] = i + lo
+            limits.append((i, 0, hi - lo))
+        return e.func(e.function.xreplace(reps), *limits)
+
+    return expr.replace(
+        lambda e: isinstance(e, sp.Sum | WindowMax) and any(lim[1] != 0 for lim in e.limits), shift
+    )
+
+
+def _solve(difference: sp.Expr, bound) -> tuple[sp.Symbol, sp.Expr] | None:
+    """(i, its value) for a summed index i that `difference` = 0 fixes with coefficient +-1."""
+    for i in bound:
+        c = difference.diff(i)
+        if c in (1, -1) and not (difference - c * i).has(i):
+            return i, sp.expand(-(difference - c * i) / c)
+    return None
 
 
 def _fresh_sums(expr):
-    """`expr` with each sum's indices renamed to fresh symbols inside that sum only. An index may be
-    summed in one place and free in another (x[n, k] / sum(x[n, k], k)), and the lowering tells indices
-    apart by their symbols."""
-    if not expr.has(sp.Sum):
+    """`expr` with the indices of each sum and windowed maximum renamed to fresh symbols inside it only.
+    An index may be summed in one place and free in another (x[n, k] / sum(x[n, k], k)), and the lowering
+    tells indices apart by their symbols."""
+    if not expr.has(sp.Sum, WindowMax):
         return expr
-    if isinstance(expr, sp.Sum):
+    if isinstance(expr, sp.Sum | WindowMax):
         fresh = {lim[0]: sp.Dummy(lim[0].name, integer=True) for lim in expr.limits}
         limits = [(fresh[i], lo, hi) for i, lo, hi in expr.limits]
-        return sp.Sum(_fresh_sums(expr.function).xreplace(fresh), *limits)
+        return expr.func(_fresh_sums(expr.function).xreplace(fresh), *limits)
     args = [_fresh_sums(a) for a in expr.args]
     if isinstance(expr, sp.Piecewise | sp.Max | sp.Min | Relational):
         return expr.func(*args, evaluate=False)
@@ -552,7 +880,7 @@ def _complete(d: Derivation, params: list[str], body: list[Assign], candidates: 
     out = list(params)
     for name in candidates:
         shape = {s.name for s in d.shape(name)}
-        tensor_needed = any(a.expr.has(Zeros, Eye, AsArray) for a in body) and not any(
+        tensor_needed = any(a.expr.has(Zeros, Eye, AsArray, Ones) for a in body) and not any(
             d.shape(p) for p in out if p in d.tensors
         )
         if name not in out and ((shape & sizes) - known or (shape and tensor_needed)):

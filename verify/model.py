@@ -2,7 +2,10 @@
 
 A `Derivation` holds its statements as SymPy expressions in index notation: tensors are `Indexed`
 objects over `IndexedBase`s, scalars and sizes are `Symbol`s, sums are `Sum`s whose upper limit is the
-size minus one. Nothing here parses text.
+size minus one (or the explicit limits written, `sum(e, (l, -1, 0))`), a windowed maximum is a
+`WindowMax` over its limits. A subscript may be affine in the indices (`x[n, c, S*i + kh - P]`); a
+read outside a tensor's axis is zero. Integer constants (stride, padding) are `constant` symbols.
+Nothing here parses text.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import sympy as sp
+from sympy.concrete.expr_with_limits import ExprWithLimits
 
 
 class DerivationError(Exception):
@@ -164,6 +168,9 @@ class Derivation:
     upstream: str
     sizes: dict[str, sp.Symbol]
     fixed_sizes: dict[str, int] = field(default_factory=dict)
+    # sizes computed from others, `I = (H + 2*P - KH) / S + 1` in [sizes]: SymPy, floor division as floor()
+    size_relations: dict[str, sp.Expr] = field(default_factory=dict)
+    constants: dict[str, int] = field(default_factory=dict)  # integer constants (stride S, padding P)
     fixed_values: dict[str, sp.Rational] = field(default_factory=dict)
     domains: dict[str, Domain] = field(default_factory=dict)
     unchecked: list[tuple[int, int, str]] = field(default_factory=list)  # LaTeX steps that are no formula
@@ -214,6 +221,62 @@ class Derivation:
 
         return formulas_latex(self)
 
+    @property
+    def base(self) -> int:
+        """Where the file's subscripts count from: 1 with `indexing: 1-based`, else 0."""
+        return 1 if self.header.get("indexing") == "1-based" else 0
+
+    def as_written(self, expr: sp.Expr) -> sp.Expr:
+        """`expr` with its subscripts as the file writes them: counted from 1 again in a 1-based file
+        (the parser holds every subscript 0-based: x[i] with i from 1 is x[i - 1] of an array)."""
+        if not self.base:
+            return expr
+        explicit = {
+            i
+            for node in expr.atoms(sp.Sum, WindowMax)
+            for i, lo, hi in node.limits
+            if lo != 0 or not (hi + 1).is_Symbol
+        }
+        written = {}
+        for a in expr.atoms(sp.Indexed):
+            implicit = {
+                s: s - 1
+                for s in a.free_symbols
+                if isinstance(s, sp.Symbol) and s.is_integer and not s.is_nonnegative and s not in explicit
+            }
+            written[a] = sp.Indexed(a.base, *(sp.expand((e + 1).xreplace(implicit)) for e in a.indices))
+        return expr.xreplace(written)
+
+    def complete_sizes(self, sizes: Mapping[str, int]) -> dict[str, int]:
+        """`sizes` with the fixed sizes of [sizes] and every related size computed from them."""
+        out = {**sizes, **self.fixed_sizes}
+        values = {self.sizes[k]: v for k, v in out.items() if k in self.sizes}
+        values.update({constant(k): v for k, v in self.constants.items()})
+        for name, relation in self.size_relations.items():  # in dependency order
+            out[name] = values[self.sizes[name]] = int(relation.xreplace(values))
+        return out
+
+    def window_sizes(self) -> set[str]:
+        """The sizes of windows: fixed ones (a pooling's 3 x 3) and those an output size relation shrinks
+        with (KH in I = (H + 2*P - KH) / S + 1: every size at 64, the one tried at 128)."""
+        values = {constant(k): v for k, v in self.constants.items()}
+        typical = {s: 64 for s in self.sizes.values()}
+        out = set(self.fixed_sizes)
+        for relation in self.size_relations.values():
+            r = relation.xreplace(values)
+            for s in r.free_symbols:
+                if r.xreplace({**typical, s: 128}) < r.xreplace(typical):
+                    out.add(s.name)
+        return out
+
+    @property
+    def windowed(self) -> bool:
+        """Whether any statement reads a tensor at a shifted subscript or takes a windowed maximum."""
+        return any(
+            st.rhs.has(WindowMax) or any(not i.is_Symbol for a in st.rhs.atoms(sp.Indexed) for i in a.indices)
+            for st in self.forward + self.gradients
+        )
+
 
 def base(name: str) -> sp.IndexedBase:
     return sp.IndexedBase(name, real=True)
@@ -229,3 +292,53 @@ def index(name: str) -> sp.Symbol:
 
 def size(name: str) -> sp.Symbol:
     return sp.Symbol(name, integer=True, positive=True)
+
+
+def constant(name: str) -> sp.Symbol:
+    """An integer constant of [sizes] that is not a size, such as a stride or a padding (0 allowed)."""
+    return sp.Symbol(name, integer=True, nonnegative=True)
+
+
+class WindowMax(ExprWithLimits):
+    """max(expr, kh, kw): the largest value of `expr` over the limits, like a Sum with max for +.
+
+    Positions where `expr` reads outside a tensor's axis take no part (the libraries pad max pooling with
+    -inf, not zero). Its derivative is the derivative of `expr` at the position of the maximum: the
+    sampler keeps every window's largest value apart from the others, so that position is unique."""
+
+    is_real = True
+
+    def _eval_derivative(self, wrt):
+        return sp.Sum(WindowArgmax(self, *(lim[0] for lim in self.limits)) * sp.diff(self.function, wrt),
+                      *self.limits)  # fmt: skip
+
+
+class WindowArgmax(sp.Function):
+    """WindowArgmax(window, kh, kw): 1 where (kh, kw) is the position of the window's maximum, else 0."""
+
+    is_real = True
+    is_integer = True
+
+    def _eval_derivative(self, wrt):
+        return sp.S.Zero
+
+
+def deltas_out(e: sp.Expr) -> sp.Expr:
+    """where(c, delta(h, S*i + kh) * a, 0) as delta(h, S*i + kh) * where(c, a, 0): a Sum folds a product
+    into a Piecewise with a zero branch, and a delta must be a factor of the summand to fix its index."""
+
+    def out(pw):
+        (a, cond), (zero, _) = pw.args
+        deltas = [f for f in sp.Mul.make_args(a) if isinstance(f, sp.KroneckerDelta)]
+        rest = sp.Mul(*[f for f in sp.Mul.make_args(a) if not isinstance(f, sp.KroneckerDelta)])
+        return sp.Mul(*deltas) * sp.Piecewise((rest, cond), (0, True), evaluate=False)
+
+    return e.replace(
+        lambda p: (
+            isinstance(p, sp.Piecewise)
+            and len(p.args) == 2
+            and p.args[1][0] == 0
+            and any(isinstance(f, sp.KroneckerDelta) for f in sp.Mul.make_args(p.args[0][0]))
+        ),
+        out,
+    )

@@ -24,7 +24,9 @@ from .model import (
     Jacobian,
     Statement,
     Tensor,
+    WindowMax,
     base,
+    constant,
     index,
     size,
     step_name,
@@ -81,7 +83,10 @@ class _IndexVar:
     name: str
     line: int
     col: int
-    occurrences: list[_Occurrence] = field(default_factory=list)
+    occurrences: list[_Occurrence] = field(default_factory=list)  # plain subscripts: they fix the range
+    shifted: list[_Occurrence] = field(default_factory=list)  # affine subscripts (S*i + kh): they do not
+    limits: tuple[sp.Expr, sp.Expr] | None = None  # explicit limits, sum(e, (l, -1, 0)): no size
+    size: sp.Expr | None = None  # the size it ranges over, once known
 
 
 @dataclass
@@ -96,10 +101,14 @@ class _Walk:
 class _Converter:
     """Walks a whitelisted Python ast into SymPy, recording every index occurrence for size inference."""
 
-    def __init__(self, src: Source, resolve_name, resolve_tensor):
+    def __init__(self, src: Source, resolve_name, resolve_tensor, targets=(), resolve_constant=None, base=0):
         self.src = src
+        self.base = base  # 1 in a file with `indexing: 1-based`: subscripts count from 1
         self.resolve_name = resolve_name  # (name, node) -> sympy expression for a bare name
         self.resolve_tensor = resolve_tensor  # (name, arity, node) -> None; records tensor use
+        self.targets = frozenset(targets)  # the target's index names: free indices of affine subscripts
+        # (name, node) -> None: records a size or constant named in a subscript or a limit
+        self.resolve_constant = resolve_constant or (lambda name, node: None)
         self.index_vars: list[_IndexVar] = []
         self.scope: list[dict[str, _IndexVar]] = [{}]
         self.sum_ranges: list[tuple[sp.Symbol, _IndexVar]] = []
@@ -204,20 +213,65 @@ class _Converter:
         indices, free = [], {}
         for axis, slot in enumerate(slots):
             if not isinstance(slot, ast.Name):
-                if isinstance(slot, ast.BinOp | ast.Constant | ast.UnaryOp):
-                    raise self.err(
-                        slot,
-                        "affine index expressions such as h + p are not supported yet: use a plain index",
-                    )
-                raise self.err(slot, f"{_describe(slot)} is not an index: subscripts are index names")
+                if not isinstance(slot, ast.BinOp | ast.Constant | ast.UnaryOp):
+                    raise self.err(slot, f"{_describe(slot)} is not an index: subscripts are index names")
+                expr, used = self.affine(slot, name, axis)
+                indices.append(expr)
+                free.update(used)
+                continue
             if slot.id in FUNCTIONS:
                 raise self.err(slot, f"{slot.id} is a function name and cannot be an index")
             var = self.lookup_index(slot.id, slot)
             line, col = self.src.at(slot)
-            var.occurrences.append(_Occurrence(name, axis, line, col))
-            indices.append(index(slot.id))
+            # an index with explicit limits may run past the axis: its reads are checked like shifted ones
+            (var.occurrences if var.limits is None else var.shifted).append(
+                _Occurrence(name, axis, line, col)
+            )
+            # counted from 1, an index with explicit limits reads position l - 1
+            indices.append(index(slot.id) - self.base if var.limits is not None else index(slot.id))
             free[slot.id] = var
         return _Walk(sp.Indexed(base(name), *indices), free)
+
+    def bound(self, name: str) -> bool:
+        return any(name in frame for frame in self.scope) or name in self.targets
+
+    def affine(self, node, tensor: str, axis: int) -> tuple[sp.Expr, dict[str, _IndexVar]]:
+        """A shifted subscript `S*i + kh - P`: integer multiples of indices plus whole numbers, sizes and
+        integer constants. A name is an index when it is one of the target's or bound by an enclosing
+        sum() or max(); any other name is a size or a constant of [sizes]."""
+        used: dict[str, _IndexVar] = {}
+        hint = "a subscript is an index name or integer multiples of indices plus whole numbers, sizes and constants, as in S*i + kh - P"
+
+        def term(n):
+            if isinstance(n, ast.Constant):
+                if isinstance(n.value, bool) or not isinstance(n.value, int):
+                    raise self.err(n, f"{hint}: {n.value!r} is not a whole number")
+                return sp.Integer(n.value)
+            if isinstance(n, ast.Name):
+                if n.id in FUNCTIONS:
+                    raise self.err(n, f"{n.id} is a function name and cannot be an index")
+                self.check_name(n.id, n)
+                if not self.bound(n.id):
+                    self.resolve_constant(n.id, n)
+                    return sp.Symbol(n.id, real=True)  # a size or constant: replaced once sizes are named
+                var = self.lookup_index(n.id, n)
+                line, col = self.src.at(n)
+                var.shifted.append(_Occurrence(tensor, axis, line, col))
+                used[n.id] = var
+                # counted from 1, an index over a whole axis is its position + 1
+                return index(n.id) + (self.base if var.limits is None else 0)
+            if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+                return -term(n.operand)
+            if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Add | ast.Sub | ast.Mult):
+                a, b = term(n.left), term(n.right)
+                if isinstance(n.op, ast.Mult):
+                    if _has_index(a) and _has_index(b):
+                        raise self.err(n, f"{hint}: a product of two indices is not affine")
+                    return a * b
+                return a + b if isinstance(n.op, ast.Add) else a - b
+            raise self.err(n, f"{hint}: {_describe(n)} is not allowed in a subscript")
+
+        return sp.expand(term(node) - self.base), used
 
     def _walk_Compare(self, node):
         raise self.err(node, "a comparison is only allowed as the condition of where(cond, a, b)")
@@ -239,6 +293,8 @@ class _Converter:
 
     def _primitive(self, node, args, fname):
         prim = BY_NAME[fname]
+        if fname == "max" and _windowed(args):
+            return self._call_window_max(node, args)
         if len(args) != prim.arity:
             n = prim.arity
             raise self.err(node, f"{fname}() takes {n} argument{'s' * (n != 1)}: {prim.form}")
@@ -253,9 +309,23 @@ class _Converter:
 
     def _call_delta(self, node, args):
         self._arity(node, args, 2, "delta", "delta(i, j) with two index names")
+        if any(not isinstance(a, ast.Name) for a in args):
+            # delta(h, S*i + kh - P): 1 where position h is entry kh of window i. Its indices are read
+            # like shifted subscripts: each ranges over the size named after it or the target's axis.
+            if not all(isinstance(a, ast.Name | ast.BinOp | ast.UnaryOp | ast.Constant) for a in args):
+                raise self.err(
+                    node, "delta() takes index names or shifted indices, as in delta(h, S*i + kh - P)"
+                )
+            free: dict[str, _IndexVar] = {}
+            sides = []
+            for a in args:
+                expr, used = self.affine(a, "#delta", 0)
+                sides.append(expr + self.base)  # both sides count from the same place: no shift
+                free.update(used)
+            return _Walk(sp.KroneckerDelta(*sides, evaluate=False), free)
         free, pair = {}, []
         for a in args:
-            if not isinstance(a, ast.Name) or a.id in FUNCTIONS:
+            if a.id in FUNCTIONS:
                 raise self.err(a, "delta() takes index names, as in delta(i, j)")
             free[a.id] = self.lookup_index(a.id, a)
             pair.append(free[a.id])
@@ -294,34 +364,102 @@ class _Converter:
     def _call_sum(self, node, args):
         if len(args) < 2:
             raise self.err(node, "sum() takes an expression and one or more indices: sum(expr, i, ...)")
+        body, limits, free = self._bind(args, "sum", "sum() sums over index names, as in sum(x[n, i], n)")
+        if body == 0:  # sum(0 * x[i], i): SymPy leaves a sum of zeros unevaluated, and 1 / it is no 1 / 0
+            return _Walk(sp.Integer(0), free, const=True)
+        return _Walk(sp.Sum(body, *limits), free)
+
+    def _call_window_max(self, node, args):
+        body, limits, free = self._bind(
+            args,
+            "max",
+            "max(expr, kh, kw) is the largest value over index names, as in max(x[n, S*i + kh], kh)",
+        )
+        return _Walk(WindowMax(body, *limits), free)
+
+    def _bind(self, args, fname: str, usage: str):
+        """Walk `args[0]` with the indices of `args[1:]` bound: names (over their full range) or explicit
+        limits (l, -1, 0). Returns the body, the limits (a placeholder upper limit for each index whose
+        size is not known yet) and the body's free indices."""
         bound = args[1:]
         frame: dict[str, _IndexVar] = {}
+        names = []
         for a in bound:
+            limits = None
+            if isinstance(a, ast.Tuple):
+                if len(a.elts) != 3 or not isinstance(a.elts[0], ast.Name):
+                    raise self.err(a, f"limits are written (index, first, last), as in (l, -1, 0): {usage}")
+                limits = tuple(self.limit(e) for e in a.elts[1:])
+                a = a.elts[0]
             if not isinstance(a, ast.Name) or a.id in FUNCTIONS:
-                raise self.err(a, "sum() sums over index names, as in sum(x[n, i], n)")
+                raise self.err(a, usage)
             if a.id in frame:
-                raise self.err(a, f"index {a.id} is summed twice")
+                raise self.err(a, f"index {a.id} is bound twice in {fname}()")
             if any(a.id in f for f in self.scope[1:]):
-                raise self.err(a, f"index {a.id} is already summed over by an enclosing sum()")
+                raise self.err(a, f"index {a.id} is already bound by an enclosing sum() or max()")
             line, col = self.src.at(a)
-            var = _IndexVar(a.id, line, col)
+            var = _IndexVar(a.id, line, col, limits=limits)
             self.index_vars.append(var)
             frame[a.id] = var
+            names.append(a)
         self.scope.append(frame)
         body = self.walk(args[0])
         self.scope.pop()
         free = dict(body.free)
-        expr = body.expr
-        for a in bound:
+        out = []
+        for a in names:
             var = frame[a.id]
             if a.id not in body.free:
-                raise self.err(a, f"sum over {a.id}, which the summed expression does not use")
+                what = "summed" if fname == "sum" else "maximised"
+                raise self.err(a, f"{fname} over {a.id}, which the {what} expression does not use")
             del free[a.id]
-            self.sum_ranges.append((index(a.id), var))
-        if expr == 0:  # sum(0 * x[i], i): SymPy leaves a sum of zeros unevaluated, and 1 / it is no 1 / 0
-            return _Walk(sp.Integer(0), free, const=True)
-        # The limits are filled in once sizes are known: a placeholder upper bound for now.
-        return _Walk(sp.Sum(expr, *[(index(a.id), 0, sp.Symbol("_open_" + a.id)) for a in bound]), free)
+            if var.limits is not None:
+                out.append((index(a.id), *var.limits))
+            else:
+                self.sum_ranges.append((index(a.id), var))
+                # the upper limit is filled in once sizes are known: a placeholder for now
+                out.append((index(a.id), 0, sp.Symbol("_open_" + a.id)))
+        return body.expr, out, free
+
+    def limit(self, node) -> sp.Expr:
+        """A limit of an explicit range: whole numbers, sizes and constants, + - *."""
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, int)
+            and not isinstance(node.value, bool)
+        ):
+            return sp.Integer(node.value)
+        if isinstance(node, ast.Name) and node.id not in FUNCTIONS:
+            self.check_name(node.id, node)
+            self.resolve_constant(node.id, node)
+            return sp.Symbol(node.id, real=True)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -self.limit(node.operand)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
+            a, b = self.limit(node.left), self.limit(node.right)
+            return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(node.op)]
+        raise self.err(node, "a limit is a whole number, a size or a constant, with + - *")
+
+
+def _has_index(e: sp.Expr) -> bool:
+    return any(s.is_integer and not s.is_nonnegative for s in e.free_symbols)
+
+
+def _windowed(args) -> bool:
+    """max(expr, kh, kw) over indices rather than max(a, b) of two values: more than two arguments, a
+    range (l, -1, 0), or a second argument that is a name the first one uses in a subscript."""
+    if len(args) < 2:
+        return False
+    if len(args) > 2 or isinstance(args[1], ast.Tuple):
+        return True
+    if not isinstance(args[1], ast.Name):
+        return False
+    name = args[1].id
+    for node in ast.walk(args[0]):
+        if isinstance(node, ast.Subscript):
+            if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(node.slice)):
+                return True
+    return False
 
 
 def _text(src: Source, node: ast.AST) -> str:
@@ -449,7 +587,11 @@ class _Loader:
         self.defined_at: dict[str, int] = {}
         self.axes = _Axes()
         self.sizes: dict[str, sp.Symbol] = {}
-        self.class_size: dict[tuple[str, int], sp.Symbol] = {}
+        self.class_name: dict[tuple[str, int], str] = {}  # axis class root -> its size's name
+        # [sizes] is read before the forward: a name set there that is not a size is an integer constant
+        self.sizes_lines = self._sizes_lines()
+        self.base = self._indexing()
+        self.constant_refs: list[tuple[str, int, int]] = []  # names in subscripts and limits, with places
 
     def err(self, message, line, col=1):
         return DerivationError(message, line, col, self.file)
@@ -483,7 +625,7 @@ class _Loader:
             self.tensors[upstream] = Tensor(upstream, out_shape, "upstream")
         self._check_input_names()
         fixed_values, domains = self._inputs_section()
-        fixed_sizes = self._sizes_section()
+        fixed_sizes, relations, constants = self._sizes_section()
         gradients = self._gradients(output, upstream)
         return Derivation(
             name=self.name,
@@ -497,6 +639,8 @@ class _Loader:
             upstream=upstream,
             sizes=self.sizes,
             fixed_sizes=fixed_sizes,
+            size_relations=relations,
+            constants=constants,
             fixed_values=fixed_values,
             domains=domains,
             unchecked=self.unchecked,
@@ -532,7 +676,7 @@ class _Loader:
                     f"{p.target} is used on line {self.used_at[p.target]} before it is defined here", p.line
                 )
             self._forward_matrix(p)
-            conv = _Converter(p.src, self._forward_name(p), self._forward_tensor(p))
+            conv = self._converter(p, self._forward_name(p), self._forward_tensor(p))
             walk = conv.walk(p.rhs)
             self._free_indices_match(p, walk)
             changed = True
@@ -544,7 +688,13 @@ class _Loader:
                             x.occurrences.append(y.occurrences[0])
                             changed = True
             for var in conv.index_vars:
+                if var.limits is not None:
+                    continue
                 occ = var.occurrences
+                if not occ and var.shifted:
+                    # only shifted subscripts read it: it ranges over the size named after it (I for i),
+                    # which [sizes] fixes or relates to the others
+                    var.occurrences = occ = [_Occurrence("#" + var.name.upper(), 0, var.line, var.col)]
                 if not occ:
                     raise self.err(
                         f"the range of index {var.name} cannot be inferred: it subscripts no tensor",
@@ -608,6 +758,16 @@ class _Loader:
             out[name] = (tuple(sizes), line.number)
         return out
 
+    def _converter(self, p: _Parsed, resolve_name, resolve_tensor, src: Source | None = None) -> _Converter:
+        src = src or p.src
+
+        def resolve_constant(name, node):
+            line, col = src.at(node)
+            self.constant_refs.append((name, line, col))
+
+        targets = [n for n, _, _ in p.target_indices or ()]
+        return _Converter(src, resolve_name, resolve_tensor, targets, resolve_constant, self.base)
+
     def _forward_name(self, p: _Parsed):
         def resolve(name, node):
             if name in FUNCTIONS:
@@ -654,13 +814,16 @@ class _Loader:
                 raise self.err(f"index {name} on the left is not used on the right", line, col)
 
     def _name_sizes(self, walks):
-        """Name every size by the upper-case form of the first index ranging over it, then give every
-        forward tensor its shape and sort the bare names into sizes and scalar inputs."""
+        """Name every size by the upper-case form of the first index ranging over it (or by a declared
+        shape, for an axis that only shifted subscripts read), then give every forward tensor its shape
+        and sort the bare names into sizes, constants and scalar inputs."""
         classes: dict[tuple[str, int], str] = {}
         owner: dict[str, tuple[str, int]] = {}
         self._declared_sizes(classes, owner)
         for _, conv in walks:
             for var in sorted(conv.index_vars, key=lambda v: (v.line, v.col)):
+                if var.limits is not None:
+                    continue
                 root = self.axes.find((var.occurrences[0].name, var.occurrences[0].axis))
                 if root in classes:
                     continue
@@ -674,11 +837,30 @@ class _Loader:
                     )
                 classes[root] = size_name
                 owner[size_name] = root
+        self.class_name = classes
         self.sizes = {n: size(n) for n in owner}
+        self._check_constant_refs()
         for name, t in list(self.tensors.items()):
             arity = self.arity[name][0]
-            shape = tuple(self.sizes[classes[self.axes.find((name, k))]] for k in range(arity))
-            self.tensors[name] = Tensor(name, shape, t.role)
+            shape = []
+            for k in range(arity):
+                root = self.axes.find((name, k))
+                if root not in classes:
+                    line, col = self.arity[name][1:]
+                    unnamed = iter(n for n in ("H", "W", "D", "E", "F", "G") if n not in self.sizes)
+                    example = [classes.get(self.axes.find((name, m))) or next(unnamed) for m in range(arity)]
+                    raise self.err(
+                        f"the size of axis {k + 1} of {name} cannot be inferred: only shifted subscripts read it; "
+                        f"declare its shape in [inputs], as in {name}: ({', '.join(example)}{',' * (arity == 1)})",
+                        line,
+                        col,
+                    )
+                shape.append(self.sizes[classes[root]])
+            self.tensors[name] = Tensor(name, tuple(shape), t.role)
+        for _, conv in walks:
+            for var in conv.index_vars:
+                if var.limits is None:
+                    var.size = self._occurrence_size(var.occurrences[0])
         for name, line, col in self.bare_names:
             if name in self.sizes and name in self.tensors:
                 raise self.err(f"{name} names both a size and a tensor: rename one", line, col)
@@ -689,7 +871,7 @@ class _Loader:
                     line,
                     col,
                 )
-            if name not in self.sizes and name not in self.tensors:
+            if name not in self.sizes and name not in self.tensors and name not in self.sizes_lines:
                 self.inputs.append(name)
                 self.tensors[name] = Tensor(name, (), "input")
                 self.arity[name] = (0, line, col)
@@ -724,30 +906,42 @@ class _Loader:
         for size_name, axis in list(owner.items()):
             owner[size_name] = self.axes.find(axis)
 
+    def _occurrence_size(self, o: _Occurrence) -> sp.Symbol:
+        return self.sizes[self.class_name[self.axes.find((o.name, o.axis))]]
+
+    def _check_constant_refs(self):
+        for name, line, col in self.constant_refs:
+            if name in self.tensors:
+                raise self.err(
+                    f"{name} is a tensor: a subscript or a limit holds indices, sizes and constants",
+                    line,
+                    col,
+                )
+            if name not in self.sizes and name not in self.sizes_lines:
+                raise self.err(
+                    f"{name} is not an index, a size or a constant: an index must be the target's or bound "
+                    f"by sum() or max(); a constant is fixed in [sizes] ({name} = 1)",
+                    line,
+                    col,
+                )
+
     def _finish(self, p: _Parsed, wc, of) -> Statement:
         walk, conv = wc
         expr = self._close(walk.expr, conv)
         indices = tuple(index(n) for n, _, _ in p.target_indices)
-        ranges = {}
-        for name, _, _ in p.target_indices:
-            first = walk.free[name].occurrences[0]
-            ranges[index(name)] = self.tensors[first.name].shape[first.axis]
+        ranges = {index(name): walk.free[name].size for name, _, _ in p.target_indices}
         return Statement(p.target, indices, expr, p.line, 1, p.text, of, ranges, source=p.source)
 
     def _close(self, expr: sp.Expr, conv: _Converter, ranges: dict[int, sp.Symbol] | None = None) -> sp.Expr:
-        """Replace bare size names by size symbols and fill each sum's upper limit with its size (from
-        `ranges` by id of the index variable, else from the first axis the index subscripts)."""
+        """Replace bare size and constant names by their symbols and fill each sum's upper limit with its
+        size (from `ranges` by id of the index variable, else the size the forward gave the index)."""
         subs = {sp.Symbol(n, real=True): s for n, s in self.sizes.items()}
-        expr = expr.xreplace(subs)
-        limits = {}
-        for sym, var in conv.sum_ranges:
-            if ranges is not None:
-                extent = ranges[id(var)]
-            else:
-                o = var.occurrences[0]
-                extent = self.tensors[o.name].shape[o.axis]
-            limits[sp.Symbol("_open_" + sym.name)] = extent - 1
-        return expr.xreplace(limits)
+        subs.update({sp.Symbol(n, real=True): constant(n) for n in self.sizes_lines if n not in self.sizes})
+        limits = {
+            sp.Symbol("_open_" + sym.name): (ranges[id(var)] if ranges is not None else var.size) - 1
+            for sym, var in conv.sum_ranges
+        }
+        return expr.xreplace(subs).xreplace(limits)
 
     def _check_input_names(self):
         for name in self.inputs:
@@ -850,29 +1044,139 @@ class _Loader:
                             return k
         return None
 
-    def _sizes_section(self) -> dict[str, int]:
-        fixed = {}
+    def _indexing(self) -> int:
+        """0, or 1 for `indexing: 1-based`: a report's formula counts positions from 1 (x_1 is x[0])."""
+        value = self.header.get("indexing", "0-based")
+        if value not in ("0-based", "1-based"):
+            raise self.err(f"indexing is 0-based or 1-based, not {value!r}", 1)
+        return int(value[0])
+
+    def _sizes_lines(self) -> dict[str, tuple[Line, int]]:
+        """The names [sizes] sets, with their lines and the offset of their '=': read before the forward,
+        so that the forward knows which names are constants."""
+        out: dict[str, tuple[Line, int]] = {}
         if "sizes" not in self.sections:
-            return fixed
+            return out
         for line in logical_lines(self.sections["sizes"][1], self.file):
             eq = split_assignment(line.text)
             if eq < 0:
-                raise self.err("expected 'N = number' in [sizes]", line.number)
-            name = line.text[:eq].strip()
-            if name not in self.sizes:
-                known = ", ".join(sorted(self.sizes)) or "none"
-                raise self.err(f"{name} is not a size of this derivation (sizes: {known})", line.number)
-            node, src = parse_tail(line.text, eq + 1, line.number, self.file)
-            value = self._constant(node, src)
-            if not (value.is_Integer and value >= 1):
-                raise self.err(f"size {name} must be a whole number >= 1", line.number, eq + 2)
-            if value > limits.MAX_SIZE:
-                raise src.error(
-                    node,
-                    f"size {name} = {value} is above the largest size the checks take, {limits.MAX_SIZE}",
+                raise self.err(
+                    "expected 'N = number' or 'I = (H + 2*P - KH) / S + 1' in [sizes]", line.number
                 )
-            fixed[name] = int(value)
-        return fixed
+            name = line.text[:eq].strip()
+            if not _NAME.match(name):
+                raise self.err(f"'{name}' is not a name", line.number)
+            if name in out:
+                raise self.err(
+                    f"{name} is set twice in [sizes] (first on line {out[name][0].number})", line.number
+                )
+            if reserved(name):
+                raise self.err(f"{reserved(name)}: rename it", line.number)
+            out[name] = (line, eq)
+        return out
+
+    def _sizes_section(self) -> tuple[dict[str, int], dict[str, sp.Expr], dict[str, int]]:
+        """Fixed sizes, sizes related to others (floor division, as the libraries compute output sizes)
+        and integer constants such as a stride or a padding."""
+        fixed, relations, constants = {}, {}, {}
+        used = {n for n, _, _ in self.constant_refs} | {n for n, _, _ in self.bare_names}
+        for name, (line, eq) in self.sizes_lines.items():
+            node, src = parse_tail(line.text, eq + 1, line.number, self.file)
+            if name not in self.sizes:
+                if name in self.tensors:
+                    raise self.err(f"{name} is a tensor, not a size or a constant", line.number)
+                if name not in used and not any(name in _names(r) for r, _ in self.sizes_lines.values()):
+                    known = ", ".join(sorted(self.sizes)) or "none"
+                    raise self.err(
+                        f"{name} is not a size of this derivation (sizes: {known}) nor a constant it uses",
+                        line.number,
+                    )
+                value = self._constant(node, src)
+                if not (value.is_Integer and value >= 0):
+                    raise self.err(f"constant {name} must be a whole number >= 0", line.number, eq + 2)
+                if value > limits.MAX_SIZE:
+                    raise src.error(
+                        node,
+                        f"constant {name} = {value} is above the largest the checks take, {limits.MAX_SIZE}",
+                    )
+                constants[name] = int(value)
+                continue
+            if isinstance(node, ast.Constant | ast.UnaryOp):
+                value = self._constant(node, src)
+                if not (value.is_Integer and value >= 1):
+                    raise self.err(f"size {name} must be a whole number >= 1", line.number, eq + 2)
+                if value > limits.MAX_SIZE:
+                    raise src.error(
+                        node,
+                        f"size {name} = {value} is above the largest size the checks take, {limits.MAX_SIZE}",
+                    )
+                fixed[name] = int(value)
+            else:
+                relations[name] = self._relation(name, node, src)
+        self._order_relations(relations)
+        free_without_axis = [
+            n for n in self.sizes if n not in fixed and n not in relations and not self._on_an_axis(n)
+        ]
+        if free_without_axis:
+            n = free_without_axis[0]
+            raise self.err(
+                f"size {n} is the range of {n.lower()}, which only shifted subscripts use and no tensor has as an "
+                f"axis: fix it in [sizes] ({n} = 3)",
+                self.sections.get("sizes", self.sections["forward"])[0],
+            )
+        return fixed, relations, constants
+
+    def _on_an_axis(self, size_name: str) -> bool:
+        return any(size_name == s.name for t in self.tensors.values() for s in t.shape)
+
+    def _relation(self, name: str, node, src) -> sp.Expr:
+        """`(H + 2*P - KH) / S + 1`: whole numbers, sizes and constants with + - * and / or // (both
+        divide and round down, as the libraries compute an output size)."""
+
+        def walk(n):
+            if isinstance(n, ast.Constant):
+                if isinstance(n.value, bool) or not isinstance(n.value, int):
+                    raise src.error(n, "a size relation holds whole numbers, sizes and constants")
+                return sp.Integer(n.value)
+            if isinstance(n, ast.Name):
+                if n.id == name:
+                    raise src.error(n, f"size {name} cannot be defined by itself")
+                if n.id in self.sizes:
+                    return self.sizes[n.id]
+                if n.id in self.sizes_lines:
+                    return constant(n.id)
+                raise src.error(n, f"{n.id} is not a size or a constant of [sizes]")
+            if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+                return -walk(n.operand)
+            if isinstance(n, ast.BinOp) and isinstance(
+                n.op, ast.Add | ast.Sub | ast.Mult | ast.Div | ast.FloorDiv
+            ):
+                a, b = walk(n.left), walk(n.right)
+                if isinstance(n.op, ast.Div | ast.FloorDiv):
+                    return sp.floor(a / b)
+                return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(n.op)]
+            raise src.error(
+                n, f"{_describe(n)} is not allowed in a size relation: use + - * / and parentheses"
+            )
+
+        return walk(node)
+
+    def _order_relations(self, relations: dict[str, sp.Expr]) -> None:
+        """Sort the relations so that each comes after those it uses; a cycle is an error."""
+        done: dict[str, sp.Expr] = {}
+        pending = dict(relations)
+        while pending:
+            ready = [n for n, r in pending.items() if not ({s.name for s in r.free_symbols} & set(pending))]
+            if not ready:
+                n = next(iter(pending))
+                raise self.err(
+                    f"the size relations of {', '.join(pending)} depend on each other",
+                    self.sizes_lines[n][0].number,
+                )
+            for n in ready:
+                done[n] = pending.pop(n)
+        relations.clear()
+        relations.update(done)
 
     # -- [gradients] ------------------------------------------------------------------------------------
 
@@ -1094,6 +1398,8 @@ class _Loader:
                 raise src.error(node, f"{name} is a function: call it as {name}(...)")
             if name in self.sizes:
                 return self.sizes[name]
+            if name in self.sizes_lines:
+                return constant(name)
             if name == upstream and scalar_upstream:
                 return sp.Integer(1)
             t = self.tensors.get(name)
@@ -1116,8 +1422,9 @@ class _Loader:
             if len(t.shape) != arity:
                 raise src.error(node, f"{name} has {len(t.shape)} indices, not {arity}")
 
-        conv = _Converter(src, resolve, tensor)
+        conv = self._converter(p, resolve, tensor, src)
         walk = conv.walk(rhs)
+        self._check_constant_refs()
         if of is not None:
             target_shape = self.tensors[of].shape
             if len(target_shape) != len(p.target_indices):
@@ -1196,11 +1503,13 @@ class _Loader:
         """The size each index variable of a gradient statement ranges over, by id of the variable.
 
         An index that subscripts tensors ranges over their axes (which must agree). One that does not
-        (it appears only in deltas, and perhaps on the left) takes its range from the target's axis when
-        it is a target index whose axis is known (`target_shape`), else from its partner in a delta."""
+        (it appears only in deltas or shifted subscripts, and perhaps on the left) takes its range from
+        the target's axis when it is a target index whose axis is known (`target_shape`), else from its
+        partner in a delta, else from the size named after it (kh over KH, as in the forward). An index
+        with explicit limits, sum(e, (l, -1, 0)), has no size."""
         ranges: dict[int, sp.Symbol] = {}
         for var in conv.index_vars:
-            if not var.occurrences:
+            if var.limits is not None or not var.occurrences:
                 continue
             first = var.occurrences[0]
             s0 = self.tensors[first.name].shape[first.axis]
@@ -1228,12 +1537,18 @@ class _Loader:
                         ranges[id(x)] = ranges[id(y)]
                         changed = True
         for var in conv.index_vars:
+            if var.limits is not None:
+                continue
+            if id(var) not in ranges and var.shifted and var.name.upper() in self.sizes:
+                ranges[id(var)] = self.sizes[var.name.upper()]
             if id(var) not in ranges:
                 raise self.err(
-                    f"the range of index {var.name} cannot be inferred: it subscripts no tensor",
+                    f"the range of index {var.name} cannot be inferred: it subscripts no tensor"
+                    + (" plainly and no size is named after it" if var.shifted else ""),
                     var.line,
                     var.col,
                 )
+            var.size = ranges[id(var)]
         for a, b, node in conv.deltas:
             if ranges[id(a)] != ranges[id(b)]:
                 raise conv.src.error(
@@ -1242,6 +1557,11 @@ class _Loader:
                     f"index {b.name} over {ranges[id(b)]}",
                 )
         return ranges
+
+
+def _names(line: Line) -> set[str]:
+    """The names a [sizes] line's right-hand side mentions (its text after '=')."""
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", line.text.split("=", 1)[1]))
 
 
 def parse(text: str, file: str | None = None, name: str = "derivation") -> Derivation:

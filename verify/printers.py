@@ -12,6 +12,7 @@ import ast
 import sympy as sp
 from sympy.printing.numpy import JaxPrinter, NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.str import StrPrinter
 
 from . import primitives
 
@@ -23,6 +24,7 @@ class _ArrayMixin:
 
     backend = "numpy"
     ns = "np"
+    ns_numpy = "np"
     axis_kw = "axis"
     amax = "max"
 
@@ -149,6 +151,26 @@ class _ArrayMixin:
     def _einsum(self, spec, operands):
         return self._call("einsum", repr(spec), *operands, "optimize=True")
 
+    def _print_MaxOver(self, e):
+        x, *axes = e.args
+        ax = ", ".join(str(int(a)) for a in axes)
+        ax = ax if len(axes) == 1 else f"({ax})"
+        return self._call(self.amax, self._print(x), f"{self.axis_kw}={ax}")
+
+    def _print_Window(self, e):
+        x, pad, dilate, start, steps, shape, fill = e.args
+        fill_text = (
+            "" if fill == 0 else f", fill={'-' if fill.is_extended_negative else ''}{self.ns_numpy}.inf"
+        )
+        # an einsum or a reduction reads a strided view as fast as a copy (it copies what it needs);
+        # elementwise work runs several times faster over a contiguous copy
+        parent = self._stack[-2] if len(self._stack) > 1 else None
+        copy = "" if type(parent).__name__ in ("Einsum", "ReduceSum", "MaxOver") else ", copy=True"
+        return (
+            f"window({self._print(x)}, pad={size_text(pad)}, dilate={size_text(dilate)}, "
+            f"start={size_text(start)}, steps={size_text(steps)}, shape={size_text(shape)}{fill_text}{copy})"
+        )
+
     def _print_ReduceSum(self, e):
         x, *axes = e.args
         ax = ", ".join(str(int(a)) for a in axes)
@@ -188,6 +210,18 @@ class _ArrayMixin:
     def _print_AsArray(self, e):
         return self._call("asarray", self._print(e.args[0]), "dtype=dtype")
 
+    def _print_Merge(self, e):
+        x, sizes, k, length = e.args
+        k = int(k)
+        shape = [size_text(a) for a in sizes.args]
+        shape[k : k + 2] = ["-1"]
+        cut = ":, " * k + f":{size_text(length)}"
+        return f"{self._operand(x)}.reshape({', '.join(shape)})[{cut}]"
+
+    def _print_Ones(self, e):
+        shape = "(" + ", ".join(self._print(a) for a in e.args) + ("," if len(e.args) == 1 else "") + ")"
+        return self._call("ones", shape, "dtype=dtype")
+
     def _print_Zeros(self, e):
         shape = "(" + ", ".join(self._print(a) for a in e.args) + ("," if len(e.args) == 1 else "") + ")"
         return self._call("zeros", shape, "dtype=dtype")
@@ -215,6 +249,98 @@ def _closes_at_end(text: str) -> bool:
     return False
 
 
+class _SizePrinter(StrPrinter):
+    """Size arithmetic as Python integers: max(a, b), floor division, tuples."""
+
+    def _print_Max(self, e):
+        return f"max({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_Min(self, e):
+        return f"min({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_floor(self, e):
+        numerator, denominator = sp.fraction(sp.together(e.args[0]))
+        text = self._print(denominator)
+        return f"({self._print(numerator)})//" + (text if denominator.is_Atom else f"({text})")
+
+    def _print_Tuple(self, e):
+        return "(" + ", ".join(self._print(a) for a in e.args) + ("," if len(e.args) == 1 else "") + ")"
+
+
+def size_text(e: sp.Expr) -> str:
+    """A size expression (or a tuple of them) as Python integer arithmetic."""
+    return _SizePrinter().doprint(e)
+
+
+# The helper every backend's generated code defines when it reads a shifted subscript: the view
+# v[j...] = a'[start + sum_j steps[j] * v_j] of `a` spread out by `dilate` (zeros between entries) and
+# padded with `fill`, so that a convolution is an einsum and a pooling a reduction, with no loop.
+WINDOW_NUMPY = '''
+def window(a, pad, dilate, start, steps, shape, fill=0.0, copy=False):
+    """The reads a[(start + steps.T @ v) / dilate] for every v < shape, outside a as `fill`: a view, or
+    a contiguous copy of it."""
+    if max(dilate) > 1:
+        spread = np.zeros(np.multiply(np.subtract(a.shape, 1), dilate) + 1, dtype=a.dtype)
+        spread[tuple(map(slice, a.ndim * (None,), a.ndim * (None,), dilate))] = a
+        a = spread
+    padded = np.pad(a, pad, constant_values=fill)
+    flat = padded.reshape(-1)[np.dot(start, padded.strides) // padded.itemsize :]
+    strides = tuple(np.dot(np.reshape(steps, (len(shape), a.ndim)), padded.strides))
+    view = np.lib.stride_tricks.as_strided(flat, shape, strides, writeable=False)
+    return np.ascontiguousarray(view) if copy else view
+'''
+
+WINDOW_TORCH = '''
+def window(a, pad, dilate, start, steps, shape, fill=0.0, copy=False):
+    """The reads a[(start + steps.T @ v) / dilate] for every v < shape, outside a as `fill`: a strided
+    view (a contiguous copy with `copy`). PyTorch takes no negative stride: an axis of `a` read
+    backwards only is flipped first, and a view axis that still steps backwards is read forwards and
+    flipped after (a copy)."""
+    if max(dilate) > 1:
+        spread = a.new_zeros(tuple(np.multiply(np.subtract(a.shape, 1), dilate) + 1))
+        spread[tuple(map(slice, a.ndim * (None,), a.ndim * (None,), dilate))] = a
+        a = spread
+    padded = torch.nn.functional.pad(a, tuple(np.ravel(pad[::-1]).tolist()), value=fill)
+    steps = np.reshape(steps, (len(shape), a.ndim))
+    backwards = (steps <= 0).all(axis=0) & (steps < 0).any(axis=0)
+    if backwards.any():
+        padded = padded.flip(tuple(np.flatnonzero(backwards).tolist()))
+        start = np.where(backwards, np.subtract(padded.shape, 1) - start, start)
+        steps = np.where(backwards, -steps, steps)
+    strides = steps @ np.array(padded.stride())
+    reverse = strides < 0  # read from the other end, forwards, then flipped
+    start = start + np.where(reverse[:, None], steps * (np.array(shape)[:, None] - 1), 0).sum(axis=0)
+    offset = padded.storage_offset() + int(np.dot(start, padded.stride()))
+    view = padded.as_strided(shape, tuple(np.abs(strides).tolist()), offset)
+    if reverse.any():
+        return view.flip(tuple(np.flatnonzero(reverse).tolist()))
+    return view.contiguous() if copy else view
+'''
+
+WINDOW_JAX = '''
+def window(a, pad, dilate, start, steps, shape, fill=0.0, copy=False):
+    """The reads a[(start + steps.T @ v) / dilate] for every v < shape, outside a as `fill`: one small
+    gather (jnp.take) per axis of `a` where each index moves along one axis (a convolution's, a
+    pooling's), else one gather of every position."""
+    low, high = np.transpose(pad)
+    padded = jax.lax.pad(a, jnp.asarray(fill, a.dtype), tuple(zip(low.tolist(), high.tolist(), np.subtract(dilate, 1).tolist())))
+    steps, start = np.reshape(steps, (len(shape), a.ndim)), np.asarray(start)
+    moves = steps != 0
+    if (moves.sum(axis=1) != 1).any():
+        at = np.tensordot(steps.T, np.indices(shape), 1) + np.reshape(start, (-1,) + (1,) * len(shape))
+        return padded[tuple(at)]
+    owner = moves.argmax(axis=1)  # the axis of `a` each view axis moves along
+
+    def take(array, m):
+        mine = np.flatnonzero(owner == m)
+        index = start[m] + np.tensordot(steps[mine, m], np.indices(np.asarray(shape)[mine]), 1)
+        return jnp.take(array, index, axis=m)
+
+    gathered = functools.reduce(take, range(a.ndim - 1, -1, -1), padded)
+    return jnp.transpose(gathered, np.argsort(np.argsort(owner, kind="stable")))
+'''
+
+
 def _print_primitive(printer: _ArrayMixin, e: sp.Expr, prim: primitives.Primitive) -> str:
     """A function of `verify.primitives`, from its record's array code for this backend."""
     if prim.arity == 2 and len(e.args) > 2:
@@ -234,6 +360,7 @@ primitives.install(_ArrayMixin, _print_primitive)
 class NumpyArrayPrinter(_ArrayMixin, NumPyPrinter):
     ns = "np"
     imports = "import numpy as np"
+    window_helper = WINDOW_NUMPY
 
 
 class KinkNumpyPrinter(NumpyArrayPrinter):
@@ -263,7 +390,8 @@ def kink_printer() -> KinkNumpyPrinter:
 class JaxArrayPrinter(_ArrayMixin, JaxPrinter):
     backend = "jax"
     ns = "jnp"
-    imports = "import jax\nimport jax.numpy as jnp"
+    imports = "import functools\n\nimport jax\nimport jax.numpy as jnp\nimport numpy as np"
+    window_helper = WINDOW_JAX
 
     def _einsum(self, spec, operands):
         return self._call("einsum", repr(spec), *operands)
@@ -279,9 +407,11 @@ def _torch_printer():
     class TorchArrayPrinter(_ArrayMixin, TorchPrinter):
         backend = "torch"
         ns = "torch"
+        ns_numpy = "torch"
         axis_kw = "dim"
         amax = "amax"
-        imports = "import torch"
+        imports = "import numpy as np\nimport torch"
+        window_helper = WINDOW_TORCH
 
         def _stop_gradient(self, text):
             return f"{text}.detach()"

@@ -127,7 +127,9 @@ class Bounder(Evaluator):
         return self.tensors[e.name]
 
     def _ev_Indexed(self, e, env):
-        idx = tuple(int(self.indices.ev(i, env)) for i in e.indices)
+        idx = self.subscripts(e, env)
+        if idx is None:  # outside the tensor's axis: an exact zero
+            return Rounded(ZERO)
         if self.reads is not None:
             self.reads.add((e.base.label.name, idx))
         return self.tensors[e.base.label.name][idx]
@@ -211,15 +213,14 @@ class Bounder(Evaluator):
     def _ev_KroneckerDelta(self, e, env):
         return _exact(self.indices.ev(e, env))
 
-    def _ev_Sum(self, e, env):
-        (i, lo, hi), *rest = e.limits
-        body = sp.Sum(e.function, *rest) if rest else e.function
-        env = dict(env)
-        terms = []
-        for k in range(int(self.indices.ev(lo, env)), int(self.indices.ev(hi, env)) + 1):
-            env[i] = k
-            terms.append(self.ev(body, env))
+    def total(self, terms: list[Rounded]) -> Rounded:
         return _sum(terms)
+
+    def number(self, v: Rounded):
+        return v.v
+
+    def _ev_WindowArgmax(self, e, env):
+        return _exact(super()._ev_WindowArgmax(e, env))
 
     def _ev_Piecewise(self, e, env):
         """The chosen branch; where float64 may decide a condition the other way, the computed value may

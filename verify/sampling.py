@@ -1,10 +1,15 @@
 """Random sizes and inputs for the checks.
 
 Sizes are small, at least 2 and pairwise distinct (so that a swapped index cannot pass by coincidence),
-distinct from every size fixed in `[sizes]` too, and differ between draws. Values are exact rationals:
-multiples of 1/256 for `normal`, `positive` and `uniform` (so the float64 copy is exact), exact fractions
-summing to 1 for `simplex`; inputs that declare no domain are drawn from the one the forward needs
-(`verify.domains`).
+distinct from every size fixed in `[sizes]` too, and differ between draws. A convolution or pooling (a
+derivation with shifted subscripts or a windowed maximum) has too many sizes for that to stay small:
+there the sizes of each tensor's axes are pairwise distinct, from 2 to 5; sizes related to others in
+[sizes] (`I = (H + 2*P - KH) / S + 1`) are computed, must come out at least 1, and the first draw has
+windows that do not tile the input evenly (every such division leaves a remainder) where the stride
+allows it. Values are exact rationals: multiples of 1/256 for `normal`, `positive` and `uniform` (so the
+float64 copy is exact), exact fractions summing to 1 for `simplex`; inputs that declare no domain are
+drawn from the one the forward needs (`verify.domains`); an input that a windowed maximum reads is a
+shuffle of distinct values 1/16 apart, so that every window has one largest value, clear of the others.
 
 A draw is kept only when the forward is real and finite at it (a draw where a logarithm's argument is
 negative is redrawn, not judged) and every max, min, abs and where of the forward sits at least `MARGIN`
@@ -41,7 +46,7 @@ from .exacteval import (
     run_statement,
     size_values,
 )
-from .model import NORMAL, Derivation, DerivationError, Domain
+from .model import NORMAL, Derivation, DerivationError, Domain, WindowMax, constant
 
 DRAWS = 2
 MARGIN = Fraction(1, 32)
@@ -69,7 +74,11 @@ class Sample:
     cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
-def _sizes(d: Derivation, rng: np.random.Generator, avoid: dict[str, int] | None) -> dict[str, int]:
+def _sizes(
+    d: Derivation, rng: np.random.Generator, avoid: dict[str, int] | None, uneven: bool = False
+) -> dict[str, int]:
+    if d.windowed:
+        return _window_sizes(d, rng, avoid, uneven)
     free = [n for n in d.sizes if n not in d.fixed_sizes]
     taken = set(d.fixed_sizes.values())
     pool = [v for v in range(2, 2 + len(free) + 2 + len(taken)) if v not in taken][: len(free) + 2]
@@ -79,6 +88,44 @@ def _sizes(d: Derivation, rng: np.random.Generator, avoid: dict[str, int] | None
         if avoid is None or not free or sizes != avoid:
             return sizes
     return sizes
+
+
+def _window_sizes(
+    d: Derivation, rng: np.random.Generator, avoid: dict[str, int] | None, uneven: bool
+) -> dict[str, int]:
+    """Sizes distinct within each tensor's axes; related sizes computed and at least 1; with `uneven`,
+    preferably every division of a relation leaving a remainder."""
+    free = [n for n in d.sizes if n not in d.fixed_sizes and n not in d.size_relations]
+    groups = [{s.name for s in t.shape} for t in d.tensors.values()]
+    widest = max((len(g) for g in groups), default=1)
+    pool = list(range(2, 2 + max(widest, 4)))
+    fallback = None
+    for _ in range(200):
+        sizes = dict(d.fixed_sizes)
+        for n in rng.permutation(free):
+            taken = {sizes[m] for g in groups if n in g for m in g if m in sizes}
+            choices = [v for v in pool if v not in taken] or pool
+            sizes[str(n)] = int(rng.choice(choices))
+        sizes = d.complete_sizes(sizes)
+        values = {d.sizes[k]: v for k, v in sizes.items()} | {constant(k): v for k, v in d.constants.items()}
+        if min(sizes.values(), default=1) < 1 or sizes == avoid:
+            continue
+        if not uneven or all(
+            _remainder(f, values) for r in d.size_relations.values() for f in r.atoms(sp.floor)
+        ):
+            return sizes
+        fallback = fallback or sizes
+    if fallback is None:
+        raise ValueError("no sizes make every related size at least 1")
+    return fallback
+
+
+def _remainder(floor: sp.floor, values) -> bool:
+    """Whether a floor division leaves a remainder at these sizes (or cannot: a division by 1)."""
+    _, denominator = sp.fraction(sp.together(floor.args[0]))
+    if int(denominator.xreplace(values)) == 1:
+        return True
+    return not floor.args[0].xreplace(values).is_integer
 
 
 def rationals(
@@ -104,15 +151,40 @@ def rationals(
     return (np.indices(shape)[axis] == hot).astype(np.int64), np.array(1)
 
 
+def spread(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values 1/16 apart, shuffled (numerators over DENOMINATOR): for an input a windowed maximum
+    reads, so that the largest value of every window stands 1/16 clear of the rest. `positive` ones
+    start at 1/2; others are centred on 0."""
+    count = int(np.prod(shape))
+    step = DENOMINATOR // 16
+    numerators = rng.permutation(count).reshape(shape) * step
+    offset = DENOMINATOR // 2 if domain.kind == "positive" else -(count // 2) * step
+    return numerators + offset, np.array(DENOMINATOR)
+
+
+def windowed_inputs(d: Derivation) -> set[str]:
+    """The inputs that a windowed maximum reads."""
+    out = set()
+    for st in d.forward:
+        for w in st.rhs.atoms(WindowMax):
+            out |= {a.base.label.name for a in w.function.atoms(sp.Indexed)} & set(d.inputs)
+    return out
+
+
 def float_values(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """A float64 draw from a domain (the same values `exact_values` would give as fractions)."""
     numerators, denominators = rationals(domain, shape, rng)
     return numerators / denominators
 
 
-def exact_values(domain: Domain, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """An exact draw from a domain, as an object array of Fractions."""
-    numerators, denominators = rationals(domain, shape, rng)
+def exact_values(
+    domain: Domain, shape: tuple[int, ...], rng: np.random.Generator, spread_out: bool = False
+) -> np.ndarray:
+    """An exact draw from a domain, as an object array of Fractions (`spread_out`: see `spread`)."""
+    if spread_out and domain.kind in ("normal", "positive"):
+        numerators, denominators = spread(domain, shape, rng)
+    else:
+        numerators, denominators = rationals(domain, shape, rng)
     denominators = np.broadcast_to(denominators, shape)
     out = np.empty(shape, dtype=object)
     for e in elements(shape):
@@ -131,15 +203,19 @@ class _Kinks:
     def __init__(self, d: Derivation):
         self.forward_targets = {st.target for st in d.forward}
         self.forward: dict[tuple, object] = {}  # (statement target, site, element) -> kink argument
+        self.windows: list = []  # the gap between each window's two largest values
         self.sides: dict[object, set[int]] = {}
 
     def __call__(self, st, kind, site, value, env):
+        if kind == "window":  # never negative, and no single element moves it: kept clear, not placed
+            self.windows.append(value)
+            return
         if st.target in self.forward_targets:
             self.forward[st.target, site, _key(env)] = value
         self.sides.setdefault(site, set()).add(1 if value > 0 else -1)
 
     def closest(self):
-        return min((abs(v) for v in self.forward.values()), default=None)
+        return min([*(abs(v) for v in self.forward.values()), *self.windows], default=None)
 
     def closest_in(self) -> str | None:
         """The forward statement (its target) holding the kink argument closest to zero."""
@@ -188,9 +264,10 @@ def _draw(d: Derivation, seed: int, avoid: dict[str, int] | None) -> tuple[Sampl
     not_real = near_kink = None
     blame: str | None = None  # the forward statement that failed the first draw
     spent = 0
+    spread_out = windowed_inputs(d)
     for attempt in range(ATTEMPTS):
         rng = np.random.default_rng([seed, attempt])
-        sizes = _sizes(d, rng, avoid)
+        sizes = _sizes(d, rng, avoid, uneven=avoid is None)
         spent += check_evaluations(d, sizes)
         if spent > limits.MAX_DRAWING and attempt > 0:
             break
@@ -201,7 +278,7 @@ def _draw(d: Derivation, seed: int, avoid: dict[str, int] | None) -> tuple[Sampl
                 v = d.fixed_values[name]
                 exact[name] = Fraction(int(v.p), int(v.q))
             elif shape:
-                exact[name] = exact_values(domains.of(d, name), shape, rng)
+                exact[name] = exact_values(domains.of(d, name), shape, rng, name in spread_out)
             else:
                 exact[name] = exact_values(domains.of(d, name), (1,), rng)[0]
         if d.upstream in d.tensors:
@@ -435,7 +512,7 @@ def check_evaluations(d: Derivation, sizes: dict[str, int]) -> int:
     """The number of steps an exact evaluation of every statement at `sizes` takes; a DerivationError at
     the costliest statement when that is more than MAX_EVALUATIONS (nested sums multiply: twelve sums
     over sizes of 2 to 13 are billions of terms)."""
-    at = {d.sizes[k]: v for k, v in sizes.items()}
+    at = {d.sizes[k]: v for k, v in sizes.items()} | {constant(k): v for k, v in d.constants.items()}
     counts = {}
     for st in d.forward + d.gradients:
         count = limits.evaluations(contracted(st.rhs), at)

@@ -18,7 +18,7 @@ from . import limits
 from .model import DerivationError
 
 SECTIONS = ("forward", "gradients", "inputs", "sizes", "symbols")
-HEADER_KEYS = ("title", "source", "notes")
+HEADER_KEYS = ("title", "source", "notes", "indexing")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,19 @@ class DerivPrinter(StrPrinter):
         return f"{e.base.label}[{', '.join(self._print(i) for i in e.indices)}]"
 
     def _print_Sum(self, e):
-        return f"sum({self._print(e.function)}, {', '.join(self._print(lim[0]) for lim in e.limits)})"
+        return f"sum({self._print(e.function)}, {self._limits(e)})"
+
+    def _print_WindowMax(self, e):
+        return f"max({self._print(e.function)}, {self._limits(e)})"
+
+    def _limits(self, e) -> str:
+        """The bound indices; an explicit range as (l, -1, 0)."""
+        return ", ".join(
+            self._print(i)
+            if lo == 0 and (hi + 1).is_Symbol
+            else f"({self._print(i)}, {self._print(lo)}, {self._print(hi)})"
+            for i, lo, hi in e.limits
+        )
 
     def _print_KroneckerDelta(self, e):
         return f"delta({self._print(e.args[0])}, {self._print(e.args[1])})"

@@ -5,7 +5,8 @@ itself.
 A binding is what `verify.check_code` needs to check code against a derivation: the module (a class),
 how its names map to the derivation's, the conventions it declares, and how to build it for a sample's
 values where its constructor needs more than the names say. The `numpy` oracle runs them through the
-same path as `python -m verify code` (`verify.code.target`): verify's catalogue records name them by
+same path as `python -m verify code` (`verify.code.target`), with the integer constants and fixed
+sizes of the file's [sizes] among the values (a stride `S`, a padding `P`, a pooling window `KH` x `KW`): verify's catalogue records name them by
 import path ("implementations.numpy.catalogue:linear"), so the verifier never imports this package.
 `python -m verify bench` times the backward pass of the same prepared target, so the bench times
 exactly what the oracle checks.
@@ -38,7 +39,9 @@ class ModuleBinding:
     The module's input is the derivation's `x`, its output the derivation's output, and the value its
     `backward(dy)` returns is `dx`. `params` maps a derivation input to the key of `module.params` that
     holds it (its gradient, `d` + the input, is under the same key of `module.grads`); `settings` maps a
-    scalar derivation input to the module attribute that holds it.
+    scalar derivation input to the module attribute that holds it; `constants` maps an integer constant
+    or fixed size of the derivation's [sizes] (stride, padding, window) to the module attribute that must
+    equal it for the derivation to describe the module.
     """
 
     module_type: type[M.Module]
@@ -46,6 +49,15 @@ class ModuleBinding:
     build: Callable[[Values], M.Module]  # a module of the shape and settings the derivation's values give
     params: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, str] = field(default_factory=dict)
+    constants: Mapping[str, str] = field(default_factory=dict)
+
+    def mismatches(self, module: M.Module, constants: Mapping[str, int]) -> list[str]:
+        """The constants of the derivation that `module` does not share ('S = 1 but stride = 2')."""
+        return [
+            f"{name} = {constants[name]} but {attribute} = {getattr(module, attribute)}"
+            for name, attribute in self.constants.items()
+            if getattr(module, attribute) != constants[name]
+        ]
 
     def inputs(self, module: M.Module, x: np.ndarray) -> dict[str, np.ndarray | float]:
         """The derivation's inputs as `module` holds them, when `x` is its input."""
@@ -78,6 +90,15 @@ def _normalization(
     )
 
 
+def _windows(values: Values, kernel: str | None = None) -> dict:
+    """Kernel size, stride and padding from a windowed derivation's [sizes]: its fixed window KH x KW, or
+    the kernel tensor's spatial axes."""
+    size = (values["KH"], values["KW"]) if kernel is None else values[kernel].shape[2:]
+    return {"kernel_size": size, "stride": values["S"], "padding": values["P"]}
+
+
+_WINDOW_CONSTANTS = {"S": "stride", "P": "padding"}
+_POOL_CONSTANTS = {**_WINDOW_CONSTANTS, "KH": "kernel_height", "KW": "kernel_width"}
 MODULE_BINDINGS: dict[type[M.Module], ModuleBinding] = {
     binding.module_type: binding
     for binding in [
@@ -100,6 +121,27 @@ MODULE_BINDINGS: dict[type[M.Module], ModuleBinding] = {
         _parameterless(M.SoftMaxModule, "softmax"),
         _normalization(M.BatchNormModule, "batchnorm"),
         _normalization(M.LayerNormModule, "layernorm"),
+        ModuleBinding(
+            M.Conv2dModule,
+            "conv2d",
+            lambda values: M.Conv2dModule(
+                values["K"].shape[1], values["K"].shape[0], **_windows(values, "K")
+            ),
+            params={"K": "weight", "b": "bias"},
+            constants=_WINDOW_CONSTANTS,
+        ),
+        ModuleBinding(
+            M.MaxPool2dModule,
+            "maxpool2d",
+            lambda values: M.MaxPool2dModule(**_windows(values)),
+            constants=_POOL_CONSTANTS,
+        ),
+        ModuleBinding(
+            M.AvgPool2dModule,
+            "avgpool2d",
+            lambda values: M.AvgPool2dModule(**_windows(values)),
+            constants=_POOL_CONSTANTS,
+        ),
     ]
 }
 
@@ -184,6 +226,9 @@ softmax_cross_entropy_mean = Binding(
 )
 batchnorm = _bound(M.BatchNormModule, "modules.BatchNormModule(J, eps) in training mode")
 layernorm = _bound(M.LayerNormModule, "modules.LayerNormModule(J, eps)")
+conv2d = _bound(M.Conv2dModule, "modules.Conv2dModule(C, O, (KH, KW), stride=S, padding=P), im2col")
+maxpool2d = _bound(M.MaxPool2dModule, "modules.MaxPool2dModule((KH, KW), stride=S, padding=P)")
+avgpool2d = _bound(M.AvgPool2dModule, "modules.AvgPool2dModule((KH, KW), stride=S, padding=P)")
 mlp = Binding(
     MLPLoss,
     build=MLPLoss,

@@ -285,3 +285,176 @@ class LayerNormModule(_Normalization):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return self._backward_batch_stats(dout)
+
+
+# -- convolution and pooling -----------------------------------------------------------------------------
+# Images are N x C x H x W. A layer with windows KH x KW, stride S and zero padding P has outputs of
+# I = (H + 2P - KH) // S + 1 rows and J = (W + 2P - KW) // S + 1 columns; position h of the padded input
+# is entry kh of window i when h = S*i + kh. The windows are a strided view (no copy); im2col copies them
+# once into a (N I J) x (C KH KW) matrix, and col2im adds a window-shaped gradient back onto the input
+# with one strided addition per kernel position (KH x KW of them, each over every element at once).
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+class _Windows:
+    """The geometry of a windowed layer: kernel KH x KW, stride, zero padding."""
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int, padding: int) -> None:
+        self.kernel_height, self.kernel_width = _pair(kernel_size)
+        self.stride, self.padding = int(stride), int(padding)
+
+    def output_size(self, h: int, w: int) -> tuple[int, int]:
+        """(I, J) for an H x W input."""
+        i = (h + 2 * self.padding - self.kernel_height) // self.stride + 1
+        j = (w + 2 * self.padding - self.kernel_width) // self.stride + 1
+        if i < 1 or j < 1:
+            raise ValueError(
+                f"a {h} x {w} input is smaller than a {self.kernel_height} x {self.kernel_width} window"
+            )
+        return i, j
+
+    def pad(self, x: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        p = self.padding
+        return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=fill) if p else x
+
+    def windows(self, padded: np.ndarray, i: int, j: int) -> np.ndarray:
+        """The N x C x I x J x KH x KW view of the windows of a padded input."""
+        view = np.lib.stride_tricks.sliding_window_view(
+            padded, (self.kernel_height, self.kernel_width), axis=(2, 3)
+        )
+        s = self.stride
+        return view[:, :, : s * (i - 1) + 1 : s, : s * (j - 1) + 1 : s]
+
+    def col2im(self, dwindows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """dx (N x C x H x W) from the gradient of every window entry, N x C x I x J x KH x KW: each entry
+        added back where it was read; the padding's share dropped."""
+        n, c, h, w = shape
+        _, _, i, j, kh, kw = dwindows.shape
+        p, s = self.padding, self.stride
+        dpadded = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype=dwindows.dtype)
+        for a in range(kh):  # over kernel positions, each addition covering every element
+            for b in range(kw):
+                dpadded[:, :, a : a + s * (i - 1) + 1 : s, b : b + s * (j - 1) + 1 : s] += dwindows[..., a, b]
+        return dpadded[:, :, p : p + h, p : p + w]
+
+
+@dataclass(frozen=True)
+class _ConvCache:
+    shape: tuple[int, ...]  # N x C x H x W, the input's
+    columns: np.ndarray  # (N I J) x (C KH KW): the input's windows, im2col
+    weight: np.ndarray  # O x C x KH x KW, the kernel forward used
+
+
+class Conv2dModule(Module, _Windows):
+    """2-D convolution (cross-correlation, as torch.nn.Conv2d): y[n,o,i,j] = sum_{c,kh,kw}
+    x[n, c, S*i + kh - P, S*j + kw - P] W[o,c,kh,kw] + b[o], zero padding P.
+
+    params 'weight' (O x C x KH x KW) and 'bias' (O,). Weights are drawn from N(0, 2 / (C KH KW)) (He
+    initialisation, for ReLU networks; `std` overrides it), biases start at 0. The forward pass keeps
+    the im2col matrix of its input; the backward pass is two matrix products and a col2im:
+    dW = dY^T cols, dcols = dY W, dx = col2im(dcols) (the kernel read flipped, in effect).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int = 1,
+        padding: int = 0,
+        std: float | None = None,
+        rng: np.random.Generator | None = None,
+        dtype: np.dtype | type = np.float64,
+    ) -> None:
+        Module.__init__(self)
+        _Windows.__init__(self, kernel_size, stride, padding)
+        rng = rng if rng is not None else np.random.default_rng()
+        shape = (out_channels, in_channels, self.kernel_height, self.kernel_width)
+        std = np.sqrt(2.0 / (in_channels * self.kernel_height * self.kernel_width)) if std is None else std
+        self.params = {
+            "weight": (std * rng.standard_normal(shape)).astype(dtype),
+            "bias": np.zeros(out_channels, dtype=dtype),
+        }
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self._cache: _ConvCache | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        i, j = self.output_size(*x.shape[2:])
+        weight = self.params["weight"]
+        columns = self.windows(self.pad(x), i, j).transpose(0, 2, 3, 1, 4, 5).reshape(n * i * j, -1)
+        self._cache = _ConvCache(x.shape, columns, weight)
+        y = columns @ weight.reshape(weight.shape[0], -1).T + self.params["bias"]
+        return y.reshape(n, i, j, -1).transpose(0, 3, 1, 2)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        shape, columns, weight = self._cache.shape, self._cache.columns, self._cache.weight
+        n, o, i, j = dout.shape
+        dy = dout.transpose(0, 2, 3, 1).reshape(n * i * j, o)
+        self.grads["weight"] = (dy.T @ columns).reshape(weight.shape)
+        self.grads["bias"] = dout.sum(axis=(0, 2, 3))
+        dcolumns = (dy @ weight.reshape(o, -1)).reshape(
+            n, i, j, shape[1], self.kernel_height, self.kernel_width
+        )
+        return self.col2im(dcolumns.transpose(0, 3, 1, 2, 4, 5), shape)
+
+
+class MaxPool2dModule(Module, _Windows):
+    """2-D max pooling (torch.nn.MaxPool2d): each output is the largest entry of its window; positions in
+    the padding take no part (padded with -inf). The gradient goes to the entry that was the maximum
+    (the first one, should two be equal); overlapping windows add up."""
+
+    def __init__(
+        self, kernel_size: int | tuple[int, int], stride: int | None = None, padding: int = 0
+    ) -> None:
+        Module.__init__(self)
+        _Windows.__init__(self, kernel_size, stride if stride is not None else _pair(kernel_size)[0], padding)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        i, j = self.output_size(*x.shape[2:])
+        windows = self.windows(self.pad(x, -np.inf), i, j)
+        flat = windows.reshape(*windows.shape[:4], -1)  # a copy: N x C x I x J x (KH KW)
+        self._argmax = flat.argmax(axis=-1)
+        self._shape = x.shape
+        return np.take_along_axis(flat, self._argmax[..., None], axis=-1)[..., 0]
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        kh, kw = self.kernel_height, self.kernel_width
+        positions = np.arange(kh * kw).reshape(kh, kw)
+        dwindows = np.where(self._argmax[..., None, None] == positions, dout[..., None, None], 0)
+        return self.col2im(dwindows, self._shape)
+
+
+class AvgPool2dModule(Module, _Windows):
+    """2-D average pooling (torch.nn.AvgPool2d with count_include_pad=True, its default): each output
+    is its window's sum over KH x KW entries, padding zeros included; every entry gets dy / (KH KW)."""
+
+    def __init__(
+        self, kernel_size: int | tuple[int, int], stride: int | None = None, padding: int = 0
+    ) -> None:
+        Module.__init__(self)
+        _Windows.__init__(self, kernel_size, stride if stride is not None else _pair(kernel_size)[0], padding)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        i, j = self.output_size(*x.shape[2:])
+        self._shape = x.shape
+        return self.windows(self.pad(x), i, j).mean(axis=(4, 5))
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        size = self.kernel_height * self.kernel_width
+        shape = (*dout.shape, self.kernel_height, self.kernel_width)
+        return self.col2im(np.broadcast_to(dout[..., None, None] / size, shape), self._shape)
+
+
+class FlattenModule(Module):
+    """N x C x H x W to N x (C H W), for the linear layer after the convolutions; backward reshapes back."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout.reshape(self._shape)

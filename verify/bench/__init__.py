@@ -1,4 +1,5 @@
-"""python -m verify bench [--json FILE] [--quick]: the generated backward passes against references.
+"""python -m verify bench [NAME ...] [--json FILE] [--quick]: the generated backward passes against
+references (every catalogue entry, or the NAMEs).
 
 For every catalogue derivation, at batch 512 and 1024 features (1000 classes for softmax and the
 losses; the MLP is 512 x 1024 -> 1024 -> 1024 -> 1000; the linear layers 1024 -> 1024), in float64,
@@ -135,6 +136,11 @@ def _write_json(target: str, data: dict) -> None:
 
 
 def main(args) -> int:
+    names = list(getattr(args, "names", None) or [])
+    unknown = sorted(set(names) - {p.stem for p in catalogue.paths()})
+    if unknown:
+        print(f"bench: {', '.join(unknown)}: not in the catalogue (python -m verify list)", file=sys.stderr)
+        return 2
     target = getattr(args, "json", None)
     # with --json - the JSON alone goes to standard output, so that it parses; the table to stderr
     table_to = sys.stderr if target == "-" else sys.stdout
@@ -156,7 +162,7 @@ def main(args) -> int:
         if target:
             _write_json(target, {"code": code, "machine": machine()})
         return 0
-    result = run(quick=bool(getattr(args, "quick", False)), log=_log)
+    result = run(quick=bool(getattr(args, "quick", False)), log=_log, names=names or None)
     print(summary(result), file=table_to)
     if target:
         _write_json(target, {k: v for k, v in result.items() if k != "table"})

@@ -93,10 +93,13 @@ class Plan:
 
 
 def sizes_for(d: Derivation, quick: bool) -> dict[str, int]:
-    """Every size of `d`: the record's bench sizes over the defaults; a name neither has is as wide as J."""
+    """Every size of `d`: the record's bench sizes over the defaults; a name neither has is as wide as J;
+    sizes the derivation fixes (a pooling window) or relates to others (a convolution's output) as it
+    says."""
     record = catalogue.entry(d.name)
     chosen = {**QUICK, **record.bench_quick_sizes} if quick else {**FULL, **record.bench_sizes}
-    return {name: chosen.get(name, chosen["J"]) for name in d.sizes}
+    free = {name: chosen.get(name, chosen["J"]) for name in d.sizes if name not in d.size_relations}
+    return d.complete_sizes(free)
 
 
 def draw_inputs(d: Derivation, sizes: dict[str, int], seed: int = 0) -> dict[str, np.ndarray | float]:
@@ -130,6 +133,12 @@ def lecun_scale(d: Derivation, values: dict[str, np.ndarray | float]) -> None:
             and d.domain(name).kind == "normal"
         ):
             values[name] = value / np.sqrt(value.shape[1])
+
+
+def settings(d: Derivation) -> dict[str, int]:
+    """What a library op takes besides the inputs: the constants and fixed sizes of [sizes] (stride,
+    padding, a pooling window)."""
+    return {**d.constants, **d.fixed_sizes}
 
 
 def _kwargs(fn, values: dict) -> dict:
@@ -184,7 +193,11 @@ def add_numpy(d: Derivation, values: dict, everything: dict, plan: Plan) -> None
         return
     only = plan.add_generated(d, "numpy", everything, "numpy generated")
     expected = np.asarray(everything[d.output], dtype=np.float64)
-    plan.add("numpy hand", target.prepare(values, expected).backward)
+    # the layer runs in the inputs' format (float32 figures time a float32 layer), its settings (stride,
+    # padding, a pooling window) with them
+    dtype = next((str(v.dtype) for v in values.values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"),
+                 "float64")  # fmt: skip
+    plan.add("numpy hand", target.prepare({**values, **settings(d)}, expected, dtype).backward)
     plan.pairs.append(Pair("numpy", "", "numpy generated", "numpy hand", "hand-written numpy", only))
 
 
@@ -200,7 +213,7 @@ def add_torch(d: Derivation, op: catalogue.LibraryOp, values, everything, plan: 
     namespace = catalogue.torch_namespace()
     leaves = {n: tensor(values[n]).clone().requires_grad_(True) for n in _wrt(d)}
     inputs = {k: tensor(x) for k, x in values.items()}
-    out = op.fn(namespace, {**inputs, **leaves})
+    out = op.fn(namespace, {**inputs, **leaves, **settings(d)})
     upstream = inputs.get(d.upstream)
     if upstream is None:
         upstream = torch.ones_like(out)
@@ -240,7 +253,7 @@ def add_jax(d: Derivation, op: catalogue.LibraryOp, values, everything, plan: Pl
     namespace = catalogue.jax_namespace()
     inputs = {k: array(x) for k, x in values.items()}
     leaves = {n: inputs[n] for n in _wrt(d)}
-    out, pullback = jax.vjp(lambda p: op.fn(namespace, {**inputs, **p}), leaves)
+    out, pullback = jax.vjp(lambda p: op.fn(namespace, {**inputs, **p, **settings(d)}), leaves)
     upstream = inputs.get(d.upstream)
     if upstream is None:
         upstream = jnp.ones_like(out)

@@ -10,7 +10,8 @@ evaluated, as in `check`) the statement itself is examined as well: whether it i
 wrong gradient it uses, whether it mixes samples, and, given the check's `draws`, which small edit of it
 the exact oracle verifies (`fixes`).
 
-The order: wrong only through another (propagated); a multiple or the transpose (`causes.shape`); the
+The order: wrong only through another (propagated); a convolution's or a pooling's named mistakes
+(`windows`); a multiple or the transpose (`causes.shape`); the
 upstream factor, a path, a Jacobian's off-diagonal part left out (`causes.left_out`); samples mixed; then
 the fix search, whose edit names the kind when the numbers named none (`kinds` lists every kind).
 """
@@ -23,6 +24,7 @@ from .. import jacobians
 from ..comparison import Result, Status
 from ..model import Derivation
 from .causes import Cause, Numbers, floats, left_out, mixes_samples, propagated, shape
+from . import windows
 from .fixes import Budget, Search, editable, truth
 from .kinds import Fix, Kind, Mistake, Worst
 
@@ -86,6 +88,8 @@ def _diagnose(d, name, written, true, sample, own, draws, seed, worst, rtol, bud
         cause = Cause(Kind.DIAGONAL_ONLY, block) if block else None
     elif own:
         cause = propagated(num)
+    if cause is None and weak is None:
+        cause = windows.cause(num)  # a convolution's or a pooling's own mistakes, named
     if cause is None and weak is None:
         cause = shape(w, t, sample.sizes)
         if cause is not None and cause.weak:

@@ -35,6 +35,8 @@ class Framework(Oracle):
         differentiated = {g.of for g in d.checked} | wrt
         self.intermediates = tuple(sorted({v for v in differentiated if v not in d.inputs}, key=order.index))
         self.pairs = sorted({(g.jacobian.of, g.jacobian.wrt) for g in d.jacobians})
+        # what a library op takes besides the inputs: stride, padding, a pooling window (ints)
+        self.settings = {**d.constants, **d.fixed_sizes}
         # where each size can be read off an input, to shape the zero shifts before the forward runs
         self.size_source = {s.name: (n, k) for n in reversed(d.inputs) for k, s in enumerate(d.shape(n))}
 

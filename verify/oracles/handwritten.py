@@ -78,7 +78,11 @@ class HandWritten(Oracle):
             gen = codegen.compile_derivation(self.d, "numpy")
             with np.errstate(all="ignore"):  # an overflow is judged from the values, not announced
                 forward = gen.forward(**values)
-                prepared = self.target().prepare(values, np.asarray(forward[self.d.output], dtype=np.float64))
+                # a layer's settings come with its inputs: stride, padding, a pooling window (ints)
+                settings = {**self.d.constants, **self.d.fixed_sizes}
+                prepared = self.target().prepare(
+                    {**values, **settings}, np.asarray(forward[self.d.output], dtype=np.float64)
+                )
                 grads = prepared.backward()
             self.runs[id(sample)] = (values, forward, prepared.output, grads)
         return self.runs[id(sample)]

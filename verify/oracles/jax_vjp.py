@@ -67,6 +67,12 @@ class Jax(Framework):
                         return shifted(**{**values, **named, **moved})[of]
 
                     jacs[pair_key(of, wrt)] = jax.jacrev(value_of)(at)
-                return y, op(namespace, values) if op else None, written, {**g_in, **g_shift}, jacs
+                return (
+                    y,
+                    op(namespace, {**values, **self.settings}) if op else None,
+                    written,
+                    {**g_in, **g_shift},
+                    jacs,
+                )
 
             return Run(*jax.jit(everything)(values))

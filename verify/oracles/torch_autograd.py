@@ -57,7 +57,7 @@ class Torch(Framework):
         library = None
         if self.op:
             try:
-                library = self.op.fn(catalogue.torch_namespace(), values)
+                library = self.op.fn(catalogue.torch_namespace(), {**values, **self.settings})
             except (ValueError, RuntimeError) as e:  # the library refuses these inputs (a batch of one)
                 self.refused[self.op.label] = f"{self.op.label} refuses these inputs: {e}"
         zero_shifts = {codegen.shift_name(k): torch.zeros_like(fwd[k]) for k in self.intermediates}
