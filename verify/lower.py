@@ -277,7 +277,9 @@ class _Lowering:
             return self.window_max(e, pref)
         if isinstance(e, Inside):
             position, size = e.args
-            ones, _ = self.temp(Ones(size), (sp.Symbol("_", integer=True),))
+            axis = sp.Symbol("_", integer=True)  # the axis of the ones: a range of its own
+            self.ranges[axis] = size
+            ones, _ = self.temp(Ones(size), (axis,))
             return self.window(ones, (size,), (position,), sp.S.Zero)
         if isinstance(e, sp.KroneckerDelta):
             i, j = e.args

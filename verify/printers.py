@@ -219,11 +219,11 @@ class _ArrayMixin:
         return f"{self._operand(x)}.reshape({', '.join(shape)})[{cut}]"
 
     def _print_Ones(self, e):
-        shape = "(" + ", ".join(self._print(a) for a in e.args) + ("," if len(e.args) == 1 else "") + ")"
+        shape = size_text(sp.Tuple(*e.args))  # whole numbers: a stride phase's count is a floor division
         return self._call("ones", shape, "dtype=dtype")
 
     def _print_Zeros(self, e):
-        shape = "(" + ", ".join(self._print(a) for a in e.args) + ("," if len(e.args) == 1 else "") + ")"
+        shape = size_text(sp.Tuple(*e.args))  # whole numbers: a stride phase's count is a floor division
         return self._call("zeros", shape, "dtype=dtype")
 
 
