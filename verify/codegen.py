@@ -274,7 +274,13 @@ def observed_forward(d: Derivation, given: tuple[str, ...] = ()):
         doc = "Forward pass, reporting the sign of every kink argument."
         helper = [pr.window_helper.strip(), "", ""] if d.windowed else []
         text = "\n".join(
-            [pr.imports, "", "", *helper, _function(d, forward_program(d, given), "numpy", "forward", doc, pr)]
+            [
+                pr.imports,
+                "",
+                "",
+                *helper,
+                _function(d, forward_program(d, given), "numpy", "forward", doc, pr),
+            ]
         )
         signs: list = []
 
