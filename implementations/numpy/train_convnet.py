@@ -6,7 +6,7 @@ ConvNets' optimiser) on mini-batches in the course order. Flags are named as in 
 defaults to the embedded digits, and `--dataset fashion-mnist` reads Debian's Fashion-MNIST. A run
 evaluates at step 0, every `eval_freq` steps and at the last step, on the whole test split and on a fixed
 random subset of the training split as large as the test split, and writes metrics.json and curves.png
-to --out.
+to --out (by default a new folder under runs/ per run).
 
 `--backward generated` trains with every layer's backward pass (convolution, ReLU, max pooling, linear,
 softmax, cross-entropy) generated from the verified catalogue formulas (derivations/*.deriv) instead of
@@ -30,6 +30,7 @@ from implementations.numpy.mlp import SGD
 from implementations.numpy.modules import CrossEntropyModule
 
 EVAL_BATCH_SIZE = 500
+PROGRAM = "numpy_convnet"  # names the default --out folder
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -46,7 +47,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", "--data-dir", default=None, help="folder of the data set's files")
     parser.add_argument("--dataset", choices=datasets.NAMES, default="digits")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", default="runs/numpy_convnet", help="folder for metrics.json and curves.png")
+    parser.add_argument("--out", default=None, help=flags.run_folder_help(PROGRAM))
     parser.add_argument("--backward", choices=("hand", "generated"), default="hand")
     training.add_run_arguments(parser)
     return parser
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.channel_widths:
         parser.error("--channels: give at least one width")
     flags.require_at_least_one(parser, args, ("max_steps", "batch_size", "eval_freq"))
+    flags.resolve_out(args, PROGRAM)
     return training.run(train, args)
 
 

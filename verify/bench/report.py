@@ -138,7 +138,9 @@ def summary(result: dict) -> str:
             f"python -m verify all --oracle exact --oracle fd: {result['verify_all_exact_fd_s']:.1f} s"
         )
     else:
-        lines.append("edit-check loop and python -m verify all: not run (--quick, or only some entries benched)")
+        lines.append(
+            "edit-check loop and python -m verify all: not run (--quick, or only some entries benched)"
+        )
     if result.get("exact_s"):
         slowest = max(result["exact_s"], key=result["exact_s"].get)
         lines.append(
