@@ -23,8 +23,8 @@ import numpy as np
 from .. import jacobians
 from ..comparison import Result, Status
 from ..model import Derivation
-from .causes import Cause, Numbers, floats, left_out, mixes_samples, propagated, shape
 from . import windows
+from .causes import Cause, Numbers, floats, left_out, mixes_samples, propagated, shape
 from .fixes import Budget, Search, editable, truth
 from .kinds import Fix, Kind, Mistake, Worst
 
