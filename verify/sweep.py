@@ -177,7 +177,8 @@ def sweep_mutants(oracles, per_statement: int = mutate.PER_STATEMENT, on_line=No
 def _count_diagnosis(tally: Tally, report, names: list[str]) -> None:
     """The diagnosis of a mutant's mistake: that of the statement changed when it is wrong, else of the
     first wrong statement that uses it (a helper changed), counted by kind, named (a kind other than
-    unknown) and fixed (a fix the exact oracle verified)."""
+    unknown) and fixed (a fix the exact oracle verified; a rewrite is the true gradient written out by
+    one step of the chain rule rather than a small edit of the line)."""
     wrong = {g.name: g for g in report.gradients if g.status == Status.WRONG}
     g = next((wrong[n] for n in names if n in wrong), None)
     if g is None or g.mistake is None:
@@ -186,6 +187,7 @@ def _count_diagnosis(tally: Tally, report, names: list[str]) -> None:
     tally.counts[f"diagnosis {g.mistake.kind}"] += 1
     tally.counts["diagnosis named"] += g.mistake.kind != "unknown"
     tally.counts["diagnosis fixed"] += g.mistake.fix is not None
+    tally.counts["diagnosis fixed by a rewrite"] += g.mistake.fix is not None and g.mistake.fix.rewrite
 
 
 def _quiet(line: str) -> None:
