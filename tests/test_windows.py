@@ -30,6 +30,18 @@ def with_settings(name: str, stride: int, padding: int) -> str:
 
 @pytest.mark.parametrize("stride,padding", SETTINGS)
 @pytest.mark.parametrize("name", LAYERS)
+def test_each_setting_is_checked_on_several_windows(name, stride, padding):
+    """The stride and padding the tests set are the ones checked, and some draw has at least two windows
+    along each spatial axis: with one window (a 1 x 1 output) a stride or padding offset left out of a
+    formula reads the same entries, and the checks could not see it."""
+    d = load(with_settings(name, stride, padding))
+    assert d.constants == {"S": stride, "P": padding}
+    drawn = [s.sizes for s in sampling.samples(d, seed=0)]
+    assert any(sizes["I"] >= 2 and sizes["J"] >= 2 for sizes in drawn), drawn
+
+
+@pytest.mark.parametrize("stride,padding", SETTINGS)
+@pytest.mark.parametrize("name", LAYERS)
 def test_every_oracle_verifies_at_each_stride_and_padding(name, stride, padding):
     """conv2d, maxpool2d and avgpool2d verify with every oracle at strides 1 and 2, padding 0 and 1."""
     report = verify.check(with_settings(name, stride, padding), oracles=ORACLES)

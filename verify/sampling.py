@@ -3,10 +3,10 @@
 Sizes are small, at least 2 and pairwise distinct (so that a swapped index cannot pass by coincidence),
 distinct from every size fixed in `[sizes]` too, and differ between draws. A convolution or pooling (a
 derivation with shifted subscripts or a windowed maximum) has too many sizes for that to stay small:
-there the sizes of each tensor's axes are pairwise distinct, from 2 to 5; sizes related to others in
-[sizes] (`I = (H + 2*P - KH) / S + 1`) are computed, must come out at least 1, and the first draw has
-windows that do not tile the input evenly (every such division leaves a remainder) where the stride
-allows it. Values are exact rationals: multiples of 1/256 for `normal`, `positive` and `uniform` (so the
+there the sizes of each tensor's axes are pairwise distinct, from 2 to 5 (6 for those a relation reads); sizes related to others in
+[sizes] (`I = (H + 2*P - KH) / S + 1`) are computed, must come out at least 1 and are at least 2 where
+the window allows it (several windows along each axis), and the first draw has windows that do not tile
+the input evenly (every such division leaves a remainder) where the stride allows it. Values are exact rationals: multiples of 1/256 for `normal`, `positive` and `uniform` (so the
 float64 copy is exact), exact fractions summing to 1 for `simplex`; inputs that declare no domain are
 drawn from the one the forward needs (`verify.domains`); an input that a windowed maximum reads is a
 shuffle of distinct values 1/16 apart, so that every window has one largest value, clear of the others.
@@ -93,31 +93,46 @@ def _sizes(
 def _window_sizes(
     d: Derivation, rng: np.random.Generator, avoid: dict[str, int] | None, uneven: bool
 ) -> dict[str, int]:
-    """Sizes distinct within each tensor's axes; related sizes computed and at least 1; with `uneven`,
-    preferably every division of a relation leaving a remainder."""
+    """Sizes distinct within each tensor's axes; related sizes computed and at least 1, preferably at
+    least 2 (several windows along each axis: a 1 x 1 output hides a stride or an offset, since its one
+    window reads the same entries whatever they are); with `uneven`, preferably every division of a
+    relation leaving a remainder."""
     free = [n for n in d.sizes if n not in d.fixed_sizes and n not in d.size_relations]
     groups = [{s.name for s in t.shape} for t in d.tensors.values()]
     widest = max((len(g) for g in groups), default=1)
     pool = list(range(2, 2 + max(widest, 4)))
-    fallback = None
+    # the sizes a relation reads (H, W) go one higher: distinct sizes of x (N C H W) then leave both H
+    # and W room for two 3 x 3 windows at stride 2 and no padding
+    related = {s.name for r in d.size_relations.values() for s in r.free_symbols} & set(free)
+    best, best_score, too_large = None, (False, False), None
     for _ in range(200):
         sizes = dict(d.fixed_sizes)
         for n in rng.permutation(free):
             taken = {sizes[m] for g in groups if n in g for m in g if m in sizes}
-            choices = [v for v in pool if v not in taken] or pool
+            allowed = [*pool, pool[-1] + 1] if n in related else pool
+            choices = [v for v in allowed if v not in taken] or allowed
             sizes[str(n)] = int(rng.choice(choices))
         sizes = d.complete_sizes(sizes)
         values = {d.sizes[k]: v for k, v in sizes.items()} | {constant(k): v for k, v in d.constants.items()}
         if min(sizes.values(), default=1) < 1 or sizes == avoid:
             continue
-        if not uneven or all(
-            _remainder(f, values) for r in d.size_relations.values() for f in r.atoms(sp.floor)
-        ):
+        try:
+            check_evaluations(d, sizes)
+        except DerivationError:  # more than the exact oracle can afford: the draw reports it if all are
+            too_large = too_large or sizes
+            continue
+        score = (
+            all(sizes[name] >= 2 for name in d.size_relations),
+            not uneven
+            or all(_remainder(f, values) for r in d.size_relations.values() for f in r.atoms(sp.floor)),
+        )
+        if all(score):
             return sizes
-        fallback = fallback or sizes
-    if fallback is None:
+        if best is None or score > best_score:
+            best, best_score = sizes, score
+    if best is None and too_large is None:
         raise ValueError("no sizes make every related size at least 1")
-    return fallback
+    return best or too_large
 
 
 def _remainder(floor: sp.floor, values) -> bool:
