@@ -30,7 +30,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from . import mutate
+from . import mutate, sampling
 from .catalogue import load, paths
 from .check import check
 from .comparison import Status
@@ -52,12 +52,22 @@ class Edge:
         return parse(self.text, str(self.path), self.path.stem)
 
 
+def _one_fits(d, size: str) -> bool:
+    """Whether `size` = 1 leaves every size [sizes] computes at least 1 (the others as large as drawn)."""
+    if not d.size_relations:
+        return True
+    free = {n: 6 for n in d.sizes if n not in d.fixed_sizes and n not in d.size_relations}
+    return min(d.complete_sizes({**d.fixed_sizes, **free, size: 1}).values()) >= 1
+
+
 def edges(path: Path) -> list[Edge]:
     d = load(path)
     text = path.read_text(encoding="utf-8")
     out = []
     for size in d.sizes:
-        if size not in d.fixed_sizes:
+        # a size [sizes] computes (a convolution's output) is not set, nor one whose 1 leaves a computed
+        # size below 1 (a 2 x 2 kernel's valid output of an input 1 high)
+        if size not in d.fixed_sizes and size not in d.size_relations and _one_fits(d, size):
             out.append(Edge(f"{d.name} {size}=1", add(text, "sizes", f"{size} = 1"), path))
     small = [n for n, v in d.fixed_values.items() if 0 < abs(v) < sp.Rational(1, 100)]
     batch = next((s.name for n in d.inputs for s in d.shape(n)), None)
@@ -66,7 +76,13 @@ def edges(path: Path) -> list[Edge]:
         if batch is not None and batch not in d.fixed_sizes:
             variant = add(variant, "sizes", f"{batch} = 2")
         out.append(Edge(f"{d.name} {name}=1e-8 {batch}=2", variant, path))
-    drawn = [n for n in d.inputs if d.shape(n) and n not in d.domains and n not in d.fixed_values]
+    # an input a windowed maximum reads is drawn spread out (one clear maximum per window): never near-constant
+    spread = sampling.windowed_inputs(d)
+    drawn = [
+        n
+        for n in d.inputs
+        if d.shape(n) and n not in d.domains and n not in d.fixed_values and n not in spread
+    ]
     if drawn:
         lines = [f"{n}: uniform(0.99, 1.01)" for n in drawn]
         out.append(Edge(f"{d.name} within 1% of 1", add(text, "inputs", *lines), path))
