@@ -113,12 +113,18 @@ class Evaluator:
         return mpmath.fsum(self.ev(a, env) for a in e.args)
 
     def _ev_Mul(self, e, env):
-        out = mpmath.mpf(1)
+        out, zero, undefined = mpmath.mpf(1), False, False
         for a in _deltas_first(e):
             v = self.ev(a, env)
-            if v == 0:
+            if v == 0 and isinstance(a, sp.KroneckerDelta):
                 return mpmath.mpf(0)
-            out *= v
+            # a zero value times a factor that is not a real number is none either (float: 0 * inf
+            # is nan), so the other factors are still evaluated, though not multiplied
+            zero = zero or v == 0
+            undefined = undefined or not mpmath.isfinite(v)
+            out = out if zero else out * v
+        if zero:
+            return NAN if undefined else mpmath.mpf(0)
         return out
 
     def _ev_Pow(self, e, env):
@@ -146,12 +152,17 @@ class Evaluator:
 
     def _ev_Piecewise(self, e, env):
         for value, cond in e.args:
-            if cond is sp.true or self.ev(cond, env):
+            holds = True if cond is sp.true else self.ev(cond, env)
+            if holds is None:  # a comparison with a value that is not a real number decides nothing
+                return NAN
+            if holds:
                 return self.ev(value, env)
         raise ValueError("no branch of a where() applies")
 
     def _relation(self, e, env, op):
         a, b = self.ev(e.lhs, env), self.ev(e.rhs, env)
+        if mpmath.isnan(a) or mpmath.isnan(b):
+            return None
         if op not in ("==", "!="):
             self._kink("where", e, a - b, env)
         return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
@@ -262,7 +273,7 @@ class Evaluator:
         return _ONE if tuple(env[i] for i in at) == position else _ZERO
 
     def _kink(self, kind, site, value, env):
-        if self.observe is not None:
+        if self.observe is not None and not mpmath.isnan(value):
             self.observe(kind, site, value, env)
 
 

@@ -91,6 +91,12 @@ def _exp(x):
     return mpmath.exp(x)
 
 
+def _extreme(f):
+    """max or min of mpmath numbers, NaN when any is NaN (as NumPy's maximum): a value that is not real
+    must not vanish into a maximum and leave a finite one that the generated code cannot reproduce."""
+    return lambda *args: mpmath.nan if any(mpmath.isnan(a) for a in args) else f(args)
+
+
 def _unary(f):
     return lambda x: f(x)
 
@@ -161,11 +167,11 @@ PRIMITIVES: tuple[Primitive, ...] = (
         latex=lambda printer, e: rf"\left|{printer._print(e.args[0])}\right|", kink="abs",
     ),
     Primitive(
-        "max", 2, "max(a, b)", lambda a, b: sp.Max(a, b, evaluate=False), sp.Max, max,
+        "max", 2, "max(a, b)", lambda a, b: sp.Max(a, b, evaluate=False), sp.Max, _extreme(max),
         "{ns}.maximum({0}, {1})", {"torch": _torch_clamp("min")}, _latex_extreme(r"\max"), kink="max",
     ),
     Primitive(
-        "min", 2, "min(a, b)", lambda a, b: sp.Min(a, b, evaluate=False), sp.Min, min,
+        "min", 2, "min(a, b)", lambda a, b: sp.Min(a, b, evaluate=False), sp.Min, _extreme(min),
         "{ns}.minimum({0}, {1})", {"torch": _torch_clamp("max")}, _latex_extreme(r"\min"), kink="min",
     ),
 )  # fmt: skip
