@@ -100,21 +100,17 @@ class Workers:
         return received.pop(k)
 
     def close(self) -> None:
+        """Stop every worker now: one still importing its framework (a check that ended early, such as
+        on an invalid file) would otherwise keep the command waiting for an import it no longer needs."""
         for name in list(self._connections):
-            try:
-                self._connections[name].send(None)
-            except OSError:
-                pass
             self._lost(name)
 
     def _lost(self, name: str) -> None:
         self._connections.pop(name).close()
         self._received.pop(name, None)
         process = self._processes.pop(name)
-        process.join(timeout=1)
-        if process.is_alive():
-            process.terminate()
-            process.join()
+        process.terminate()
+        process.join()
 
     def __enter__(self) -> Workers:
         return self
