@@ -277,6 +277,23 @@ class Evaluator:
             self.observe(kind, site, value, env)
 
 
+class DerivativeEvaluator(Evaluator):
+    """Evaluates SymPy's local derivatives for the reverse accumulation: any zero factor ends a product.
+    The forward values at a sample are real and finite, and a derivative through a closed mask or a zero
+    weight is zero even where another factor of it is not (sqrt'(0)); unlike the statements as written,
+    whose values must be NaN wherever float64's are, this is not the generated code's arithmetic."""
+
+    def _ev_Mul(self, e, env):
+        args = sorted(e.args, key=lambda a: not isinstance(a, sp.KroneckerDelta))
+        out = mpmath.mpf(1)
+        for a in args:
+            v = self.ev(a, env)
+            if v == 0:
+                return mpmath.mpf(0)
+            out *= v
+        return out
+
+
 NAN = mpmath.mpf("nan")
 _ONE, _ZERO = mpmath.mpf(1), mpmath.mpf(0)
 
@@ -464,11 +481,20 @@ def local_derivatives(d: Derivation) -> dict[str, list[tuple[str, tuple[sp.Symbo
             shape = d.shape(name)
             at = tuple(sp.Dummy(f"a{k}", integer=True) for k in range(len(shape)))
             wrt = sp.Indexed(sp.IndexedBase(name, real=True), *at) if shape else sp.Symbol(name, real=True)
-            der = contracted(sp.diff(st.rhs, wrt))
+            der = contracted(sp.diff(_real_abs(st.rhs), wrt))
             if der != 0:
                 parts.append((name, at, der))
         out[st.target] = parts
     return out
+
+
+def _real_abs(expr: sp.Expr) -> sp.Expr:
+    """`expr` with every abs(a) whose argument SymPy cannot prove real (abs(sqrt(b)) for a real b) written
+    sqrt(a**2): SymPy differentiates such an abs through re() and im() of its argument, into cos and
+    atan2 that nothing here evaluates. The two are equal wherever the forward is real, the only
+    samples there are, and sqrt(a**2) has the derivative a' * a / |a|, real there too."""
+    odd = {e: sp.sqrt(e.args[0] ** 2) for e in expr.atoms(sp.Abs) if not e.args[0].is_extended_real}
+    return expr.xreplace(odd) if odd else expr
 
 
 _DERIVATIVES: dict[int, tuple] = {}
@@ -513,8 +539,8 @@ def adjoints(
             shape = concrete_shape(d, name, sizes)
             adj[name] = np.full(shape, mpmath.mpf(0), dtype=object) if shape else mpmath.mpf(0)
         adj[seed or d.output] = upstream
-        ev = (evaluator or Evaluator)(values, sv)
-        reader = Evaluator(plain, sv) if plain is not None else ev
+        ev = (evaluator or DerivativeEvaluator)(values, sv)
+        reader = DerivativeEvaluator(plain, sv) if plain is not None else ev
         for st in reversed(d.forward):
             a_t = adj[st.target]
             parts = {name: (at, der) for name, at, der in derivatives[st.target]}
