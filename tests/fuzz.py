@@ -597,6 +597,9 @@ def worker(oracles: list[str]) -> None:
         start, cpu = time.perf_counter(), time.process_time()
         status, out, err = _run_in_process(path, oracles)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        # the check is over: the bounds judge the tool, so the harness's own comparisons that follow
+        # start a clock of their own
+        channel.write(json.dumps({"checked": True}) + "\n")
         result = {
             "status": status,
             "seconds": seconds,
@@ -744,7 +747,7 @@ class Worker:
         if self.proc is None or self.done >= CASES_PER_WORKER:
             self.stop()
             self.start()
-        self.path, self.started = path, time.perf_counter()
+        self.path, self.started, self.stage = path, time.perf_counter(), "checking"
         self.proc.stdin.write(path.encode() + b"\n")
         self.proc.stdin.flush()
         self.done += 1
@@ -755,9 +758,12 @@ class Worker:
             self.buffer += os.read(self.proc.stdout.fileno(), 1 << 20)
         except BlockingIOError:
             pass
-        if b"\n" in self.buffer:
+        while b"\n" in self.buffer:
             line, self.buffer = self.buffer.split(b"\n", 1)
             r = json.loads(line)
+            if r.get("checked"):
+                self.started, self.stage = time.perf_counter(), "comparing its generated code"
+                continue
             return Outcome(
                 self.path, r["status"], r["seconds"], r["stdout"], r["stderr"], r["cpu_seconds"], r["codegen"]
             )
@@ -766,7 +772,7 @@ class Worker:
         if self.proc.poll() is not None:
             why = f"worker died (signal or exit {self.proc.returncode})"
         elif elapsed > self.timeout * WALL_FACTOR:
-            why = f"killed after {self.timeout * WALL_FACTOR:.0f} s of wall time"
+            why = f"killed after {self.timeout * WALL_FACTOR:.0f} s of wall time {self.stage}"
         elif _rss(self.proc.pid) > self.memory:
             why = f"killed above {self.memory >> 20} MiB of memory"
         if why is None:
