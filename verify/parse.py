@@ -367,7 +367,15 @@ class _Converter:
         body, limits, free = self._bind(args, "sum", "sum() sums over index names, as in sum(x[n, i], n)")
         if body == 0:  # sum(0 * x[i], i): SymPy leaves a sum of zeros unevaluated, and 1 / it is no 1 / 0
             return _Walk(sp.Integer(0), free, const=True)
-        return _Walk(sp.Sum(body, *limits), free)
+        summed = sp.Sum(body, *limits)
+        moved = _conditions_moved(body, summed.function if isinstance(summed, sp.Sum) else summed)
+        if moved:
+            raise self.err(
+                node,
+                f"a where() comparing {moved} inside a sum over {moved} inside this sum() is not supported "
+                "(SymPy moves it out of that sum): give the inner sum a statement of its own",
+            )
+        return _Walk(summed, free)
 
     def _call_window_max(self, node, args):
         body, limits, free = self._bind(
@@ -439,6 +447,31 @@ class _Converter:
             a, b = self.limit(node.left), self.limit(node.right)
             return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(node.op)]
         raise self.err(node, "a limit is a whole number, a size or a constant, with + - *")
+
+
+def _condition_scopes(expr: sp.Basic, bound: frozenset = frozenset()) -> set:
+    """(comparison, the summed indices enclosing it that it uses) for every comparison of a where()."""
+    out = set()
+    if isinstance(expr, sp.Sum):
+        bound = bound | {lim[0] for lim in expr.limits}
+    if isinstance(expr, sp.Piecewise):
+        for _, cond in expr.args:
+            for rel in cond.atoms(sp.core.relational.Relational) | ({cond} if cond.is_Relational else set()):
+                out.add((rel, frozenset(bound & rel.free_symbols)))
+    for a in expr.args:
+        out |= _condition_scopes(a, bound)
+    return out
+
+
+def _conditions_moved(before: sp.Basic, after: sp.Basic) -> str:
+    """An index whose sum a where()'s comparison was moved out of when SymPy's Sum folded the where()
+    outwards (piecewise_fold does not see that a sum binds its index), or ''."""
+    was = _condition_scopes(before)
+    for rel, scope in _condition_scopes(after):
+        lost = [s for old_rel, old in was if old_rel == rel for s in old - scope]
+        if lost and not any(old_rel == rel and old == scope for old_rel, old in was):
+            return str(lost[0])
+    return ""
 
 
 def _has_index(e: sp.Expr) -> bool:
