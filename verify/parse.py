@@ -426,7 +426,7 @@ class _Converter:
             else:
                 self.sum_ranges.append((index(a.id), var))
                 # the upper limit is filled in once sizes are known: a placeholder for now
-                out.append((index(a.id), 0, sp.Symbol("_open_" + a.id)))
+                out.append((index(a.id), 0, _placeholder(var)))
         return body.expr, out, free
 
     def limit(self, node) -> sp.Expr:
@@ -447,6 +447,12 @@ class _Converter:
             a, b = self.limit(node.left), self.limit(node.right)
             return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(node.op)]
         raise self.err(node, "a limit is a whole number, a size or a constant, with + - *")
+
+
+def _placeholder(var: _IndexVar) -> sp.Symbol:
+    """The upper limit of a sum before sizes are known: one per index variable, since two sums of one
+    statement may sum indices of one name over axes of different sizes."""
+    return sp.Symbol(f"_open_{var.name}_{id(var)}")
 
 
 def _condition_scopes(expr: sp.Basic, bound: frozenset = frozenset()) -> set:
@@ -971,8 +977,8 @@ class _Loader:
         subs = {sp.Symbol(n, real=True): s for n, s in self.sizes.items()}
         subs.update({sp.Symbol(n, real=True): constant(n) for n in self.sizes_lines if n not in self.sizes})
         limits = {
-            sp.Symbol("_open_" + sym.name): (ranges[id(var)] if ranges is not None else var.size) - 1
-            for sym, var in conv.sum_ranges
+            _placeholder(var): (ranges[id(var)] if ranges is not None else var.size) - 1
+            for _, var in conv.sum_ranges
         }
         return expr.xreplace(subs).xreplace(limits)
 
