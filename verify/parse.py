@@ -666,6 +666,7 @@ class _Loader:
         fixed_values, domains = self._inputs_section()
         fixed_sizes, relations, constants = self._sizes_section()
         gradients = self._gradients(output, upstream)
+        self._no_division_by_zero_names(forward + gradients)
         return Derivation(
             name=self.name,
             file=self.file,
@@ -684,6 +685,29 @@ class _Loader:
             domains=domains,
             unchecked=self.unchecked,
         )
+
+    def _no_division_by_zero_names(self, statements: list[Statement]) -> None:
+        """Refuse a statement that divides by a name whose value is 0 everywhere (g0 = dy * 0, then
+        1 / g0): a division by zero as much as `x / 0` is, which the generated code, holding g0's value,
+        would print as SymPy's complex infinity."""
+        zero: dict[str, int] = {}  # name -> the line that makes it 0
+        for st in statements:
+            reps = {
+                a: sp.Integer(0)
+                for a in st.rhs.atoms(sp.Indexed, sp.Symbol)
+                if (a.base.label.name if isinstance(a, sp.Indexed) else a.name) in zero
+            }
+            value = st.rhs.xreplace(reps) if reps else st.rhs
+            if value.has(sp.zoo, sp.nan):
+                names = sorted({(a.base.label.name if isinstance(a, sp.Indexed) else a.name) for a in reps})
+                which = ", ".join(f"{n} (0 everywhere, line {zero[n]})" for n in names)
+                raise self.err(
+                    f"{st.target} is not a real number anywhere (a division by zero or log(0)): it reads {which}",
+                    st.line,
+                    1,
+                )
+            if value == 0:
+                zero[st.target] = st.line
 
     # -- forward --------------------------------------------------------------------------------------
 
