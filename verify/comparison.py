@@ -12,7 +12,7 @@ an oracle that never compares a gradient cannot report it as passed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import mpmath
@@ -95,7 +95,7 @@ class Result:
     rel_bound: float | None = None
 
     def to_json(self) -> dict:
-        out = {
+        out: dict[str, object] = {
             "status": str(self.status),
             "max_abs_err": self.max_abs_err,
             "max_rel_err": self.max_rel_err,
@@ -196,7 +196,8 @@ class Comparison:
         max_rel = max_abs / max(float(largest), 1e-300)
         at = _index(excess if bad.any() else diff) if diff.size else []
         bound = float(b.max()) if b.size else 0.0
-        common = dict(
+        measured = Result(  # a pass unless beyond its bound or unresolvable, as found below
+            Status.PASS,
             max_abs_err=max_abs,
             max_rel_err=max_rel,
             worst_index=at,
@@ -206,16 +207,16 @@ class Comparison:
             rel_bound=bound / max(float(largest), 1e-300),
         )
         if bad.any():
-            where = tuple(at)
-            reason = f"differs by {float(diff[where]):.2g} at {_where(at)}, beyond its error bound {float(b[where]):.1g}"
-            return Result(Status.FAIL, reason=reason, **common)
+            worst = tuple(at)
+            reason = f"differs by {float(diff[worst]):.2g} at {_where(at)}, beyond its error bound {float(b[worst]):.1g}"
+            return replace(measured, status=Status.FAIL, reason=reason)
         size = float(truth.size)
         if size > 0 and bound > self.tol.resolution * size:
             where = f"; {truth.context}" if truth.context else ""
             why = f"its error bound {bound:.1e} is {bound / size:.0e} of the largest true {self.name} {size:.1e}"
             reason = f"{self.tol.arithmetic} cannot resolve it here: {why}{where}"
-            return Result(Status.INCONCLUSIVE, reason=reason, **common)
-        return Result(Status.PASS, **common)
+            return replace(measured, status=Status.INCONCLUSIVE, reason=reason)
+        return measured
 
     def record(self, result: Result, sample, arrays: tuple | None = None) -> None:
         """Count a verdict reached without comparing values (a value that is no number, an array of
