@@ -14,7 +14,7 @@ from .catalogue import load
 from .comparison import TOLERANCES, Comparison, Result, Status, Truth
 from .diagnose import Kind, from_results
 from .model import Derivation, DerivationError, Statement
-from .oracles import ORACLE_CLASSES, ORACLES, Skip
+from .oracles import ORACLE_CLASSES, ORACLES, Oracle, Skip
 from .report import DerivationReport, ForwardReport, GradientReport, Report
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ def check(
         prepared = [_prepare(item, seed) for item in items]
         elsewhere = [n for n in names if workers is not None and n in workers]
         if elsewhere:
+            assert workers is not None, "only workers run oracles elsewhere"
             workers.begin()
             for k, p in enumerate(prepared):
                 if not isinstance(p, DerivationReport):
@@ -59,6 +60,7 @@ def check(
                 d, draws = p
                 runs = {name: run_oracle(name, d, draws) for name in names if name not in elsewhere}
                 for name in elsewhere:
+                    assert workers is not None, "only workers run oracles elsewhere"
                     runs[name] = workers.result(name, k) or run_oracle(name, d, draws)
                 reports.append(_assemble(d, draws, {name: runs[name] for name in names}, seed))
             if progress is not None:
@@ -76,7 +78,7 @@ def check(
 def _start_proofs(items, seed: int, time_limit: float | None):
     from .prove import TIME_LIMIT_S, ProofRun
 
-    derivations = []
+    derivations: list[Derivation | None] = []
     for item in items:
         try:
             derivations.append(item if isinstance(item, Derivation) else load(item))
@@ -117,7 +119,7 @@ class OracleRun:
     results: dict[str, Result]
     arrays: dict[str, tuple]
     forward: list[ForwardReport]
-    oracle: object = None  # the oracle itself, when it ran in this process
+    oracle: Oracle | None = None  # the oracle itself, when it ran in this process
 
 
 def run_oracle(name: str, d: Derivation, draws) -> OracleRun:
@@ -209,7 +211,7 @@ def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> De
             diagnosis = mistake.summary()
             used = _uses(d, g.target) & set(wrong_lines)
             if used and mistake.kind != Kind.PROPAGATED:
-                first = min(used, key=wrong_lines.get)
+                first = min(used, key=lambda name: wrong_lines[name])
                 diagnosis += f"; it uses {first} (line {wrong_lines[first]}), which is wrong"
             if g.chain is not None:
                 step = first_wrong_step.setdefault(g.claim, g)
