@@ -501,7 +501,7 @@ def _windowed(args) -> bool:
     return False
 
 
-def _text(src: Source, node: ast.AST) -> str:
+def _text(src: Source, node: ast.expr) -> str:
     """A node's source text, shortened for a one-line message."""
     lines = src.lines[node.lineno - 1 : node.end_lineno]
     if not lines:
@@ -1000,10 +1000,11 @@ class _Loader:
         size (from `ranges` by id of the index variable, else the size the forward gave the index)."""
         subs = {sp.Symbol(n, real=True): s for n, s in self.sizes.items()}
         subs.update({sp.Symbol(n, real=True): constant(n) for n in self.sizes_lines if n not in self.sizes})
-        limits = {
-            _placeholder(var): (ranges[id(var)] if ranges is not None else var.size) - 1
-            for _, var in conv.sum_ranges
-        }
+        limits = {}
+        for _, var in conv.sum_ranges:
+            size = ranges[id(var)] if ranges is not None else var.size
+            assert size is not None, "size inference gives every summed index its size before closing"
+            limits[_placeholder(var)] = size - 1
         return expr.xreplace(subs).xreplace(limits)
 
     def _check_input_names(self):
@@ -1014,8 +1015,9 @@ class _Loader:
 
     # -- [inputs] and [sizes] ---------------------------------------------------------------------------
 
-    def _inputs_section(self):
-        fixed, domains = {}, {}
+    def _inputs_section(self) -> tuple[dict[str, sp.Rational], dict[str, Domain]]:
+        fixed: dict[str, sp.Rational] = {}
+        domains: dict[str, Domain] = {}
         if "inputs" not in self.sections:
             return fixed, domains
         for line in logical_lines(self.sections["inputs"][1], self.file):
@@ -1141,7 +1143,9 @@ class _Loader:
     def _sizes_section(self) -> tuple[dict[str, int], dict[str, sp.Expr], dict[str, int]]:
         """Fixed sizes, sizes related to others (floor division, as the libraries compute output sizes)
         and integer constants such as a stride or a padding."""
-        fixed, relations, constants = {}, {}, {}
+        fixed: dict[str, int] = {}
+        relations: dict[str, sp.Expr] = {}
+        constants: dict[str, int] = {}
         used = {n for n, _, _ in self.constant_refs} | {n for n, _, _ in self.bare_names}
         for name, (line, eq) in self.sizes_lines.items():
             node, src = parse_tail(line.text, eq + 1, line.number, self.file)
@@ -1361,6 +1365,7 @@ class _Loader:
         """`dL/dW[i,j] = ...`, with L the loss (the scalar output, or a name the forward does not define):
         the gradient dW written as a quotient; it becomes that gradient statement."""
         jac = p.jacobian
+        assert jac is not None, "asked of a Jacobian statement"
         loss = jac.of == output and not self.tensors[output].shape
         if not (loss or (jac.of == "L" and "L" not in self.tensors)) or p.target:
             return False
@@ -1374,6 +1379,7 @@ class _Loader:
         """`dy[n,k]/dx[p,m] = expr` (each step of a chain of them): the target's indices are the distinct
         letters of numerator and denominator, in order; each letter ranges over its axis of y or x."""
         jac = p.jacobian
+        assert jac is not None, "called for a Jacobian statement"
         where = (jac.line, jac.column)
         y, x = jac.of, jac.wrt
         if y not in self.tensors or self.tensors[y].role != "forward":
@@ -1385,9 +1391,14 @@ class _Loader:
         if jac.wrt_indices is None and not self.tensors[x].shape:
             jac.wrt_indices = []
         if jac.of_indices is None and jac.wrt_indices is None:  # matrix notation: all entries, y's axes first
-            fresh = matrix.Translator(None, self._gradient_shapes()).fresh
-            jac.of_indices = [(fresh(s.name), *where) for s in self.tensors[y].shape]
-            jac.wrt_indices = [(fresh(s.name), *where) for s in self.tensors[x].shape]
+            used: set[str] = set()
+            taken = self._gradient_shapes().taken
+            jac.of_indices = [
+                (matrix.fresh_index(s.name, used, taken), *where) for s in self.tensors[y].shape
+            ]
+            jac.wrt_indices = [
+                (matrix.fresh_index(s.name, used, taken), *where) for s in self.tensors[x].shape
+            ]
         if jac.of_indices is None or jac.wrt_indices is None:
             raise self.err(f"d{y}/d{x} needs indices on both sides, as in d{y}[n,k]/d{x}[n,m]", *where)
         letters: dict[str, tuple[int, int, sp.Symbol]] = {}
@@ -1548,7 +1559,11 @@ class _Loader:
         if want is not None:
             expected = tuple(s.name for s in want)
             name = step_of(target) if of is not None else "the Jacobian"
-            what = f"its variable {of}" if of is not None else f"d{p.jacobian.of}/d{p.jacobian.wrt}"
+            if of is not None:
+                what = f"its variable {of}"
+            else:
+                assert p.jacobian is not None, "a statement without a variable is a Jacobian"
+                what = f"d{p.jacobian.of}/d{p.jacobian.wrt}"
             if len(got) != len(expected):
                 raise self.err(f"{name} is {_dims(got)}, but {what} is {_dims(expected)}", *where)
             if got != expected and got == expected[::-1] and of is not None:
@@ -1588,9 +1603,9 @@ class _Loader:
             ranges[id(var)] = s0
         if target_shape is not None:
             for (name, _, _), s in zip(p.target_indices, target_shape, strict=True):
-                var = walk.free.get(name)
-                if var is not None and not var.occurrences:
-                    ranges[id(var)] = s
+                target_var = walk.free.get(name)
+                if target_var is not None and not target_var.occurrences:
+                    ranges[id(target_var)] = s
         changed = True
         while changed:
             changed = False
