@@ -67,9 +67,9 @@ class Sample:
 
     seed: int
     sizes: dict[str, int]
-    exact: dict[str, object]  # object arrays of mpf (exactly the rationals drawn) or an mpf
-    values: dict[str, object]  # float64 arrays or floats
-    forward: dict[str, object]  # every forward value and written gradient, high precision
+    exact: dict[str, np.ndarray | mpmath.mpf]  # object arrays of mpf (exactly the rationals drawn) or an mpf
+    values: dict[str, np.ndarray | float]  # float64 arrays or floats
+    forward: dict[str, np.ndarray | mpmath.mpf]  # every forward value and written gradient, high precision
     near: bool = False
     cache: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -155,9 +155,11 @@ def rationals(
     if domain.kind == "positive":
         return rng.integers(DENOMINATOR // 2, 2 * DENOMINATOR + 1, size=shape), np.array(DENOMINATOR)
     if domain.kind == "uniform":
-        lo, hi = int(np.ceil(domain.low * DENOMINATOR)), int(np.floor(domain.high * DENOMINATOR))
+        assert domain.low is not None and domain.high is not None, "a uniform domain has its bounds"
+        lo, hi = math.ceil(domain.low * DENOMINATOR), math.floor(domain.high * DENOMINATOR)
         return rng.integers(lo, hi + 1, size=shape), np.array(DENOMINATOR)
     axis = domain.axis
+    assert axis is not None, f"a {domain.kind} domain has its axis"
     if domain.kind == "simplex":
         weights = rng.integers(1, 17, size=shape)
         return weights, weights.sum(axis=axis, keepdims=True)
@@ -217,7 +219,7 @@ class _Kinks:
 
     def __init__(self, d: Derivation):
         self.forward_targets = {st.target for st in d.forward}
-        self.forward: dict[tuple, object] = {}  # (statement target, site, element) -> kink argument
+        self.forward: dict[tuple, mpmath.mpf] = {}  # (statement target, site, element) -> kink argument
         self.windows: list = []  # the gap between each window's two largest values
         self.sides: dict[object, set[int]] = {}
 
@@ -422,6 +424,7 @@ def _in_domain(domain: Domain, x: Fraction) -> bool:
     if domain.kind == "positive":
         return x > 0
     if domain.kind == "uniform":
+        assert domain.low is not None and domain.high is not None, "a uniform domain has its bounds"
         return domain.low <= x <= domain.high
     return domain.kind == "normal"
 
