@@ -13,7 +13,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -29,16 +30,17 @@ def elements(shape: tuple[int, ...]):
     return itertools.product(*(range(s) for s in shape))
 
 
-_METHODS: dict[tuple[type, type], object] = {}
+_METHODS: dict[tuple[type, type], Callable[[Evaluator, Any, Any], Any]] = {}
 
 
 class Evaluator:
-    """Evaluates an expression with tensors bound to object arrays of mpf, indices bound to integers.
+    """Evaluates an expression with tensors bound to object arrays of mpf (or an mpf; Rounded numbers in
+    verify.rounding's Bounder), indices bound to integers.
 
     One `_ev_<Node>` method per SymPy node type, as SymPy's printers do it, and the functions of
     `verify.primitives` through their records."""
 
-    def __init__(self, tensors: Mapping[str, object], sizes: Mapping[sp.Symbol, int], observe=None):
+    def __init__(self, tensors: Mapping[str, Any], sizes: Mapping[sp.Symbol, int], observe=None):
         self.tensors = tensors
         self.sizes = sizes
         # called with (kind, site, value, env) at every kink: max, min, abs, < and >, and the gap between
@@ -534,7 +536,7 @@ def adjoints(
     statement's local Jacobian are kept (its diagonal alone, say)."""
     sv = size_values(d, sizes)
     with mpmath.workdps(DIGITS):
-        adj: dict[str, object] = {}
+        adj: dict[str, np.ndarray | mpmath.mpf] = {}
         for name in list(d.inputs) + [s.target for s in d.forward]:
             shape = concrete_shape(d, name, sizes)
             adj[name] = np.full(shape, mpmath.mpf(0), dtype=object) if shape else mpmath.mpf(0)
