@@ -81,7 +81,9 @@ def symbol_name(name: str) -> Name:
         return Name(r"\sigma", "2")
     if name == "eps":
         return Name(r"\epsilon")
-    head, digits = re.fullmatch(r"(.*?)(\d*)", name).groups()
+    split = re.fullmatch(r"(.*?)(\d*)", name)
+    assert split is not None, "every name is a head and perhaps digits"
+    head, digits = split.groups()
     if head and digits:
         inner = symbol_name(head)
         if not inner.sup:
@@ -249,6 +251,7 @@ class DerivationPrinter(LatexPrinter):
         if st.jacobian is not None:
             of, wrt = symbol_name(st.jacobian.of).with_indices(), symbol_name(st.jacobian.wrt).with_indices()
             return rf"\partial {of} / \partial {wrt}"
+        assert st.of is not None, "a claim that is not a Jacobian is a gradient dv, which names its v"
         return self.partial(st.of, inline=True)
 
     def _print_Indexed(self, e):
@@ -493,6 +496,7 @@ def _inputs_sentence(d: Derivation, p: DerivationPrinter) -> str:
         domain = d.domains.get(name)
         meaning = ""
         if domain is not None and domain.kind in ("onehot", "simplex"):
+            assert domain.axis is not None, f"a {domain.kind} domain has its axis"
             along = d.shape(name)[domain.axis].name.lower()
             meaning = f" (one-hot along ${escape(along)}$)" if domain.kind == "onehot" else ""
             meaning = meaning or f" (positive, summing to 1 over ${escape(along)}$)"
