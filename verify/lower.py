@@ -304,7 +304,7 @@ class _Lowering:
             lowered = [self.lower(p, pref) for p in parts]
             axes = self.order([a for _, a in lowered], pref)
             it = iter(self.align(x, a, axes) for x, a in lowered)
-            pieces = []
+            pieces: list[tuple[sp.Expr, sp.Expr]] = []  # (value, condition), in order
             for _, cond in e.args:
                 value = next(it)
                 cond = self.condition(next(it)) if cond is not sp.true else sp.true
@@ -933,7 +933,7 @@ def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None) -> Pr
 
 
 def _size_sources(d: Derivation, params: list[str]) -> dict[str, tuple[str, int]]:
-    out = {}
+    out: dict[str, tuple[str, int]] = {}
     for name in params:
         for k, s in enumerate(d.shape(name) if name in d.tensors else ()):
             out.setdefault(s.name, (name, k))

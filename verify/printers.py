@@ -8,6 +8,7 @@ and `Piecewise` as `select`), and for the array nodes of `verify.lower`.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 
 import sympy as sp
 from sympy.printing.numpy import JaxPrinter, NumPyPrinter
@@ -21,6 +22,10 @@ _EXACT_INTEGERS = 2**53
 
 class _ArrayMixin:
     """What all three backends share; `ns` is the module prefix as the generated code imports it."""
+
+    # from the SymPy printer each backend mixes this into (SymPy has no type information)
+    parenthesize: Callable[..., str]
+    _stack: list[sp.Basic]  # the chain of expressions being printed, kept by `_print`
 
     backend = "numpy"
     ns = "np"
@@ -98,7 +103,7 @@ class _ArrayMixin:
         stack = self.__dict__.setdefault("_stack", [])
         stack.append(expr)
         try:
-            return super()._print(expr, **kwargs)
+            return super()._print(expr, **kwargs)  # type: ignore[misc]  # the SymPy printer's, after this mixin
         finally:
             stack.pop()
 
