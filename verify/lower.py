@@ -393,7 +393,8 @@ class _Lowering:
         n c i kh j kw)."""
         axes = tuple(dict.fromkeys(a for e in subscripts for a in _ordered(self.free(e))))
         ranges = [self.range_of(a) for a in axes]
-        pad, dilate, start, steps = [], [], [], [[] for _ in axes]
+        pad, dilate, start = [], [], []
+        steps: list[list[sp.Expr]] = [[] for _ in axes]
         for e, length in zip(subscripts, shape, strict=True):
             e = sp.expand(e)
             coefficients = [e.diff(a) for a in axes]
@@ -595,7 +596,7 @@ class _Lowering:
             elif read.base.label.name in self.helpers and all(isinstance(i, sp.Symbol) for i in read.indices):
                 continue
             else:
-                pairs = zip(read.indices, self.d.shape(read.base.label.name), strict=True)
+                pairs = list(zip(read.indices, self.d.shape(read.base.label.name), strict=True))
             for position, size in pairs:
                 coefficient = position.diff(v)
                 others = self.free(position - coefficient * v)
@@ -658,7 +659,8 @@ class _Lowering:
     def statement(self, st: Statement):
         self.ranges = dict(st.ranges)
         rhs = _fresh_sums(stable(self.prepare(st.rhs)))
-        indices, merges = list(st.indices), []
+        split = list(st.indices)
+        merges: list[tuple[sp.Symbol, sp.Symbol, sp.Symbol]] = []
         for h, stride in self.phase_splits(rhs, st.indices):
             # h = stride*q + t: the statement is computed for each remainder t, then merged back into h
             q, t = sp.Symbol(f"{h.name}_q", integer=True), sp.Symbol(f"{h.name}_t", integer=True)
@@ -667,10 +669,10 @@ class _Lowering:
                 sp.Integer(stride),
             )
             rhs = rhs.xreplace({h: stride * q + t})
-            k = indices.index(h)
-            indices[k : k + 1] = [q, t]
+            k = split.index(h)
+            split[k : k + 1] = [q, t]
             merges.append((h, q, t))
-        indices = tuple(indices)
+        indices = tuple(split)
         self.know_ranges(rhs)
         expr, axes = self.lower(rhs, indices)
         # A factor common to every term is multiplied once: dy*y - y*s becomes y*(dy - s), one
@@ -685,11 +687,11 @@ class _Lowering:
             axes = indices
         if tuple(axes) != tuple(indices):
             expr = Align(expr, sp.Tuple(*axes), sp.Tuple(*indices))
-        axes = list(indices)
+        merged = list(indices)
         for h, q, _ in merges:
-            k = axes.index(q)
-            expr = Merge(expr, sp.Tuple(*(self.ranges[a] for a in axes)), sp.Integer(k), st.ranges[h])
-            axes[k : k + 2] = [h]
+            k = merged.index(q)
+            expr = Merge(expr, sp.Tuple(*(self.ranges[a] for a in merged)), sp.Integer(k), st.ranges[h])
+            merged[k : k + 2] = [h]
             self.ranges[h] = st.ranges[h]
         self.body.append(Assign(st.target, expr, st.indices, True))
 

@@ -107,7 +107,8 @@ def summary(result: dict) -> str:
         )
     windowed = [e for e in result["entries"] if e["name"] in WINDOW_GOAL_ENTRIES]
     if windowed:
-        best = {}  # per entry, backend and dtype: the better of eager and compiled for torch
+        # per entry, backend and dtype: the better of eager and compiled for torch
+        best: dict[tuple[str, str, str], dict] = {}
         for e in windowed:
             key = (e["name"], e["backend"], e["dtype"])
             if key not in best or e["ratio"] < best[key]["ratio"]:
