@@ -130,9 +130,10 @@ def _window_sizes(
             return sizes
         if best is None or score > best_score:
             best, best_score = sizes, score
-    if best is None and too_large is None:
+    found = best or too_large
+    if found is None:
         raise ValueError("no sizes make every related size at least 1")
-    return best or too_large
+    return found
 
 
 def _remainder(floor: sp.floor, values) -> bool:
