@@ -16,11 +16,9 @@ the hand-written modules; the flatten between the convolutions and the linear la
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 from implementations import data as datasets
 from implementations import flags, report
@@ -114,27 +112,16 @@ def train(args: argparse.Namespace) -> dict:
             test=evaluate(net, test_images, test_labels, data.n_classes),
         )
 
-    evaluations = [evaluation(0)]
-    progress = tqdm(
-        range(1, args.max_steps + 1),
+    evaluations = training.steps(
+        net,
+        loss,
+        optimizer,
+        batches,
+        data.n_classes,
+        evaluation,
+        args,
         desc=f"numpy convnet ({args.backward})",
-        disable=args.no_progress,
-        file=sys.stderr,
     )
-    for step in progress:
-        images, labels = batches.next()
-        targets = datasets.one_hot(labels, data.n_classes)
-        probabilities = net.forward(images)
-        net.backward(loss.backward(probabilities, targets))
-        optimizer.step()
-        if step % args.eval_freq == 0 or step == args.max_steps:
-            evaluations.append(evaluation(step))
-            progress.set_postfix(
-                loss=f"{loss.forward(probabilities, targets):.3f}",
-                test_acc=f"{evaluations[-1]['test_accuracy']:.4f}",
-                refresh=False,
-            )
-    progress.close()
     final_test_accuracy = evaluations[-1]["test_accuracy"]
     facts = {
         "train_images": len(train_labels),

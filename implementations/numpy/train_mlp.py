@@ -16,11 +16,9 @@ catalogue formulas (derivations/*.deriv) instead of the hand-written modules.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 from implementations import data as datasets
 from implementations import flags, report
@@ -126,27 +124,9 @@ def train(args: argparse.Namespace) -> dict:
             test=evaluate(mlp, test_images, test_labels, data.n_classes),
         )
 
-    evaluations = [evaluation(0)]
-    progress = tqdm(
-        range(1, args.max_steps + 1),
-        desc=f"numpy mlp ({args.backward})",
-        disable=args.no_progress,
-        file=sys.stderr,
+    evaluations = training.steps(
+        mlp, loss, optimizer, batches, data.n_classes, evaluation, args, desc=f"numpy mlp ({args.backward})"
     )
-    for step in progress:
-        images, labels = batches.next()
-        targets = datasets.one_hot(labels, data.n_classes)
-        probabilities = mlp.forward(images)
-        mlp.backward(loss.backward(probabilities, targets))
-        optimizer.step()
-        if step % args.eval_freq == 0 or step == args.max_steps:
-            evaluations.append(evaluation(step))
-            progress.set_postfix(
-                loss=f"{loss.forward(probabilities, targets):.3f}",
-                test_acc=f"{evaluations[-1]['test_accuracy']:.4f}",
-                refresh=False,
-            )
-    progress.close()
     final_test_accuracy = evaluations[-1]["test_accuracy"]
     facts = {
         "train_images": len(train_labels),

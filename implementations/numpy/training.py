@@ -4,9 +4,13 @@ rather than what it trains, and running the training under the BLAS thread limit
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from implementations import data as datasets
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,3 +29,26 @@ def run(train: Callable[[argparse.Namespace], dict], args: argparse.Namespace) -
     """`train(args)` with BLAS limited to --threads threads for its duration (0: the library's default)."""
     with threadpool_limits(limits=args.threads or None, user_api="blas"):
         return train(args)
+
+
+def steps(net, loss, optimizer, batches, n_classes: int, evaluation: Callable[[int], dict], args, desc: str):
+    """The training loop both NumPy programs share: args.max_steps SGD/Adam steps of `net` (a layer stack
+    with forward/backward) on `batches`, evaluated at step 0, every args.eval_freq steps and at the end;
+    returns the evaluations in order."""
+    evaluations = [evaluation(0)]
+    progress = tqdm(range(1, args.max_steps + 1), desc=desc, disable=args.no_progress, file=sys.stderr)
+    for step in progress:
+        images, labels = batches.next()
+        targets = datasets.one_hot(labels, n_classes)
+        probabilities = net.forward(images)
+        net.backward(loss.backward(probabilities, targets))
+        optimizer.step()
+        if step % args.eval_freq == 0 or step == args.max_steps:
+            evaluations.append(evaluation(step))
+            progress.set_postfix(
+                loss=f"{loss.forward(probabilities, targets):.3f}",
+                test_acc=f"{evaluations[-1]['test_accuracy']:.4f}",
+                refresh=False,
+            )
+    progress.close()
+    return evaluations
