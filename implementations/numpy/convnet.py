@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from implementations.numpy.mlp import LayerStack
 from implementations.numpy.modules import (
     Conv2dModule,
     FlattenModule,
@@ -24,7 +25,7 @@ from implementations.numpy.modules import (
 )
 
 
-class ConvNet:
+class ConvNet(LayerStack):
     """[Conv 3x3 -> ReLU -> MaxPool 3x3/2] for each width in `channels`, then Flatten -> Linear -> SoftMax.
 
     Convolution weights are He-initialised, the linear layer's drawn from N(0, 1/fan_in); biases start at
@@ -56,25 +57,6 @@ class ConvNet:
             LinearModule(features, n_classes, std=np.sqrt(1.0 / features), rng=rng, dtype=dtype),
             SoftMaxModule(),
         ]
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        for module in self.modules:
-            x = module.forward(x)
-        return x
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        """Backpropagate dL/d(probabilities), filling every module's grads; returns dL/dx."""
-        for module in reversed(self.modules):
-            dout = module.backward(dout)
-        return dout
-
-    def train(self) -> None:
-        for module in self.modules:
-            module.train()
-
-    def eval(self) -> None:
-        for module in self.modules:
-            module.eval()
 
 
 class Adam:

@@ -44,7 +44,33 @@ def make_activation(name: str, neg_slope: float) -> Module:
     raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
 
 
-class MLP:
+class LayerStack:
+    """A classifier as a list of UvA modules applied in order (`self.modules`, set by the subclass):
+    forward through them, backward through them in reverse, train/eval mode switched on each."""
+
+    modules: list
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for module in self.modules:
+            x = module.forward(x)
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Backpropagate dL/d(probabilities), filling every module's grads; returns dL/dx."""
+        for module in reversed(self.modules):
+            dout = module.backward(dout)
+        return dout
+
+    def train(self) -> None:
+        for module in self.modules:
+            module.train()
+
+    def eval(self) -> None:
+        for module in self.modules:
+            module.eval()
+
+
+class MLP(LayerStack):
     """Linear -> [norm] -> activation for each hidden layer, then Linear -> SoftMax.
 
     n_hidden lists the hidden layer widths (empty: a softmax regression). Weights are drawn from
@@ -80,25 +106,6 @@ class MLP:
             width = hidden
         self.modules.append(LinearModule(width, n_classes, std=std, rng=rng, dtype=dtype))
         self.modules.append(SoftMaxModule())
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        for module in self.modules:
-            x = module.forward(x)
-        return x
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        """Backpropagate dL/d(probabilities), filling every module's grads; returns dL/dx."""
-        for module in reversed(self.modules):
-            dout = module.backward(dout)
-        return dout
-
-    def train(self) -> None:
-        for module in self.modules:
-            module.train()
-
-    def eval(self) -> None:
-        for module in self.modules:
-            module.eval()
 
 
 class SGD:
