@@ -402,16 +402,20 @@ class Conv2dModule(Module, _Windows):
         return self.col2im(dcolumns.transpose(0, 3, 1, 2, 4, 5), shape)
 
 
-class MaxPool2dModule(Module, _Windows):
-    """2-D max pooling (torch.nn.MaxPool2d): each output is the largest entry of its window; positions in
-    the padding take no part (padded with -inf). The gradient goes to the entry that was the maximum
-    (the first one, should two be equal); overlapping windows add up."""
+class _Pool2d(Module, _Windows):
+    """What both pooling layers take, as torch.nn's do: the stride defaults to the kernel size."""
 
     def __init__(
         self, kernel_size: int | tuple[int, int], stride: int | None = None, padding: int = 0
     ) -> None:
         Module.__init__(self)
         _Windows.__init__(self, kernel_size, stride if stride is not None else _pair(kernel_size)[0], padding)
+
+
+class MaxPool2dModule(_Pool2d):
+    """2-D max pooling (torch.nn.MaxPool2d): each output is the largest entry of its window; positions in
+    the padding take no part (padded with -inf). The gradient goes to the entry that was the maximum
+    (the first one, should two be equal); overlapping windows add up."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         i, j = self.output_size(*x.shape[2:])
@@ -428,15 +432,9 @@ class MaxPool2dModule(Module, _Windows):
         return self.col2im(dwindows, self._shape)
 
 
-class AvgPool2dModule(Module, _Windows):
+class AvgPool2dModule(_Pool2d):
     """2-D average pooling (torch.nn.AvgPool2d with count_include_pad=True, its default): each output
     is its window's sum over KH x KW entries, padding zeros included; every entry gets dy / (KH KW)."""
-
-    def __init__(
-        self, kernel_size: int | tuple[int, int], stride: int | None = None, padding: int = 0
-    ) -> None:
-        Module.__init__(self)
-        _Windows.__init__(self, kernel_size, stride if stride is not None else _pair(kernel_size)[0], padding)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         i, j = self.output_size(*x.shape[2:])
