@@ -323,6 +323,9 @@ class _Lowering:
         if _is_call(e) and not any(self.has_array(a) for a in args):
             # a backend function of numbers and sizes alone: give it an array (torch.tanh(0.5) raises)
             args = [AsArray(args[0]), *args[1:]] if isinstance(e, sp.Pow) else [AsArray(a) for a in args]
+        if isinstance(e, sp.Max | sp.Min):
+            # torch.maximum takes no Python number: an argument of sizes alone (100 / J) is a 0-d array
+            args = [a if a.is_Number or self.has_array(a) else AsArray(a) for a in args]
         if isinstance(e, sp.Max | sp.Min | Relational):
             return e.func(*args, evaluate=False), axes
         return e.func(*args), axes
