@@ -210,6 +210,8 @@ def _ways(num: Numbers, graph: Graph) -> list[_Left]:
 
     for u in inner:
         paths = [_arrow(graph.path(v, u) + [w]) for w in graph.readers.get(u, []) if w in below]
+        if not paths:
+            continue  # u reaches nothing that is checked (var0 defined and never read): no path to miss
         direct = (u,) if v in graph.reads[u] else ()
         add(_Left(Kind.MISSING_PATH, f"{claim} treats {u} as a constant: it misses the "
                   f"path{'s' * (len(paths) > 1)} {_and(paths)}", incoming(u), readers=direct))  # fmt: skip
