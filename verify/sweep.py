@@ -6,6 +6,8 @@ no correct formula is called wrong (a false alarm) and that every generated mist
     python -m verify.sweep edges --seeds 20
     python -m verify.sweep mutants --oracle exact   (also counts the diagnoses: kinds named, fixes)
 
+`--only NAME` (repeatable) restricts a sweep to those catalogue entries.
+
 Each prints one line per finding and a summary, and exits 1 when a correct formula came out wrong (or
 a mutant did not), 0 otherwise. The test suite runs the same functions at a size that fits CI
 (tests/test_sweeps.py).
@@ -140,10 +142,18 @@ class Tally:
                         self.bad += r.status == Status.ERROR or not r.reason
 
 
-def sweep_seeds(first: int, last: int, oracles, on_line=None) -> Tally:
+def _paths(only: tuple[str, ...] = ()) -> list[Path]:
+    """The catalogue's files, or those named in `only` (a sweep resumed for entries added later)."""
+    unknown = set(only) - {p.stem for p in paths()}
+    if unknown:
+        raise SystemExit(f"python -m verify.sweep: no catalogue entry {', '.join(sorted(unknown))}")
+    return [p for p in paths() if not only or p.stem in only]
+
+
+def sweep_seeds(first: int, last: int, oracles, on_line=None, only: tuple[str, ...] = ()) -> Tally:
     """The catalogue under seeds first..last: every finding a line, a false alarm a problem."""
     tally = Tally(Counter(), [])
-    items = [load(p) for p in paths()]  # parsed once: what is computed per derivation is computed once
+    items = [load(p) for p in _paths(only)]  # parsed once: what is computed per derivation is computed once
     for seed in range(first, last + 1):
         before = len(tally.findings)
         tally.add(f"seed {seed}", check(items, oracles=oracles, seed=seed))
@@ -154,10 +164,10 @@ def sweep_seeds(first: int, last: int, oracles, on_line=None) -> Tally:
     return tally
 
 
-def sweep_edges(seeds: int, oracles, on_line=None) -> Tally:
+def sweep_edges(seeds: int, oracles, on_line=None, only: tuple[str, ...] = ()) -> Tally:
     """Every edge case of every catalogue entry under seeds 0..seeds-1."""
     tally = Tally(Counter(), [])
-    for path in paths():
+    for path in _paths(only):
         for edge in edges(path):
             d = edge.derivation()
             for seed in range(seeds):
@@ -168,11 +178,13 @@ def sweep_edges(seeds: int, oracles, on_line=None) -> Tally:
     return tally
 
 
-def sweep_mutants(oracles, per_statement: int = mutate.PER_STATEMENT, on_line=None) -> Tally:
+def sweep_mutants(
+    oracles, per_statement: int = mutate.PER_STATEMENT, on_line=None, only: tuple[str, ...] = ()
+) -> Tally:
     """Every mutant of every catalogue statement must come out wrong (the statement changed, or one that
     uses it) or invalid."""
     tally = Tally(Counter(), [])
-    for path in paths():
+    for path in _paths(only):
         d = load(path)
         users = {st.target: {u.target for u in d.gradients if st.target in u.reads} for st in d.gradients}
         for m in mutate.mutants(d, path.read_text(encoding="utf-8"), per_statement):
@@ -223,7 +235,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("mutants", help="every generated mistake must be caught")
     p.add_argument("--per-statement", type=int, default=mutate.PER_STATEMENT)
     p.add_argument("--oracle", action="append", choices=ORACLES)
+    for p in sub.choices.values():
+        p.add_argument(
+            "--only", action="append", default=[], metavar="NAME", help="only this catalogue entry"
+        )
     args = parser.parse_args(argv)
+    only = tuple(args.only)
     oracles = tuple(args.oracle or ORACLES)
     start = time.perf_counter()
 
@@ -231,11 +248,11 @@ def main(argv=None) -> int:
         print(line, flush=True)
 
     if args.what == "seeds":
-        tally = sweep_seeds(args.first, args.last, oracles, say)
+        tally = sweep_seeds(args.first, args.last, oracles, say, only)
     elif args.what == "edges":
-        tally = sweep_edges(args.seeds, oracles, say)
+        tally = sweep_edges(args.seeds, oracles, say, only)
     else:
-        tally = sweep_mutants(oracles, args.per_statement, say)
+        tally = sweep_mutants(oracles, args.per_statement, say, only)
     for key, n in sorted(tally.counts.items()):
         print(f"{key:28} {n}")
     print(f"{tally.bad} problems; {time.perf_counter() - start:.0f} s")
