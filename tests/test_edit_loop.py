@@ -48,7 +48,12 @@ def test_watch_rechecks_each_save_keeps_watching_after_an_invalid_one_and_stops_
     assert DBETA in BATCHNORM
     path = tmp_path / "bn.deriv"
     path.write_text(BATCHNORM, encoding="utf-8")
-    watcher = cli("check", str(path), "--watch", "--oracle", "exact", "--oracle", "torch")
+    # Ctrl-C as a terminal delivers it: a test run in the background (`pytest &` in a script, as CI may run
+    # it) hands its children SIGINT ignored, and the watcher would never see the signal that stops it.
+    watcher = cli(
+        "check", str(path), "--watch", "--oracle", "exact", "--oracle", "torch",
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     try:
         assert "1 verified" in "".join(until_checked(watcher))
         path.write_text(BATCHNORM.replace(DBETA, DBETA.replace("= sum", "= 2*sum")), encoding="utf-8")
