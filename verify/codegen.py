@@ -15,7 +15,7 @@ import numpy as np
 import sympy as sp
 
 from .catalogue import load
-from .lower import AsArray, Eye, Ones, Program, Zeros, backward_program, forward_program, shift_name
+from .lower import AsArray, Eye, Ones, Program, Scatter, Zeros, backward_program, forward_program, shift_name
 from .model import Derivation, DerivationError, constant
 from .printers import kink_printer, printer, size_text
 
@@ -51,7 +51,7 @@ def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str, 
     uses_dtype = False
     for a in prog.body:
         used_sizes |= {s.name for s in a.expr.free_symbols if s in size_symbols}
-        uses_dtype |= a.expr.has(Zeros, AsArray, Ones) or (backend == "torch" and a.expr.has(Eye))
+        uses_dtype |= a.expr.has(Zeros, AsArray, Ones, Scatter) or (backend == "torch" and a.expr.has(Eye))
     lines += _size_lines(d, prog, used_sizes)
     if uses_dtype:
         tensors = [p for p in prog.params if p in d.tensors and d.shape(p)]
@@ -70,8 +70,10 @@ def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str, 
         expr = a.expr
         while expr.free_symbols & inline_symbols:  # an inlined temporary may use another one
             expr = expr.xreplace({sp.Symbol(k, real=True): v for k, v in inline.items()})
-        text = pr.doprint(expr)
-        lines.append(f"    {a.name} = {text}")
+        if isinstance(expr, Scatter):
+            lines += [f"    {line}" for line in pr.scatter_lines(a.name, expr)]
+        else:
+            lines.append(f"    {a.name} = {pr.doprint(expr)}")
     lines.append("    return {" + ", ".join(f"{r!r}: {r}" for r in prog.results) + "}")
     return "\n".join(lines)
 

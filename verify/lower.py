@@ -20,6 +20,8 @@ and layout. The lowering
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -102,6 +104,13 @@ class Window(sp.Function):
     start + sum_j steps[j] * v_j. All entries are size expressions; `shape` is the view's."""
 
 
+class Pad(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Pad(array, pad, fill): `array` padded with `fill` by `pad` ((before, after) per axis, size
+    expressions), for windows that all view one padded copy."""
+
+
 class Inside(sp.Function):
     is_commutative = True
     is_real = True
@@ -122,6 +131,16 @@ class Merge(sp.Function):
     """Merge(operand, Tuple(axis sizes), k, length): axes k and k + 1 of the operand (a position's
     quotient q and remainder t by a stride, the sizes listed) made one axis h = stride*q + t, cut to
     `length`: the output of a statement lowered in strided phases (see `_Lowering.phase_splits`)."""
+
+
+class Scatter(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Scatter(values, shape, axes, strides, counts, offsets): an array of `shape` that is the sum of
+    the arrays `values` (a Tuple) each placed at strided positions: along target axis axes[d], entry
+    q of values[k] lands at offsets[k][d] + strides[d] * q (for q < counts[d]); a position outside
+    the target is dropped. The adjoint of a window read, statement by statement: the gradient of a
+    pooling or a convolution scattered into the windows that overlap, one value per kernel offset."""
 
 
 class Eye(sp.Function):
@@ -166,6 +185,8 @@ class _Lowering:
         self.counter = 0
         self.ranges: dict[sp.Symbol, sp.Expr] = {}  # index -> size, for the statement being lowered
         self.window_sizes = d.window_sizes()
+        self.scatters = False  # whether a statement may be lowered as a Scatter (see `scatter`)
+        self.shared_pads: dict[str, list[tuple[sp.Expr, sp.Expr]]] = {}  # see `scatter`
 
     def is_index(self, s) -> bool:
         # by the symbol, not its name: a summation index `N` is not the size N
@@ -251,7 +272,7 @@ class _Lowering:
             return expr if expr.name in self.scalars else Align(expr, sp.Tuple(*src), sp.Tuple(*dst))
         if isinstance(expr, Align):
             return Align(expr.args[0], expr.args[1], sp.Tuple(*dst))
-        if isinstance(expr, Einsum | ReduceSum | ReduceMax | MaxOver | Eye | Window | Merge):
+        if isinstance(expr, Einsum | ReduceSum | ReduceMax | MaxOver | Eye | Window | Merge | Pad):
             return Align(expr, sp.Tuple(*src), sp.Tuple(*dst))
         if isinstance(expr, sp.Piecewise):
             pairs = [
@@ -360,6 +381,10 @@ class _Lowering:
         name = e.base.label.name
         idx = tuple(e.indices)
         shifted = not all(isinstance(i, sp.Symbol) for i in idx)
+        if not shifted and name in self.d.tensors:
+            # an index whose range is not the axis's size (i over I reading an axis of H, where a
+            # Scatter put h = i) reads a prefix or past the end: a window too
+            shifted = any(self.ranges.get(i, n) != n for i, n in zip(idx, self.d.shape(name), strict=True))
         if name in self.helpers and not shifted:
             return self.lower(self.inline(name, e.indices), pref)
         if shifted:
@@ -396,6 +421,38 @@ class _Lowering:
         n c i kh j kw)."""
         axes = tuple(dict.fromkeys(a for e in subscripts for a in _ordered(self.free(e))))
         ranges = [self.range_of(a) for a in axes]
+        pad, dilate, start, steps = self.geometry(shape, subscripts, axes)
+        shared = self.shared_pads.get(source.name)
+        if shared is not None and all(d == 1 for d in dilate):
+            # the padded tensor made once (a temporary), viewed at this read's offset
+            start = [s - b + common for s, (b, _), (common, _) in zip(start, pad, shared, strict=True)]
+            source, pad = self.padded(source, shape, shared, fill), [(sp.S.Zero, sp.S.Zero)] * len(shape)
+        return self.temp(self.window_node(source, pad, dilate, start, steps, ranges, fill), axes)
+
+    def padded(self, source: sp.Symbol, shape: tuple, pads, fill) -> sp.Symbol:
+        """Array `source` (of `shape`) padded with `fill` by `pads`, as a temporary."""
+        axes = tuple(sp.Symbol(f"_pad{k}", integer=True) for k in range(len(shape)))
+        sizes = [n + before + after for n, (before, after) in zip(shape, pads, strict=True)]
+        self.ranges.update(zip(axes, sizes, strict=True))
+        whole = Pad(source, sp.Tuple(*(sp.Tuple(*p) for p in pads)), fill)
+        return self.temp(whole, axes)[0]
+
+    @staticmethod
+    def window_node(source, pad, dilate, start, steps, shape, fill) -> Window:
+        return Window(
+            source,
+            sp.Tuple(*(sp.Tuple(*p) for p in pad)),
+            sp.Tuple(*dilate),
+            sp.Tuple(*start),
+            sp.Tuple(*(sp.Tuple(*row) for row in steps)),
+            sp.Tuple(*shape),
+            fill,
+        )
+
+    def geometry(self, shape: tuple, subscripts: tuple, axes: tuple):
+        """(pad, dilate, start, steps) of the Window reading an array of `shape` at `subscripts`, with
+        a view axis per index of `axes`."""
+        ranges = [self.range_of(a) for a in axes]
         pad, dilate, start = [], [], []
         steps: list[list[sp.Expr]] = [[] for _ in axes]
         for e, length in zip(subscripts, shape, strict=True):
@@ -410,21 +467,12 @@ class _Lowering:
             low = offset + sum(sp.Min(0, c) * (r - 1) for c, r in zip(coefficients, ranges, strict=True))
             high = offset + sum(sp.Max(0, c) * (r - 1) for c, r in zip(coefficients, ranges, strict=True))
             before, after = sp.Max(0, -low), sp.Max(0, high - (length - 1))
-            pad.append(sp.Tuple(before, after))
+            pad.append((before, after))
             dilate.append(d)
             start.append(offset + before)
             for row, c in zip(steps, coefficients, strict=True):
                 row.append(c)
-        view = Window(
-            source,
-            sp.Tuple(*pad),
-            sp.Tuple(*dilate),
-            sp.Tuple(*start),
-            sp.Tuple(*(sp.Tuple(*row) for row in steps)),
-            sp.Tuple(*ranges),
-            fill,
-        )
-        return self.temp(view, axes)
+        return pad, dilate, start, steps
 
     def window_max(self, e: WindowMax, pref):
         """max(x[...], kh, kw): a Window of x padded with -inf (positions outside x take no part, as the
@@ -662,6 +710,10 @@ class _Lowering:
     def statement(self, st: Statement):
         self.ranges = dict(st.ranges)
         rhs = _fresh_sums(stable(self.prepare(st.rhs)))
+        scattered = self.scatter(rhs, st.indices) if self.scatters else None
+        if scattered is not None:
+            self.body.append(Assign(st.target, scattered, st.indices, True))
+            return
         split = list(st.indices)
         merges: list[tuple[sp.Symbol, sp.Symbol, sp.Symbol]] = []
         for h, stride in self.phase_splits(rhs, st.indices):
@@ -677,6 +729,17 @@ class _Lowering:
             merges.append((h, q, t))
         indices = tuple(split)
         self.know_ranges(rhs)
+        expr = self.whole(rhs, indices)
+        merged = list(indices)
+        for h, q, _ in merges:
+            k = merged.index(q)
+            expr = Merge(expr, sp.Tuple(*(self.ranges[a] for a in merged)), sp.Integer(k), st.ranges[h])
+            merged[k : k + 2] = [h]
+            self.ranges[h] = st.ranges[h]
+        self.body.append(Assign(st.target, expr, st.indices, True))
+
+    def whole(self, rhs: sp.Expr, indices: tuple) -> sp.Expr:
+        """`rhs` lowered as an array with exactly the axes `indices`, in that order."""
         expr, axes = self.lower(rhs, indices)
         # A factor common to every term is multiplied once: dy*y - y*s becomes y*(dy - s), one
         # whole-array product fewer.
@@ -690,13 +753,104 @@ class _Lowering:
             axes = indices
         if tuple(axes) != tuple(indices):
             expr = Align(expr, sp.Tuple(*axes), sp.Tuple(*indices))
-        merged = list(indices)
-        for h, q, _ in merges:
-            k = merged.index(q)
-            expr = Merge(expr, sp.Tuple(*(self.ranges[a] for a in merged)), sp.Integer(k), st.ranges[h])
-            merged[k : k + 2] = [h]
-            self.ranges[h] = st.ranges[h]
-        self.body.append(Assign(st.target, expr, st.indices, True))
+        return expr
+
+    def scatter(self, rhs: sp.Expr, free: tuple) -> Scatter | None:
+        """A statement `t[.., h, ..] = sum(f * delta(h, S*i + kh - P) ..., i, kh, ..)` whose deltas place
+        each term at a target index, with window indices (kh) of fixed size: the sum unrolled over the
+        window indices, one array per kernel offset over (.., i, ..) with h = S*i + kh - P substituted,
+        added into the target at those strided positions (a pooling's gradient, with no stride-phase
+        broadcast). None for any other statement. Each window index takes each of its values, and each
+        i its whole range, so the terms are exactly those of the sum whose delta is 1."""
+        total = next((f for f in sp.Mul.make_args(rhs) if isinstance(f, sp.Sum)), None)
+        if total is None or any(isinstance(f, sp.Sum) and f is not total for f in sp.Mul.make_args(rhs)):
+            return None
+        outer = sp.Mul(*[f for f in sp.Mul.make_args(rhs) if f is not total])
+        bound = [lim[0] for lim in total.limits]
+        extent = {lim[0]: lim[2] + 1 for lim in total.limits}
+        factors = sp.Mul.make_args(deltas_out(self.expand_helpers(total.function)))
+        placed: dict[sp.Symbol, sp.Expr] = {}  # target index h -> where a term lands along it
+        for f in (f for f in factors if isinstance(f, sp.KroneckerDelta)):
+            for h, e in (f.args, f.args[::-1]):
+                if h in free and h not in placed and self.free(e) and not self.free(e) & set(free):
+                    placed[h] = e
+                    break
+            else:
+                return None
+        if not placed:
+            return None
+        fixed = {
+            s: sp.Integer(self.d.fixed_sizes[s.name])
+            for s in self.size_symbols
+            if s.name in self.d.fixed_sizes
+        }
+        unrolled = [
+            v
+            for v in bound
+            if any(e.has(v) for e in placed.values()) and extent[v].xreplace(fixed).is_Integer
+        ]
+        counts = [int(extent[v].xreplace(fixed)) for v in unrolled]
+        if math.prod(counts) > 64:  # a statement per kernel offset: only for small windows
+            return None
+        combos = [
+            dict(zip(unrolled, map(sp.Integer, c), strict=True))
+            for c in itertools.product(*map(range, counts))
+        ]
+        # along each target axis, a term lands at offset + stride * i for one summed index i of its own
+        first = {h: sp.expand(e.xreplace(combos[0])) for h, e in placed.items()}
+        moving = {h: self.free(e) for h, e in first.items()}
+        if any(len(m) != 1 for m in moving.values()):
+            return None
+        along = {h: next(iter(m)) for h, m in moving.items()}
+        strides = {h: first[h].diff(along[h]) for h in placed}
+        if len(set(along.values())) != len(along) or any(
+            i not in bound or i in unrolled or not (c.is_Integer and c > 0)
+            for i, c in zip(along.values(), strides.values(), strict=True)
+        ):
+            return None
+        axes = tuple(along.get(h, h) for h in free)
+        rest = [v for v in bound if v not in unrolled and v not in along.values()]
+        body = outer * sp.Mul(*[f for f in factors if not isinstance(f, sp.KroneckerDelta)])
+        terms, offsets = [], []
+        for combo in combos:
+            landing = {h: sp.expand(e.xreplace(combo)) for h, e in placed.items()}
+            offsets.append(sp.Tuple(*(landing[h] - strides[h] * along[h] for h in placed)))
+            term = body.xreplace({**combo, **landing})
+            terms.append(sp.Sum(term, *[(v, 0, extent[v] - 1) for v in rest]) if rest else term)
+        self.know_ranges(rhs)
+        self.know_ranges(sp.Add(*terms))
+        self.shared_pads = self.pads_of(terms)
+        values = [self.whole(t, axes) for t in terms]
+        self.shared_pads = {}
+        return Scatter(
+            sp.Tuple(*values),
+            sp.Tuple(*(self.ranges[h] for h in free)),
+            sp.Tuple(*(sp.Integer(free.index(h)) for h in placed)),
+            sp.Tuple(*strides.values()),
+            sp.Tuple(*(self.ranges[i] for i in along.values())),
+            sp.Tuple(*offsets),
+        )
+
+    def pads_of(self, terms) -> dict[str, list[tuple[sp.Expr, sp.Expr]]]:
+        """For each tensor the terms read at shifted subscripts (all spread out by 1), the padding that
+        covers all those reads: each term's window then views one padded copy, made once."""
+        found: dict[str, list[list[tuple]]] = {}
+        for t in terms:
+            for read in t.atoms(sp.Indexed):
+                name = read.base.label.name
+                if name not in self.d.tensors or all(isinstance(i, sp.Symbol) for i in read.indices):
+                    continue
+                axes = tuple(dict.fromkeys(a for e in read.indices for a in _ordered(self.free(e))))
+                pad, dilate, _, _ = self.geometry(self.d.shape(name), tuple(read.indices), axes)
+                found.setdefault(name, []).append(pad if all(d == 1 for d in dilate) else [])
+        return {
+            name: [
+                (sp.Max(*(p[k][0] for p in pads)), sp.Max(*(p[k][1] for p in pads)))
+                for k in range(len(pads[0]))
+            ]
+            for name, pads in found.items()
+            if all(pads)
+        }
 
     def phase_splits(self, rhs: sp.Expr, free: tuple) -> list[tuple[sp.Symbol, int]]:
         """The free indices to compute in strided phases: h, with a stride S > 1, where a shifted
@@ -887,7 +1041,7 @@ def _complete(d: Derivation, params: list[str], body: list[Assign], candidates: 
     out = list(params)
     for name in candidates:
         shape = {s.name for s in d.shape(name)}
-        tensor_needed = any(a.expr.has(Zeros, Eye, AsArray, Ones) for a in body) and not any(
+        tensor_needed = any(a.expr.has(Zeros, Eye, AsArray, Ones, Scatter) for a in body) and not any(
             d.shape(p) for p in out if p in d.tensors
         )
         if name not in out and ((shape & sizes) - known or (shape and tensor_needed)):
@@ -916,6 +1070,7 @@ def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None) -> Pr
     input gradients alone beside a library backward that computes no others)."""
     helpers = {st.target: st for st in d.gradients if st.of is None}
     low = _Lowering(d, helpers)
+    low.scatters = True
     keep = {st.target for st in d.gradients if st.checked}
     if wanted is not None:
         keep = set(wanted)

@@ -162,11 +162,25 @@ class _ArrayMixin:
         ax = ax if len(axes) == 1 else f"({ax})"
         return self._call(self.amax, self._print(x), f"{self.axis_kw}={ax}")
 
+    def _fill_text(self, fill) -> str:
+        return "0.0" if fill == 0 else f"{'-' if fill.is_extended_negative else ''}{self.ns_numpy}.inf"
+
+    def _print_Pad(self, e):
+        x, pad, fill = e.args
+        return self._call("pad", self._print(x), size_text(pad), f"constant_values={self._fill_text(fill)}")
+
     def _print_Window(self, e):
         x, pad, dilate, start, steps, shape, fill = e.args
-        fill_text = (
-            "" if fill == 0 else f", fill={'-' if fill.is_extended_negative else ''}{self.ns_numpy}.inf"
-        )
+        if _is_slice(e):
+            # each view axis steps forwards along its own axis, nothing padded: a basic slice (a view in
+            # NumPy and PyTorch, a strided slice in XLA)
+            cut = [
+                f"{size_text(s) if s != 0 else ''}:{size_text(s + row[k] * (n - 1) + 1)}"
+                + (f":{row[k]}" if row[k] != 1 else "")
+                for k, (s, row, n) in enumerate(zip(start, steps, shape, strict=True))
+            ]
+            return f"{self._operand(x)}[{', '.join(cut)}]"
+        fill_text = "" if fill == 0 else f", fill={self._fill_text(fill)}"
         # an einsum or a reduction reads a strided view as fast as a copy (it copies what it needs);
         # elementwise work runs several times faster over a contiguous copy
         parent = self._stack[-2] if len(self._stack) > 1 else None
@@ -223,6 +237,28 @@ class _ArrayMixin:
         cut = ":, " * k + f":{size_text(length)}"
         return f"{self._operand(x)}.reshape({', '.join(shape)})[{cut}]"
 
+    def scatter_lines(self, name: str, e) -> list[str]:
+        """Statements computing `name` = Scatter(...) (see `verify.lower.Scatter`): zeros padded so that
+        every value lands inside, one strided slice-add per value, then the padding cut off."""
+        values, shape, axes, strides, counts, offsets = e.args
+        before, after = _scatter_padding(e)
+        padded = [size + before.get(k, 0) + after.get(k, 0) for k, size in enumerate(shape)]
+        lines = [f"{name} = {self._call('zeros', size_text(sp.Tuple(*padded)), 'dtype=dtype')}"]
+        for value, offset in zip(values, offsets, strict=True):
+            index = [":"] * len(shape)
+            for k, stride, count, at in zip(axes, strides, counts, offset, strict=True):
+                first = at + before[int(k)]
+                step = f":{stride}" if stride != 1 else ""
+                index[int(k)] = f"{size_text(first)}:{size_text(first + stride * (count - 1) + 1)}{step}"
+            lines.append(f"{name}[{', '.join(index)}] += {self.doprint(value)}")
+        if any(before.values()) or any(after.values()):
+            cut = [
+                f"{size_text(before[k])}:{size_text(before[k] + size)}" if k in before else ":"
+                for k, size in enumerate(shape)
+            ]
+            lines.append(f"{name} = {name}[{', '.join(cut)}]")
+        return lines
+
     def _print_Ones(self, e):
         shape = size_text(sp.Tuple(*e.args))  # whole numbers: a stride phase's count is a floor division
         return self._call("ones", shape, "dtype=dtype")
@@ -230,6 +266,29 @@ class _ArrayMixin:
     def _print_Zeros(self, e):
         shape = size_text(sp.Tuple(*e.args))  # whole numbers: a stride phase's count is a floor division
         return self._call("zeros", shape, "dtype=dtype")
+
+
+def _is_slice(window) -> bool:
+    """Whether a Window reads its array unpadded and unspread, view axis k stepping forwards along
+    axis k alone."""
+    _, pad, dilate, _, steps, _, _ = window.args
+    return (
+        all(p == (0, 0) for p in pad)
+        and all(d == 1 for d in dilate)
+        and len(steps) == len(dilate)
+        and all((c > 0) if j == k else c == 0 for k, row in enumerate(steps) for j, c in enumerate(row))
+    )
+
+
+def _scatter_padding(e) -> tuple[dict[int, sp.Expr], dict[int, sp.Expr]]:
+    """Per target axis of a Scatter, the padding before and after it that holds every value's entries."""
+    _, shape, axes, strides, counts, offsets = e.args
+    before, after = {}, {}
+    for d, (k, stride, count) in enumerate(zip(axes, strides, counts, strict=True)):
+        at = [offset[d] for offset in offsets]
+        before[int(k)] = sp.Max(0, -sp.Min(*at))
+        after[int(k)] = sp.Max(0, sp.Max(*at) + stride * (count - 1) - (shape[int(k)] - 1))
+    return before, after
 
 
 def _primary(text: str) -> bool:
@@ -288,7 +347,7 @@ def window(a, pad, dilate, start, steps, shape, fill=0.0, copy=False):
         spread = np.zeros(np.multiply(np.subtract(a.shape, 1), dilate) + 1, dtype=a.dtype)
         spread[tuple(map(slice, a.ndim * (None,), a.ndim * (None,), dilate))] = a
         a = spread
-    padded = np.pad(a, pad, constant_values=fill)
+    padded = np.pad(a, pad, constant_values=fill) if np.any(pad) else a
     flat = padded.reshape(-1)[np.dot(start, padded.strides) // padded.itemsize :]
     strides = tuple(np.dot(np.reshape(steps, (len(shape), a.ndim)), padded.strides))
     view = np.lib.stride_tricks.as_strided(flat, shape, strides, writeable=False)
@@ -305,7 +364,7 @@ def window(a, pad, dilate, start, steps, shape, fill=0.0, copy=False):
         spread = a.new_zeros(tuple(np.multiply(np.subtract(a.shape, 1), dilate) + 1))
         spread[tuple(map(slice, a.ndim * (None,), a.ndim * (None,), dilate))] = a
         a = spread
-    padded = torch.nn.functional.pad(a, tuple(np.ravel(pad[::-1]).tolist()), value=fill)
+    padded = torch.nn.functional.pad(a, tuple(np.ravel(pad[::-1]).tolist()), value=fill) if np.any(pad) else a
     steps = np.reshape(steps, (len(shape), a.ndim))
     backwards = (steps <= 0).all(axis=0) & (steps < 0).any(axis=0)
     if backwards.any():
@@ -404,6 +463,19 @@ class JaxArrayPrinter(_ArrayMixin, JaxPrinter):
     def _stop_gradient(self, text):
         return f"jax.lax.stop_gradient({text})"
 
+    def scatter_lines(self, name, e):
+        """One sum of the values, each spread out and padded into place by `jax.lax.pad` (a negative
+        padding cuts): XLA fuses it into one loop, where `.at[].add` would be a scatter per value."""
+        values, shape, axes, strides, counts, offsets = e.args
+        terms = []
+        for value, offset in zip(values, offsets, strict=True):
+            config = [(0, 0, 0)] * len(shape)
+            for k, stride, count, at in zip(axes, strides, counts, offset, strict=True):
+                config[int(k)] = (at, shape[int(k)] - at - stride * (count - 1) - 1, stride - 1)
+            text = size_text(sp.Tuple(*(sp.Tuple(*c) for c in config)))
+            terms.append(f"jax.lax.pad({self.doprint(value)}, jnp.zeros((), dtype=dtype), {text})")
+        return [f"{name} = {' + '.join(terms)}"]
+
 
 def _torch_printer():
     # sympy.printing.pytorch imports torch itself: only pay for that when torch code is wanted
@@ -427,6 +499,13 @@ def _torch_printer():
         def _product_sum(self, spec, axes, x, y):
             # torch.einsum makes a batched matmul of it: hundreds of times slower on the CPU
             return self._reduce_product(axes, x, y)
+
+        def _print_Pad(self, e):
+            x, pad, fill = e.args
+            last_first = sp.Tuple(*(side for before_after in reversed(pad.args) for side in before_after))
+            return self._call(
+                "nn.functional.pad", self._print(x), size_text(last_first), f"value={self._fill_text(fill)}"
+            )
 
         def _branch(self, e):
             # torch.where takes a Python float for a branch, not an int or a fraction
