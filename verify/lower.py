@@ -104,6 +104,22 @@ class Window(sp.Function):
     start + sum_j steps[j] * v_j. All entries are size expressions; `shape` is the view's."""
 
 
+class Conv(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Conv(einsum, B, A, lhs, rhs, out, su, sv, dilate, low, high, U, V, L, weight, sizes): an `einsum` of
+    array A with a Window of array B that is a convolution, for the backends that have one:
+
+        out[b, f, u...] = sum(Bc[b, g, su*u + |sv|*v ...] * A'[f, g, v...], g, v...)
+
+    where Bc is B spread out by `dilate` (zeros between entries) and padded by (low, high) per spatial
+    axis (negative: cut), and A' is A read backwards along each spatial axis whose sv is negative.
+    `lhs` lists B's axes (b, g, spatial...), `rhs` A's (f, g, v...), `out` the positions of (b, f, u...)
+    in the result; U, V and L are the sizes of u, v and B's spatial axes. `weight` is true when the u
+    axes are a window's and the v axes long (a kernel's gradient, which a library computes as such);
+    `sizes` holds the lengths of b and f."""
+
+
 class Pad(sp.Function):
     is_commutative = True
     is_real = True
@@ -223,7 +239,7 @@ class _Lowering:
             elif isinstance(e, sp.Piecewise):
                 # by its values alone: SymPy drops a condition whose branches are equal (where(c, 0, 0))
                 stack.extend(value for value, _ in e.args)
-            elif isinstance(e, Einsum | ReduceSum | Eye | Zeros):
+            elif isinstance(e, Einsum | Conv | ReduceSum | Eye | Zeros):
                 out |= set(axes)  # bare, such a node has the expression's axes (see `align`)
             elif isinstance(e, sp.Symbol):
                 if e.is_real and not e.is_integer and e.name not in self.scalars:
@@ -272,7 +288,7 @@ class _Lowering:
             return expr if expr.name in self.scalars else Align(expr, sp.Tuple(*src), sp.Tuple(*dst))
         if isinstance(expr, Align):
             return Align(expr.args[0], expr.args[1], sp.Tuple(*dst))
-        if isinstance(expr, Einsum | ReduceSum | ReduceMax | MaxOver | Eye | Window | Merge | Pad):
+        if isinstance(expr, Einsum | Conv | ReduceSum | ReduceMax | MaxOver | Eye | Window | Merge | Pad):
             return Align(expr, sp.Tuple(*src), sp.Tuple(*dst))
         if isinstance(expr, sp.Piecewise):
             pairs = [
@@ -698,8 +714,89 @@ class _Lowering:
             letters = _letters({a for _, ax in arrays for a in ax})
             spec = ",".join("".join(letters[a] for a in ax) for _, ax in arrays)
             spec += "->" + "".join(letters[a] for a in out)
-            value, _ = self.temp(Einsum(sp.Symbol(spec), *[x for x, _ in arrays]), out)
+            conv = self.convolution(arrays, out) if len(arrays) == 2 else None
+            if conv is not None:
+                value, out = conv  # in the library's order: the caller aligns it
+            else:
+                value, _ = self.temp(Einsum(sp.Symbol(spec), *[x for x, _ in arrays]), out)
         return sp.Mul(*scalars) * value, out
+
+    def convolution(self, arrays, out) -> tuple[sp.Symbol, tuple] | None:
+        """The contraction of an array and a Window to the axes `out` as a Conv (a temporary, and its
+        axes: a library convolution's own order, (f, b, u...) for a kernel's gradient, else (b, f,
+        u...)) where the window's axes take the roles of a convolution's (see `Conv`); None otherwise."""
+        windows = {a.name: a.expr for a in self.body if isinstance(a.expr, Window)}
+        for (w, w_axes), (a, a_axes) in (arrays, arrays[::-1]):
+            if not (isinstance(w, sp.Symbol) and w.name in windows and isinstance(a, sp.Symbol)):
+                continue
+            roles = self.conv_roles(windows[w.name], tuple(w_axes), tuple(a_axes), tuple(out))
+            if roles is None:
+                continue
+            by_role = [out[int(k)] for k in roles[2]]  # (b, f, u...)
+            natural = (by_role[1], by_role[0], *by_role[2:]) if roles[-2] else tuple(by_role)
+            roles = self.conv_roles(windows[w.name], tuple(w_axes), tuple(a_axes), natural)
+            letters = _letters({x for _, axes in arrays for x in axes})
+            spec = ",".join("".join(letters[x] for x in axes) for _, axes in arrays)
+            spec += "->" + "".join(letters[x] for x in natural)
+            einsum = Einsum(sp.Symbol(spec), *[x for x, _ in arrays])
+            return self.temp(Conv(einsum, windows[w.name].args[0], a, *roles), natural)
+        return None
+
+    def conv_roles(self, window: Window, w_axes: tuple, a_axes: tuple, out: tuple):
+        """The arguments of a Conv after its einsum and arrays (see `Conv`), or None when the window
+        view and the other operand are not a convolution's input and kernel: each axis of the window's
+        array is read whole by one view axis (the batch b, kept; the channel g, summed with A's), or by
+        two (a spatial axis: u kept, v summed with A's), and A has one more axis f, kept."""
+        source, pad, dilate, start, steps, shape, fill = window.args
+        if fill != 0 or source.name not in self.d.tensors or len(set(a_axes)) < len(a_axes):
+            return None
+        length = self.d.shape(source.name)
+        if any(sum(c != 0 for c in row) != 1 for row in steps):
+            return None
+        plain: dict[str, tuple[int, sp.Symbol]] = {}
+        spatial = []
+        for t, n in enumerate(length):
+            movers = [k for k, row in enumerate(steps) if row[t] != 0]
+            kept = [k for k in movers if w_axes[k] in out and w_axes[k] not in a_axes]
+            summed = [k for k in movers if w_axes[k] in a_axes and w_axes[k] not in out]
+            if len(movers) == 1:
+                (k,) = movers
+                whole = steps[k][t] == 1 and pad[t] == (0, 0) and dilate[t] == 1 and start[t] == 0
+                role = "b" if kept else "g" if summed else None
+                if not whole or shape[k] != n or role is None or role in plain:
+                    return None
+                plain[role] = (t, w_axes[k])
+            elif len(movers) == 2 and len(kept) == len(summed) == 1:
+                (ku,), (kv,) = kept, summed
+                su, sv = steps[ku][t], steps[kv][t]
+                if not (su.is_Integer and sv.is_Integer and su > 0):
+                    return None
+                U, V = shape[ku], shape[kv]
+                first = start[t] + sp.Min(0, sv) * (V - 1)  # the view's start once A is read forwards
+                low = pad[t][0] - first
+                high = su * (U - 1) + abs(sv) * (V - 1) + 1 - (dilate[t] * (n - 1) + 1) - low
+                spatial.append((t, w_axes[ku], w_axes[kv], su, sv, dilate[t], low, high, U, V, n))
+            else:
+                return None
+        if set(plain) != {"b", "g"} or not 1 <= len(spatial) <= 3:
+            return None
+        (tb, b), (tg, g) = plain["b"], plain["g"]
+        rest = [x for x in a_axes if x != g and x not in [sp_[2] for sp_ in spatial]]
+        if len(rest) != 1 or len(a_axes) != 2 + len(spatial) or rest[0] not in out:
+            return None
+        f = rest[0]
+        if len(out) != 2 + len(spatial) or set(out) != {b, f, *(sp_[1] for sp_ in spatial)}:
+            return None
+        column = list(zip(*spatial, strict=True))
+        weight = all(self.small(u) for u in column[1]) and not any(self.small(v) for v in column[2])
+        return (
+            sp.Tuple(tb, tg, *column[0]),
+            sp.Tuple(*(a_axes.index(x) for x in (f, g, *column[2]))),
+            sp.Tuple(*(out.index(x) for x in (b, f, *column[1]))),
+            *(sp.Tuple(*c) for c in column[3:]),
+            sp.true if weight else sp.false,
+            sp.Tuple(length[tb], self.range_of(f)),
+        )
 
     # -- statements -----------------------------------------------------------------------------------
 
@@ -752,7 +849,9 @@ class _Lowering:
             expr = Zeros(*(self.ranges[i] for i in indices)) + self.align(expr, axes, indices)
             axes = indices
         if tuple(axes) != tuple(indices):
-            expr = Align(expr, sp.Tuple(*axes), sp.Tuple(*indices))
+            # an Align of an Align is one permutation (a convolution returned in the library's order)
+            inner, src = (expr.args[0], expr.args[1]) if isinstance(expr, Align) else (expr, sp.Tuple(*axes))
+            expr = Align(inner, src, sp.Tuple(*indices))
         return expr
 
     def scatter(self, rhs: sp.Expr, free: tuple) -> Scatter | None:

@@ -162,6 +162,9 @@ class _ArrayMixin:
         ax = ax if len(axes) == 1 else f"({ax})"
         return self._call(self.amax, self._print(x), f"{self.axis_kw}={ax}")
 
+    def _print_Conv(self, e):
+        return self._print(e.args[0])  # the einsum over a window (NumPy has no convolution)
+
     def _fill_text(self, fill) -> str:
         return "0.0" if fill == 0 else f"{'-' if fill.is_extended_negative else ''}{self.ns_numpy}.inf"
 
@@ -266,6 +269,12 @@ class _ArrayMixin:
     def _print_Zeros(self, e):
         shape = size_text(sp.Tuple(*e.args))  # whole numbers: a stride phase's count is a floor division
         return self._call("zeros", shape, "dtype=dtype")
+
+
+def _arranged(text: str, order) -> str:
+    """PyTorch `text` with its axes taken in `order` (a permute, unless already in order)."""
+    order = [int(k) for k in order]
+    return text if order == sorted(order) == list(range(len(order))) else f"{text}.permute{tuple(order)}"
 
 
 def _is_slice(window) -> bool:
@@ -463,6 +472,24 @@ class JaxArrayPrinter(_ArrayMixin, JaxPrinter):
     def _stop_gradient(self, text):
         return f"jax.lax.stop_gradient({text})"
 
+    def _print_Conv(self, e):
+        _, x, a, lhs, rhs, out, su, sv, dilate, low, high, *_ = e.args
+        kernel = self._print(a)
+        flipped = tuple(int(rhs[2 + k]) for k, s in enumerate(sv) if s < 0)
+        if flipped:
+            kernel = f"jax.lax.rev({kernel}, {flipped})"
+        numbers = ", ".join(
+            f"{name}={size_text(sp.Tuple(*values))}"
+            for name, values in (
+                ("window_strides", su),
+                ("padding", [sp.Tuple(lo, hi) for lo, hi in zip(low, high, strict=True)]),
+                ("lhs_dilation", dilate),
+                ("rhs_dilation", [abs(s) for s in sv]),
+            )
+        )
+        numbers += f", dimension_numbers=jax.lax.ConvDimensionNumbers({size_text(lhs)}, {size_text(rhs)}, {size_text(out)})"
+        return f"jax.lax.conv_general_dilated({self._print(x)}, {kernel}, {numbers})"
+
     def scatter_lines(self, name, e):
         """One sum of the values, each spread out and padded into place by `jax.lax.pad` (a negative
         padding cuts): XLA fuses it into one loop, where `.at[].add` would be a scatter per value."""
@@ -499,6 +526,69 @@ def _torch_printer():
         def _product_sum(self, spec, axes, x, y):
             # torch.einsum makes a batched matmul of it: hundreds of times slower on the CPU
             return self._reduce_product(axes, x, y)
+
+        def _print_Conv(self, e):
+            """A library convolution: the kernel gradient by `torch.nn.grad.convNd_weight`, a kernel read
+            backwards at unit stride by `convNd_input` (the transposed convolution), anything else by
+            `conv{1,2,3}d` (the array padded and the kernel flipped as needed). PyTorch has no spread-out
+            input: the einsum then."""
+            fallback, x, a, lhs, rhs, out, su, sv, dilate, low, high, U, V, L, weight, (nb, nf) = e.args
+            if any(d != 1 for d in dilate):
+                return self._print(fallback)
+            n = len(su)
+            spatial_x, spatial_a = list(lhs[2:]), list(rhs[2:])
+            reach = [abs(s) for s in sv]
+            if weight:
+                # out[f, b, u] = sum(Bc[g, b, su*u + |sv|*v] * A[g, f, v]): a kernel's gradient, u its taps
+                text = self._call(
+                    f"nn.grad.conv{n}d_weight",
+                    self._padded(_arranged(self._print(x), [lhs[1], lhs[0], *spatial_x]), low, high),
+                    size_text(sp.Tuple(nf, nb, *U)),
+                    _arranged(self._print(a), [rhs[1], rhs[0], *spatial_a]),
+                    f"stride={size_text(sp.Tuple(*reach))}",
+                    f"dilation={size_text(sp.Tuple(*su))}",
+                )
+                roles = [1, 0, *range(2, n + 2)]
+            elif all(s < 0 for s in sv) and all(s == 1 for s in su):
+                # the adjoint of a convolution with A as its kernel (g out, f in), padded by p
+                p = [r * (v - 1) - lo for r, v, lo in zip(reach, V, low, strict=True)]
+                kept = [sp.Max(0, q) for q in p]
+                full = [n_ - 2 * k + r * (v - 1) for n_, k, r, v in zip(L, kept, reach, V, strict=True)]
+                text = self._call(
+                    f"nn.grad.conv{n}d_input",
+                    size_text(sp.Tuple(nb, nf, *full)),
+                    _arranged(self._print(a), [rhs[1], rhs[0], *spatial_a]),
+                    _arranged(self._print(x), list(lhs)),
+                    f"padding={size_text(sp.Tuple(*kept))}",
+                    f"dilation={size_text(sp.Tuple(*reach))}",
+                )
+                cut = [k - q for q, k in zip(p, kept, strict=True)]
+                text = self._padded(text, cut, [u - m - c for u, m, c in zip(U, full, cut, strict=True)])
+                roles = list(range(n + 2))
+            else:
+                kernel = _arranged(self._print(a), list(rhs))
+                flipped = tuple(k + 2 for k, s in enumerate(sv) if s < 0)
+                if flipped:
+                    kernel = f"{kernel}.flip({flipped})"
+                text = self._call(
+                    f"nn.functional.conv{n}d",
+                    self._padded(_arranged(self._print(x), list(lhs)), low, high),
+                    kernel,
+                    f"stride={size_text(sp.Tuple(*su))}",
+                    f"dilation={size_text(sp.Tuple(*reach))}",
+                )
+                roles = list(range(n + 2))
+            # the result's axes hold roles (b, f, u...) in the order `roles`; `out` places each role
+            at = {int(k): role for role, k in enumerate(out)}
+            return _arranged(text, [roles.index(at[k]) for k in range(n + 2)])
+
+        def _padded(self, text, low, high):
+            if all(x == 0 for x in (*low, *high)):
+                return text
+            pairs = sp.Tuple(
+                *(side for lo, hi in reversed(list(zip(low, high, strict=True))) for side in (lo, hi))
+            )
+            return self._call("nn.functional.pad", text, size_text(pairs))
 
         def _print_Pad(self, e):
             x, pad, fill = e.args
