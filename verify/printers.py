@@ -25,6 +25,7 @@ class _ArrayMixin:
 
     # from the SymPy printer each backend mixes this into (SymPy has no type information)
     parenthesize: Callable[..., str]
+    doprint: Callable[..., str]
     _stack: list[sp.Basic]  # the chain of expressions being printed, kept by `_print`
 
     backend = "numpy"
