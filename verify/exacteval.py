@@ -20,7 +20,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .model import Derivation, Statement, WindowMax, constant, deltas_out
+from .model import Derivation, Statement, WindowMax, constant, deltas_out, fresh_sums
 from .primitives import BY_NODE, Primitive, kink_value
 
 DIGITS = 50
@@ -397,7 +397,7 @@ def contracted(expr: sp.Expr) -> sp.Expr:
     if not (expr.has(sp.KroneckerDelta) and expr.has(sp.Sum)):
         return expr
     if expr not in _CONTRACTED:
-        _CONTRACTED[expr] = _contract(expr)
+        _CONTRACTED[expr] = _contract(fresh_sums(expr))  # a delta's index must not be captured
     return _CONTRACTED[expr]
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy.core.relational import Relational
 
-from .model import Derivation, Statement, WindowMax, constant, deltas_out
+from .model import Derivation, Statement, WindowMax, constant, deltas_out, fresh_sums
 from .primitives import BY_NODE
 
 
@@ -509,7 +509,7 @@ class _Lowering:
 
     def inline(self, name, indices):
         h = self.helpers[name]
-        rhs = _fresh_sums(self.prepare(h.rhs))
+        rhs = fresh_sums(self.prepare(h.rhs))
         self.know_ranges(rhs)
         return rhs.xreplace(dict(zip(h.indices, indices, strict=True)))
 
@@ -806,7 +806,7 @@ class _Lowering:
 
     def statement(self, st: Statement):
         self.ranges = dict(st.ranges)
-        rhs = _fresh_sums(stable(self.prepare(st.rhs)))
+        rhs = fresh_sums(stable(self.prepare(st.rhs)))
         scattered = self.scatter(rhs, st.indices) if self.scatters else None
         if scattered is not None:
             self.body.append(Assign(st.target, scattered, st.indices, True))
@@ -1007,22 +1007,6 @@ def _solve(difference: sp.Expr, bound) -> tuple[sp.Symbol, sp.Expr] | None:
         if c in (1, -1) and not (difference - c * i).has(i):
             return i, sp.expand(-(difference - c * i) / c)
     return None
-
-
-def _fresh_sums(expr):
-    """`expr` with the indices of each sum and windowed maximum renamed to fresh symbols inside it only.
-    An index may be summed in one place and free in another (x[n, k] / sum(x[n, k], k)), and the lowering
-    tells indices apart by their symbols."""
-    if not expr.has(sp.Sum, WindowMax):
-        return expr
-    if isinstance(expr, sp.Sum | WindowMax):
-        fresh = {lim[0]: sp.Dummy(lim[0].name, integer=True) for lim in expr.limits}
-        limits = [(fresh[i], lo, hi) for i, lo, hi in expr.limits]
-        return expr.func(_fresh_sums(expr.function).xreplace(fresh), *limits)
-    args = [_fresh_sums(a) for a in expr.args]
-    if isinstance(expr, sp.Piecewise | sp.Max | sp.Min | Relational):
-        return expr.func(*args, evaluate=False)
-    return expr.func(*args)
 
 
 def _is_call(e) -> bool:

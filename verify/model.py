@@ -17,6 +17,7 @@ from fractions import Fraction
 
 import sympy as sp
 from sympy.concrete.expr_with_limits import ExprWithLimits
+from sympy.core.relational import Relational
 
 
 class DerivationError(Exception):
@@ -321,6 +322,23 @@ class WindowArgmax(sp.Function):
 
     def _eval_derivative(self, wrt):
         return sp.S.Zero
+
+
+def fresh_sums(expr: sp.Expr) -> sp.Expr:
+    """`expr` with the indices of each sum and windowed maximum renamed to fresh symbols inside it only.
+    An index may be summed in one place and free in another (x[n, k] / sum(x[n, k], k)): whatever tells
+    indices apart by their symbols (the lowering), or substitutes one for another (contracting a delta:
+    sum(delta(i, k) * sum(w[i, k], k), i) must not become the trace sum(w[k, k], k)), needs them apart."""
+    if not expr.has(sp.Sum, WindowMax):
+        return expr
+    if isinstance(expr, sp.Sum | WindowMax):
+        fresh = {lim[0]: sp.Dummy(lim[0].name, integer=True) for lim in expr.limits}
+        limits = [(fresh[i], lo, hi) for i, lo, hi in expr.limits]
+        return expr.func(fresh_sums(expr.function).xreplace(fresh), *limits)
+    args = [fresh_sums(a) for a in expr.args]
+    if isinstance(expr, sp.Piecewise | sp.Max | sp.Min | Relational):
+        return expr.func(*args, evaluate=False)
+    return expr.func(*args)
 
 
 def deltas_out(e: sp.Expr) -> sp.Expr:
