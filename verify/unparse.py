@@ -34,6 +34,12 @@ class DerivPrinter(StrPrinter):
     def _print_KroneckerDelta(self, e):
         return f"delta({self._print(e.args[0])}, {self._print(e.args[1])})"
 
+    def _print_Equality(self, e):  # StrPrinter writes Eq(a, b), which the language does not parse
+        return f"{self._print(e.lhs)} == {self._print(e.rhs)}"
+
+    def _print_Unequality(self, e):
+        return f"{self._print(e.lhs)} != {self._print(e.rhs)}"
+
     def _print_Piecewise(self, e):
         (a, cond), (b, _) = e.args[0], e.args[-1]
         return f"where({self._print(cond)}, {self._print(a)}, {self._print(b)})"
