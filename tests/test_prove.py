@@ -27,9 +27,9 @@ from verify.catalogue import folder, load
 from verify.catalogue import paths as catalogue
 from verify.cli import main
 from verify.exacteval import size_values
-from verify.model import DerivationError
+from verify.model import DerivationError, constant
 from verify.prove import ConditionKind, ProofRun, ProofStatus, prove
-from verify.prove.algebra import Algebra, Unsupported
+from verify.prove.algebra import Algebra, Bound
 from verify.prove.search import DerivationProver
 
 CATALOGUE = catalogue()
@@ -58,9 +58,6 @@ def catalogue_claims():
 @pytest.mark.parametrize("name,target", list(catalogue_claims()))
 def test_catalogue_claim_proved(name, target):
     proof = catalogue_proofs()[name][target]
-    if load(name).windowed and proof.status is ProofStatus.NOT_PROVED and "unsupported" in proof.summary():
-        # the prover takes no shifted subscripts or windowed maxima yet (issue 15): it says so, never "wrong"
-        pytest.xfail(proof.summary())
     assert proof.status is ProofStatus.PROVED, proof.summary()
     assert proof.sizes and proof.summary().startswith("proved for all ")
 
@@ -222,6 +219,13 @@ WRONG = [
     Mutant("leaky_relu", "sign", "a * dy[n,i]", "-a * dy[n,i]"),
     Mutant("relu", "wrong branch", "x[n,i] > 0", "x[n,i] < 0"),
     Mutant("linear_column", "extra factor", "dW[j,i] = dy[j] * x[i]", "dW[j,i] = dy[j] * x[i] * x[i]"),
+    Mutant("conv2d", "kernel not flipped", "K[o,c, h + P - S*i, w + P - S*j]", "K[o,c, KH - 1 - h - P + S*i, KW - 1 - w - P + S*j]"),
+    Mutant("conv2d", "padding off by one", "K[o,c, h + P - S*i, w + P - S*j]", "K[o,c, h + P - 1 - S*i, w + P - S*j]"),
+    Mutant("conv1d", "stride dropped in dK", "dK[o,c,kl] = sum(dy[n,o,i] * x[n,c, S*i + kl - P]", "dK[o,c,kl] = sum(dy[n,o,i] * x[n,c, i + kl - P]"),
+    Mutant("conv1d", "padding dropped in dx", "K[o,c, l + P - S*i]", "K[o,c, l - S*i]"),
+    Mutant("conv2d_flipped", "kernel read as in a cross-correlation", "dK[a,b] = sum(dY[i,j] * X[i-a+2, j-b+2], i, j)", "dK[a,b] = sum(dY[i,j] * X[i+a-1, j+b-1], i, j)"),
+    Mutant("maxpool2d", "gradient to every window entry", "where(x[n,c,h,w] == y[n,c,i,j], dy[n,c,i,j], 0)", "dy[n,c,i,j]"),
+    Mutant("avgpool2d", "1/size missing", " / (KH*KW)\n\n[inputs]", "\n\n[inputs]"),
 ]  # fmt: skip
 
 # A transposed weight gradient only parses for a square weight (tests/cases/wrong_transpose.deriv); the
@@ -235,6 +239,8 @@ EQUIVALENT = [
     Mutant("relu", "mask as a factor", "where(x[n,i] > 0, dy[n,i], 0)", "dy[n,i] * where(x[n,i] >= 0, 1, 0)"),
     Mutant("leaky_relu", "branches swapped", "where(x[n,i] > 0, dy[n,i], a * dy[n,i])", "where(x[n,i] < 0, a * dy[n,i], dy[n,i])"),
     Mutant("softmax_cross_entropy_mean", "softmax written out", "(p[n,k] - t[n,k]) / N", "(exp(x[n,k]) / sum(exp(x[n,m]), m) - t[n,k]) / N"),
+    Mutant("conv2d", "dx through the kernel's deltas", "dx[n,c,h,w]   = sum(dy[n,o,i,j] * K[o,c, h + P - S*i, w + P - S*j], o, i, j)", "dx[n,c,h,w] = sum(dy[n,o,i,j] * K[o,c,kh,kw] * delta(h, S*i + kh - P) * delta(w, S*j + kw - P), o, i, j, kh, kw)"),
+    Mutant("maxpool2d", "comparison turned round", "x[n,c,h,w] == y[n,c,i,j]", "y[n,c,i,j] == x[n,c,h,w]"),
     Mutant("layernorm", "xhat written out", "xhat[n,j] * sum(dxhat[n,k] * xhat[n,k], k)", "(x[n,j] - mu[n]) * sum(dxhat[n,k] * (x[n,k] - mu[n]), k) / (var[n] + eps)"),
 ]  # fmt: skip
 
@@ -371,14 +377,49 @@ def test_self_check_catches_a_prover_bug(monkeypatch):
     assert "self-check failed" in outcomes["dmu"].reason
 
 
-def test_affine_subscript_is_not_modelled():
-    """A read x[n, i + 1] may fall outside its axis (zero padding): the algebra refuses it with a reason
-    rather than treat it as an ordinary element."""
+def test_self_check_catches_a_padding_bug(monkeypatch):
+    """A bug that drops the padding P from every read (x[n, c, S*i + kh - P] read at S*i + kh) breaks
+    both sides of the convolution's dK alike, so they still cancel; the self-check sees the normal form
+    differ from the exact oracle, and dK is not proved."""
+    original = Algebra.tensor
+    P = constant("P")
+
+    def unpadded(self, e):
+        return original(self, sp.Indexed(e.base, *(i.xreplace({P: 0}) for i in e.indices)))
+
+    monkeypatch.setattr(Algebra, "tensor", unpadded)
+    d = load("conv2d")
+    outcome = DerivationProver(d).prove(d.statement("dK"))
+    assert not outcome.closed
+    assert "self-check failed" in outcome.reason
+
+
+def test_affine_subscript_is_zero_padded():
+    """A read x[n, i + 1] may fall outside its axis (zero padding): its normal form is the element times
+    the indicator [I - 2 - i >= 0] that it lies inside; the other one, [i + 1 >= 0], is 1 for every i of
+    its range and is left out."""
     d = load("relu")
     x = sp.IndexedBase("x", real=True)
     n, i = sp.symbols("n i", integer=True)
-    with pytest.raises(Unsupported, match="zero padding"):
-        Algebra(d).norm(x[n, i + 1])
+    N, I = d.sizes["N"], d.sizes["I"]
+    algebra = Algebra(d, {n: N, i: I})
+    assert algebra.restore(algebra.norm(x[n, i + 1])) == x[n, i + 1] * Bound(I - 2 - i)
+
+
+def test_one_maximum_fails_at_ties():
+    """Max pooling's condition can be false: where every entry of x (so every window maximum) is 1,
+    each window has several maxima and the condition the proof states does not hold."""
+    import mpmath
+    import numpy as np
+
+    d = load("maxpool2d")
+    (condition,) = [
+        c for c in catalogue_proofs()["maxpool2d"]["dx"].stated if c.kind is ConditionKind.ONE_MAXIMUM
+    ]
+    sample = sampling.samples(d, 0)[0]
+    assert condition.holds(sample.forward, size_values(d, sample.sizes))
+    ties = {name: np.full(v.shape, mpmath.mpf(1), dtype=object) for name, v in sample.forward.items()}
+    assert not condition.holds(ties, size_values(d, sample.sizes))
 
 
 def test_where_on_equal_values_is_not_proved():

@@ -668,6 +668,8 @@ def _proofs_latex(d: Derivation, r: DerivationReport, p: DerivationPrinter) -> l
         if g.proof.status == "proved":
             sizes = ", ".join(escape(s) for s in g.proof.sizes)
             text = f"proved for all ${sizes}$" if sizes else "proved"
+            if g.proof.fixed:
+                text += " (" + ", ".join(f"${escape(f)}$" for f in g.proof.fixed) + " as stated)"
             if g.proof.stated:
                 text += "; conditions: " + "; ".join(rf"\texttt{{{escape(c.text)}}}" for c in g.proof.stated)
         elif g.proof.status == "gave-up":

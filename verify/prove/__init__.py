@@ -43,7 +43,8 @@ class Proof:
     gradient: str
     status: ProofStatus
     seconds: float
-    sizes: tuple[str, ...] = ()
+    sizes: tuple[str, ...] = ()  # the sizes and integer constants (stride, padding) it holds for all of
+    fixed: tuple[str, ...] = ()  # the sizes the derivation fixes, as "KH = 3": proved for those values
     conditions: list[Condition] = field(default_factory=list)
     residue: str = ""
     reason: str = ""
@@ -57,6 +58,7 @@ class Proof:
         """One line: 'proved for all N, J if x[n, k] != 0', 'not proved: why', 'gave up: why'."""
         if self.status is ProofStatus.PROVED:
             text = "proved for all " + ", ".join(self.sizes) if self.sizes else "proved"
+            text += f" ({', '.join(self.fixed)} as stated)" if self.fixed else ""
             return text + ("; conditions: " + "; ".join(c.text for c in self.stated) if self.stated else "")
         if self.status is ProofStatus.GAVE_UP:
             return f"gave up: {self.reason}"
@@ -71,11 +73,15 @@ class Proof:
         }
         if self.status is ProofStatus.PROVED:
             out["sizes"] = list(self.sizes)
+            out["fixed"] = list(self.fixed)
             out["always_true"] = [c.text for c in self.conditions if c.always]
             out["stage"] = self.stage
         if self.reason:
             out["reason"] = self.reason
         return out
+
+
+Scope = tuple[tuple[str, ...], tuple[str, ...]]  # (Proof.sizes, Proof.fixed) of one derivation
 
 
 class ProofRun:
@@ -108,15 +114,17 @@ class ProofRun:
 
     def _prove(self, index: int, d: Derivation) -> dict[str, Proof]:
         out: dict[str, Proof] = {}
-        sizes = tuple(sorted(d.sizes, key=lambda n: (n != "N", n)))  # the batch first: "for all N, J"
+        # the batch first: "for all N, J"; then the stride and padding, which the proof leaves symbolic
+        free = sorted((n for n in d.sizes if n not in d.fixed_sizes), key=lambda n: (n != "N", n))
+        scope = (tuple(free) + tuple(d.constants), tuple(f"{n} = {v}" for n, v in d.fixed_sizes.items()))
         k = 0
         while k < len(d.claims):
             proved = tuple(name for name, p in out.items() if p.status is ProofStatus.PROVED)
             self._worker.send(Job(d, k, proved, self.seed))
-            k = self._follow(index, d, k, out, sizes)
+            k = self._follow(index, d, k, out, scope)
         return out
 
-    def _follow(self, index: int, d: Derivation, k: int, out: dict, sizes) -> int:
+    def _follow(self, index: int, d: Derivation, k: int, out: dict, scope: Scope) -> int:
         """Read the worker's events for a job starting at claim k; returns where the next job starts."""
         deadline = time.monotonic() + max(BOOT_S, self.time_limit)
         phase = "starting the prover"
@@ -127,11 +135,11 @@ class ProofRun:
                 code = self._worker.exit_code()
                 self._worker.stop(kill=True)
                 why = f"the prover's process ended (exit code {code})" if isinstance(e, EOFError) else repr(e)
-                return self._give_up(d, k, out, sizes, f"{why} while {phase}")
+                return self._give_up(d, k, out, scope, f"{why} while {phase}")
             if event is None:
                 self._worker.stop(kill=True)
                 reason = f"time limit of {self.time_limit:g} s passed while {phase}"
-                return self._give_up(d, k, out, sizes, reason)
+                return self._give_up(d, k, out, scope, reason)
             if isinstance(event, Finished):
                 return len(d.claims)
             if isinstance(event, Phase):
@@ -146,21 +154,21 @@ class ProofRun:
             g = d.claims[event.k]
             if isinstance(event, Failed):
                 out[g.target] = Proof(
-                    g.target, ProofStatus.GAVE_UP, event.seconds, sizes, reason=event.message
+                    g.target, ProofStatus.GAVE_UP, event.seconds, *scope, reason=event.message
                 )
             else:
                 o = event.outcome
                 status = ProofStatus.PROVED if o.closed else ProofStatus.NOT_PROVED
                 out[g.target] = Proof(
-                    g.target, status, event.seconds, sizes, o.conditions, o.residue, o.reason, o.stage
+                    g.target, status, event.seconds, *scope, o.conditions, o.residue, o.reason, o.stage
                 )
             k = event.k + 1
             deadline = time.monotonic() + self.time_limit  # the next claim's start follows at once
 
-    def _give_up(self, d: Derivation, k: int, out: dict, sizes, reason: str) -> int:
+    def _give_up(self, d: Derivation, k: int, out: dict, scope: Scope, reason: str) -> int:
         if k < len(d.claims):  # else the worker stopped after its last claim: nothing is lost
             g = d.claims[k]
-            out[g.target] = Proof(g.target, ProofStatus.GAVE_UP, self.time_limit, sizes, reason=reason)
+            out[g.target] = Proof(g.target, ProofStatus.GAVE_UP, self.time_limit, *scope, reason=reason)
         return k + 1
 
     def close(self) -> None:

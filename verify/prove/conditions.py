@@ -21,7 +21,7 @@ import sympy as sp
 
 from ..model import Derivation
 from ..primitives import sigmoid, softplus
-from .algebra import Rule, RuleKind, Step
+from .algebra import Bound, Equal, Rule, RuleKind, Step
 
 
 class ConditionKind(StrEnum):
@@ -29,6 +29,7 @@ class ConditionKind(StrEnum):
     POSITIVE = "positive"  # a square root in a denominator, a log's argument
     NONNEGATIVE = "nonnegative"  # a square root
     KINK = "kink"  # a max, min, abs or where away from its kink
+    ONE_MAXIMUM = "one-maximum"  # a window maximum taken at one position of the window only (no ties)
     DOMAIN = "domain"  # a fact of an input's declared domain
 
 
@@ -36,7 +37,8 @@ class ConditionKind(StrEnum):
 class Condition:
     """`expr` (in the derivation's names) is non-zero, positive, ... for every value of the free indices
     in `ranges` (index, size); for a domain rule, `expr` is the sum that equals 1 or the entry whose
-    square is itself."""
+    square is itself; for one maximum per window, the number of the window's positions (inside the
+    input) whose entry equals the maximum, which is 1."""
 
     kind: ConditionKind
     expr: sp.Expr
@@ -63,6 +65,8 @@ def _true(kind: ConditionKind, rule: Rule | None, v) -> bool:
     if kind is ConditionKind.DOMAIN:
         target = mpmath.mpf(1) if rule is not None and rule.kind is RuleKind.ROW_SUM else None
         return v == target if target is not None else v * v == v
+    if kind is ConditionKind.ONE_MAXIMUM:
+        return v == 1
     if kind is ConditionKind.POSITIVE:
         return v > 0
     if kind is ConditionKind.NONNEGATIVE:
@@ -108,7 +112,7 @@ class Signs:
             return self.of_name(e.base.label.name)
         if isinstance(e, sp.exp | sigmoid | softplus):
             return 1
-        if isinstance(e, Step | sp.Abs):
+        if isinstance(e, Step | Bound | Equal | sp.Abs):
             return 0
         if isinstance(e, sp.Sum):
             return self.sign(e.function)  # every range holds at least one index value

@@ -6,6 +6,9 @@ with SymPy differentiating each right-hand side at symbolic element indices and 
 independent. The adjoints dL/ds are opaque tensors; those the written side does not use are expanded
 the same way, down to the upstream gradient.
 
+A window maximum y = max(x[...], kh, kw) has the derivative sum over kh, kw of [x[...] == y] times the
+entry's derivative: the entry's own where the window has one maximum (a condition the proof states).
+
 The written side is the statement with its helpers and earlier gradient statements expanded as
 written, except that an earlier gradient already proved equal to its true adjoint is the opaque adjoint
 itself (so dW1 = sum(dh1 * x) meets dL/dW1 = sum(dL/dh1 * x) without unfolding the network above).
@@ -23,8 +26,8 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from ..model import Derivation, Statement, base
-from .algebra import Algebra, RuleKind, Unsupported, to_steps
+from ..model import Derivation, Statement, WindowMax, base
+from .algebra import Algebra, Bound, Equal, RuleKind, Unsupported, to_steps
 from .conditions import Condition, ConditionKind, Signs, collect, readable
 from .selfcheck import AtomValues, Reference, adjoint_name
 
@@ -32,16 +35,16 @@ from .selfcheck import AtomValues, Reference, adjoint_name
 def fresh(e: sp.Expr) -> sp.Expr:
     """`e` with every summed index renamed to a new Dummy, so that substituting it anywhere captures
     nothing."""
-    if not e.has(sp.Sum):
+    if not e.has(sp.Sum, WindowMax):
         return e
-    if isinstance(e, sp.Sum):
+    if isinstance(e, sp.Sum | WindowMax):
         body = fresh(e.function)
         limits = []
         for k, lo, hi in e.limits:
             new = sp.Dummy(k.name, integer=True)
             body = substitute(body, {k: new})
             limits.append((new, lo, hi))
-        return sp.Sum(body, *limits)
+        return e.func(body, *limits)
     return e.func(*(fresh(a) if isinstance(a, sp.Expr) else a for a in e.args))
 
 
@@ -89,6 +92,10 @@ def derivative(e: sp.Expr, wrt: sp.Expr) -> sp.Expr:
         return sp.Mul(e.exp, inner, derivative(e.base, wrt), evaluate=False)
     if isinstance(e, sp.Sum):
         return sp.Sum(derivative(e.function, wrt), *e.limits)
+    if isinstance(e, WindowMax):  # the entry's derivative at the position of the maximum
+        return sp.Sum(Equal(e.function, e) * derivative(e.function, wrt), *e.limits)
+    if isinstance(e, Equal | Bound):
+        return sp.S.Zero
     if isinstance(e, sp.Function) and len(e.args) == 1:
         return sp.Mul(e.fdiff(1), derivative(e.args[0], wrt), evaluate=False)
     raise Unsupported(f"the derivative of {type(e).__name__}")
@@ -166,6 +173,8 @@ class DerivationProver:
         self._rhs: dict[int, sp.Expr] = {}
         self._reference: Reference | None = None
         self.signs = Signs(d)
+        # the forward names that are window maxima: where(x == y) compares with one of them
+        self.maxima = frozenset(s.target for s in d.forward if isinstance(s.rhs, WindowMax))
 
     # -- names --------------------------------------------------------------------------------------------
 
@@ -173,7 +182,7 @@ class DerivationProver:
         """The right-hand side with max, min, abs and where written through steps."""
         key = id(st)
         if key not in self._rhs:
-            self._rhs[key] = to_steps(st.rhs)
+            self._rhs[key] = to_steps(st.rhs, self.maxima)
         return self._rhs[key]
 
     def instantiate(self, st: Statement, args) -> sp.Expr:
@@ -240,9 +249,12 @@ class DerivationProver:
             weight = self.adjoint(s.target, idx, root)
             if weight == 0:
                 continue
-            der = derivative(self.instantiate(s, idx), wrt)
+            inst = self.instantiate(s, idx)
+            der = derivative(inst, wrt)
             if der == 0:
                 continue
+            if isinstance(inst, WindowMax):  # [entry == maximum] in the name it defines: y[n, c, i, j]
+                der = substitute(der, {inst: sp.Indexed(base(s.target), *idx)})
             term = weight * der
             if idx:
                 term = sp.Sum(
@@ -344,7 +356,7 @@ class DerivationProver:
                 if (stage.written, stage.true) in seen:
                     continue
                 seen.append((stage.written, stage.true))
-                algebra = Algebra(self.d)
+                algebra = Algebra(self.d, c.ranges)
                 w, t = algebra.norm(stage.written), algebra.norm(stage.true)
                 zero, residue = algebra.is_zero(sp.expand(w - t))
                 if zero and differs:
@@ -371,7 +383,7 @@ class DerivationProver:
         failure = ref.compare(values, t, c.indices, true)
         if failure is not None:
             failure = f"the true side is {failure}"
-        else:
+        elif w != t:  # else the written values already equal the true ones at this sample (disagreement)
             failure = ref.compare(values, w, c.indices, written)
             failure = failure and f"the written side is {failure}"
         if failure is not None:
@@ -393,10 +405,41 @@ class DerivationProver:
             text = self._condition_text(kind, expr)
             always = kind is not ConditionKind.KINK and self._always(kind, quantity)
             out.setdefault((kind, text), Condition(kind, expr, tuple(new_ranges.items()), text, always))
+        for name in sorted(self._maxima_compared(stage)):
+            cond = self._one_maximum(name)
+            out.setdefault((cond.kind, cond.text), cond)
         for rule in sorted(algebra.rules, key=str):
             cond = self._rule_condition(rule)
             out.setdefault((cond.kind, cond.text), cond)
         return list(out.values())
+
+    def _maxima_compared(self, stage: Stage) -> set[str]:
+        """The window maxima that an entry is compared with ([x == y]) in the sides the stage compared."""
+        out = set()
+        for side in stage.folded:
+            for e in side.atoms(Equal):
+                out |= {a.base.label.name for a in e.args if isinstance(a, sp.Indexed)} & self.maxima
+        return out
+
+    def _one_maximum(self, name: str) -> Condition:
+        """y[n, c, i, j] = max(x[...], kh, kw) is taken at one position of its window: the count of the
+        positions inside x whose entry equals the maximum is 1."""
+        st = self.forward[name]
+        window = st.rhs
+        assert isinstance(window, WindowMax), "a name in self.maxima is defined by a window maximum"
+        inside = sp.S.One
+        for a in window.function.atoms(sp.Indexed):
+            for i, n in zip(a.indices, self.d.shape(a.base.label.name), strict=True):
+                if not i.is_Symbol:
+                    inside *= Bound(i) * Bound(n - 1 - i)
+        y = sp.Indexed(base(name), *st.indices)
+        count = sp.Sum(Equal(window.function, y) * inside, *window.limits)
+        positions = ", ".join(str(k) for k, _, _ in window.limits)
+        text = (
+            f"one maximum per window: {self._print(y)} = {self._print(window)} is taken at one "
+            f"({positions}) only (away from ties)"
+        )
+        return Condition(ConditionKind.ONE_MAXIMUM, count, tuple(st.ranges.items()), text)
 
     def _always(self, kind: ConditionKind, quantity: sp.Expr) -> bool:
         sign = self.signs.sign(quantity)
@@ -451,5 +494,11 @@ def _printer():
     class Printer(DerivPrinter):
         def _print_Step(self, e):
             return f"where({self._print(e.args[0])} > 0, 1, 0)"
+
+        def _print_Bound(self, e):
+            return f"where({self._print(e.args[0])} >= 0, 1, 0)"
+
+        def _print_Equal(self, e):
+            return f"where({self._print(e.args[0])} == {self._print(e.args[1])}, 1, 0)"
 
     return Printer()

@@ -20,10 +20,17 @@ TOLERANCE = mpmath.mpf(10) ** -25  # relative to the largest value: 50-digit ari
 
 
 class StepEvaluator(Evaluator):
-    """The exact evaluator, knowing the prover's step atom [u > 0] and SymPy's constants (E)."""
+    """The exact evaluator, knowing the prover's indicators (the step [u > 0], [e >= 0] of an index
+    expression, [a == b] of two values) and SymPy's constants (E)."""
 
     def _ev_Step(self, e, env):
         return mpmath.mpf(1) if self.ev(e.args[0], env) > 0 else mpmath.mpf(0)
+
+    def _ev_Bound(self, e, env):
+        return mpmath.mpf(1) if self.ev(e.args[0], env) >= 0 else mpmath.mpf(0)
+
+    def _ev_Equal(self, e, env):
+        return mpmath.mpf(1) if self.ev(e.args[0], env) == self.ev(e.args[1], env) else mpmath.mpf(0)
 
     def _ev_NumberSymbol(self, e, env):
         return mpmath.mpf(str(e.evalf(DIGITS + 5)))
@@ -38,17 +45,42 @@ class AtomValues:
         self.algebra = algebra
         self.ev = StepEvaluator(ref.values, ref.sizes)
         self._cache: dict[tuple, object] = {}
+        # per expression its atoms and (a product) its factors, the moments last; per atom its free
+        # indices in a fixed order: looked up at every element
+        self._atoms_in: dict[sp.Expr, tuple[sp.Symbol, ...]] = {}
+        self._factors: dict[sp.Expr, tuple[sp.Expr, ...]] = {}
+        self._indices: dict[sp.Symbol, tuple[sp.Symbol, ...]] = {}
 
     def __call__(self, e: sp.Expr, env: dict):
+        if isinstance(e, sp.Add):
+            return mpmath.fsum(self(t, env) for t in e.args)
+        if isinstance(e, sp.Mul):
+            # the cheap factors first: a zero one (an indicator outside a window, a closed mask) ends the
+            # product before the moments inside it are summed
+            factors = self._factors.get(e)
+            if factors is None:
+                factors = self._factors[e] = tuple(sorted(e.args, key=self.algebra.depth))
+            out = mpmath.mpf(1)
+            for f in factors:
+                v = self(f, env)
+                if v == 0:
+                    return mpmath.mpf(0)
+                out *= v
+            return out
+        atoms = self._atoms_in.get(e)
+        if atoms is None:
+            atoms = self._atoms_in[e] = tuple(s for s in e.free_symbols if s in self.algebra.atoms)
         bound = dict(env)
-        for s in e.free_symbols:
-            if s in self.algebra.atoms:
-                bound[s] = self.atom(s, env)
+        for s in atoms:
+            bound[s] = self.atom(s, env)
         return self.ev(e, bound)
 
     def atom(self, s: sp.Symbol, env: dict):
         atom = self.algebra.atoms[s]
-        key = (s, tuple(sorted((str(i), env[i]) for i in atom.indices)))
+        indices = self._indices.get(s)
+        if indices is None:
+            indices = self._indices[s] = tuple(sorted(atom.indices, key=str))
+        key = (s, tuple(env[i] for i in indices))
         found = self._cache.get(key)
         if found is None:
             if atom.kind is AtomKind.SUM:
