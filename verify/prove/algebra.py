@@ -247,6 +247,8 @@ class Algebra:
         self._memo: dict[sp.Expr, sp.Expr] = {}
         self._subst_memo: dict[tuple, sp.Expr] = {}
         self._restored: dict[sp.Symbol, sp.Expr] = {}
+        # bound(e) by e: the ranges it is decided by are known before any e holding their index is made
+        self._bounds: dict[sp.Expr, sp.Expr] = {}
         self.rules: set[Rule] = set()
         # (lowest, highest) value of each free index and of each summed index of the raw expressions
         # (each sum's own Dummy); never of a canonical bound index ·d, whose range differs between the
@@ -354,7 +356,7 @@ class Algebra:
     def tensor(self, e: sp.Indexed) -> sp.Expr:
         """An element; at an affine subscript (x[n, c, S*i + kh - P]) the element times the indicators
         that the subscript lies inside its axis, a read outside being zero (zero padding)."""
-        subscripts = [_expand(self.norm(i)) for i in e.indices]
+        subscripts = [i if self.is_index(i) else _expand(self.norm(i)) for i in e.indices]
         inside = sp.S.One
         shape = self._shape(e.base.label.name)
         for axis, i in enumerate(subscripts):
@@ -363,6 +365,8 @@ class Algebra:
             if shape is None:
                 raise Unsupported(f"a read of {e.base.label} at the shifted subscript {i}")
             n = self.norm(shape[axis])
+            if self.ranges.get(i) == (0, n - 1):
+                continue  # an index over the whole axis (the common case, decided without bound())
             if not self.is_affine(i):
                 raise Unsupported(f"the subscript {i} of {e.base.label}: not linear in the indices")
             inside *= self.bound(i) * self.bound(_expand(n - 1 - i))
@@ -398,14 +402,22 @@ class Algebra:
     def bound(self, e: sp.Expr, extra: Mapping | None = None) -> sp.Expr:
         """[e >= 0] for an affine integer-valued e: 1 or 0 where the ranges of its indices (the free and
         raw summed ones, and `extra`) decide it for every value, else an atom of e made primitive."""
+        if not extra:
+            found = self._bounds.get(e)
+            if found is None:
+                found = self._bounds[e] = self._bound(e, {})
+            return found
+        return self._bound(e, extra)
+
+    def _bound(self, e: sp.Expr, extra: Mapping) -> sp.Expr:
         e = _expand(e)
         if e.is_Number:
             return sp.S.One if e >= 0 else sp.S.Zero
         _, prim = e.as_content_primitive()  # c * u >= 0 exactly where u >= 0, for c > 0
-        low = self._extreme(prim, extra or {}, lowest=True)
+        low = self._extreme(prim, extra, lowest=True)
         if low is not None and low.is_nonnegative:
             return sp.S.One
-        high = self._extreme(prim, extra or {}, lowest=False)
+        high = self._extreme(prim, extra, lowest=False)
         if high is not None and high.is_negative:
             return sp.S.Zero
         return self._atom(AtomKind.BOUND, Bound(prim, evaluate=False), self.deps(prim), 0)
@@ -593,7 +605,7 @@ class Algebra:
                 others = list(dep)
                 others.remove(delta)
                 # sum over k in lo..hi of f(k) * delta(k, at) is f(at) where lo <= at <= hi, else 0
-                inside = self.bound(at - lo) * self.bound(hi - at)
+                inside = self.bound(at - lo) * self.bound(hi - at) if self.ranges.get(at) != (lo, hi) else 1
                 out.append(rest * inside * self.subst(sp.Mul(*others), {k: at}))
             else:
                 out.append(rest * self.moment(sp.Mul(*dep), k, hi))
