@@ -37,7 +37,7 @@ verify_all_s is the median of the repeated cold runs of `python -m verify all`.
 Extra keys: "variant" (torch: "eager" or "compiled"), "dtype", "goal" (whether this ratio is the one
 the speed goal is stated for), "compile_s", and top-level "machine", "skipped" ({derivation: ["what:
 why", ...]}), "loop" (`loop.run`), "prove" ({"wall_s", "seconds": {"derivation gradient": s},
-"proved", "claims"}), "code" ([{"what", "command", "wall_s" (the median), "runs_s", "cpu_s", "goal_s",
+"proved", "claims", "windowed": ["derivation gradient", ...]}), "code" ([{"what", "command", "wall_s" (the median), "runs_s", "cpu_s", "goal_s",
 "exit"}]) and "diagnosis" (`diagnosis.run`).
 """
 

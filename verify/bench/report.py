@@ -160,6 +160,12 @@ def summary(result: dict) -> str:
             f"{proofs['claims']} proved; per gradient at most {proofs['seconds'][slowest]:.2f} s ({slowest}), "
             f"{sum(proofs['seconds'].values()):.1f} s in all"
         )
+        windowed_s = {k: proofs["seconds"][k] for k in proofs.get("windowed", [])}
+        if windowed_s:
+            lines.append(
+                f"  windowed (convolution, pooling): {len(windowed_s)} gradients, "
+                + ", ".join(f"{k} {s:.2f} s" for k, s in windowed_s.items())
+            )
     if result.get("code"):
         lines.append(code_line(result["code"]))
     lines.append(
