@@ -30,12 +30,15 @@ def check(
     *,
     workers: Workers | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    diagnose: bool = True,
 ) -> Report:
     """Check one derivation (a path, a catalogue name or the text) or a list of them. With `prove`, each
     gradient also carries the prover's outcome (`verify.prove`, `time_limit` seconds per gradient),
     computed in a worker process meanwhile; it never changes a verdict. `workers` (the command line's,
     see verify.parallel) run the framework oracles in their own processes; `progress(done, total, name)`
-    is told of each derivation checked."""
+    is told of each derivation checked. `diagnose=False` gives the verdicts alone, each wrong gradient
+    undiagnosed (the mutation tests, which judge only the verdict: a diagnosis verifies its fix with the
+    exact oracle, most of the cost of a wrong convolution gradient)."""
     items = list(path_or_text) if isinstance(path_or_text, list | tuple) else [path_or_text]
     names = tuple(oracles) if oracles else ORACLES
     unknown = [o for o in names if o not in ORACLE_CLASSES]
@@ -62,7 +65,7 @@ def check(
                 for name in elsewhere:
                     assert workers is not None, "only workers run oracles elsewhere"
                     runs[name] = workers.result(name, k) or run_oracle(name, d, draws)
-                reports.append(_assemble(d, draws, {name: runs[name] for name in names}, seed))
+                reports.append(_assemble(d, draws, {name: runs[name] for name in names}, seed, diagnose))
             if progress is not None:
                 progress(k + 1, len(prepared), reports[-1].name)
         if proofs is not None:
@@ -193,7 +196,9 @@ def verdict(results: dict[str, Result]) -> tuple[Status, str]:
     return Status.INCONCLUSIVE, f"no oracle could decide ({why})" if why else "no oracle ran"
 
 
-def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> DerivationReport:
+def _assemble(
+    d: Derivation, draws, runs: dict[str, OracleRun], seed: int, diagnose: bool = True
+) -> DerivationReport:
     forward = [f for run in runs.values() for f in run.forward]
     gradients = []
     wrong_lines: dict[str, int] = {}
@@ -206,7 +211,9 @@ def _assemble(d: Derivation, draws, runs: dict[str, OracleRun], seed: int) -> De
         arrays = found[0] if found else None
         status, reason = verdict(results)
         diagnosis, mistake = "", None
-        if status == Status.WRONG:
+        if status == Status.WRONG and not diagnose:
+            diagnosis = "not diagnosed (diagnose=False)"
+        elif status == Status.WRONG:
             mistake = from_results(d, g.target, arrays, results, draws, seed)
             diagnosis = mistake.summary()
             used = _uses(d, g.target) & set(wrong_lines)
