@@ -841,6 +841,12 @@ class _Lowering:
         # A factor common to every term is multiplied once: dy*y - y*s becomes y*(dy - s), one
         # whole-array product fewer.
         expr = sp.factor_terms(expr, sign=False)
+        # where(c, a, a) is a: SymPy folds it so whenever it rebuilds the expression (a substitution at
+        # printing), and t * where(c, 1/t, 1/t) would then lose t's axes after the shape was settled
+        expr = expr.replace(
+            lambda e: isinstance(e, sp.Piecewise) and len({value for value, _ in e.args}) == 1,
+            lambda e: e.args[0][0],
+        )
         # Every statement is an array of its target's full shape in the inputs' dtype: also one whose
         # expression lost an index (a constant, `0 * a[n, j]`, v[n] / v[n]) or reads no array at all.
         if not indices and not self.has_array(expr):
