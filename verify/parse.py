@@ -698,6 +698,13 @@ class _Loader:
                 if (a.base.label.name if isinstance(a, sp.Indexed) else a.name) in zero
             }
             value = st.rhs.xreplace(reps) if reps else st.rhs
+            if st.rhs.has(sp.I):
+                raise self.err(
+                    f"{st.target} is not a real number (but where it is 0): SymPy writes it {st.rhs} (a square root or "
+                    "fractional power of a value that is never positive)",
+                    st.line,
+                    1,
+                )
             if value.has(sp.zoo, sp.nan):
                 names = sorted({(a.base.label.name if isinstance(a, sp.Indexed) else a.name) for a in reps})
                 which = ", ".join(f"{n} (0 everywhere, line {zero[n]})" for n in names)

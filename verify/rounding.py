@@ -27,6 +27,7 @@ import sympy as sp
 
 from .exacteval import (
     DIGITS,
+    NAN,
     Evaluator,
     adjoints,
     concrete_shape,
@@ -117,6 +118,9 @@ class Bounder(Evaluator):
         v = mpmath.mpf(e)
         return Rounded(v, U * abs(v))
 
+    def _ev_ImaginaryUnit(self, e, env):
+        return Rounded(NAN, INF)  # not real (see Evaluator._ev_ImaginaryUnit), as a non-finite value
+
     def _ev_Symbol(self, e, env):
         if e in env:
             return _exact(env[e])
@@ -173,6 +177,7 @@ class Bounder(Evaluator):
         if not mpmath.isfinite(v):
             return Rounded(v, INF)
         size, p = abs(b.v), e.exp
+        pm = mpmath.mpf(int(p.p)) / int(p.q) if p.is_Rational else mpmath.mpf(p)  # no SymPy number in a bound
         if b.e == 0:
             spread = ZERO
         elif p.is_Integer and p >= 0:  # |b'^p - b^p| <= (|b| + e)^p - |b|^p
@@ -180,7 +185,7 @@ class Bounder(Evaluator):
         elif size <= b.e:  # a negative or fractional power of a value float64 may hold as zero
             spread = INF
         elif b.e < LINEAR * size:  # |p| |b|^(p-1) e, and the second order is below a part in 1e8 of it
-            spread = abs(p) * abs(v) / size * b.e * (1 + LINEAR * (abs(p) + 1))
+            spread = abs(pm) * abs(v) / size * b.e * (1 + LINEAR * (abs(pm) + 1))
         else:
             at = power(size, p)
             spread = max(abs(power(size - b.e, p) - at), abs(power(size + b.e, p) - at))
