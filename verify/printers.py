@@ -102,15 +102,12 @@ class _ArrayMixin:
     def _print(self, expr, **kwargs):
         # the chain of expressions being printed, so that `x @ y` knows what it sits in
         stack = self.__dict__.setdefault("_stack", [])
-        if (
-            isinstance(expr, sp.Expr)
-            and expr.is_number
-            and expr.is_real
-            and not (expr.is_Rational or expr.is_Float)
-        ):
+        if isinstance(expr, sp.Expr) and expr.is_number and not (expr.is_Rational or expr.is_Float):
             # an irrational constant (sqrt(10), which SymPy splits out of sqrt(x / 100000)) as a float literal:
             # a backend function takes no Python number (torch.sqrt(10) raises), and the value is the same
-            return repr(float(expr))
+            value = expr.evalf(20)
+            if value.is_Float:  # not an array node of numbers (a window of sizes), which has no one value
+                return repr(float(value))
         stack.append(expr)
         try:
             return super()._print(expr, **kwargs)  # type: ignore[misc]  # the SymPy printer's, after this mixin
