@@ -109,7 +109,11 @@ def test_deltas_pinned_by_sums_are_contracted_for_the_exact_oracle():
     )
     rhs = d.statement("dW").rhs
     short = contracted(rhs)
-    assert not short.has(sp.KroneckerDelta) and str(short) == "Sum(X[m, j]*dY[m, i], (m, 0, M - 1))"
+    X, dY = (next(a.base for a in rhs.atoms(sp.Indexed) if a.base.label.name == name) for name in ("X", "dY"))
+    i, j, m = (sp.Symbol(name, integer=True) for name in "ijm")
+    # the summed index is renamed apart from every other (verify.model.fresh_sums): equal up to its name
+    expected = sp.Sum(X[m, j] * dY[m, i], (m, 0, d.sizes["M"] - 1))
+    assert not short.has(sp.KroneckerDelta) and short.as_dummy() == expected.as_dummy(), short
     sizes = {d.sizes["M"]: 3, d.sizes["N"]: 2, d.sizes["K"]: 4}
     rng = np.random.default_rng(0)
     values = {
