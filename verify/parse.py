@@ -692,24 +692,29 @@ class _Loader:
         would print as SymPy's complex infinity."""
         zero: dict[str, int] = {}  # name -> the line that makes it 0
         for st in statements:
-            reps = {
-                a: sp.Integer(0)
-                for a in st.rhs.atoms(sp.Indexed, sp.Symbol)
-                if (a.base.label.name if isinstance(a, sp.Indexed) else a.name) in zero
-            }
-            value = st.rhs.xreplace(reps) if reps else st.rhs
             if st.rhs.has(sp.I):
                 raise self.err(
-                    f"{st.target} is not a real number (but where it is 0): SymPy writes it {st.rhs} (a square root or "
-                    "fractional power of a value that is never positive)",
+                    f"{st.target} is not a real number (but where it is 0): SymPy writes it {st.rhs} (a square "
+                    "root or fractional power of a value that is never positive)",
                     st.line,
                     1,
                 )
-            if value.has(sp.zoo, sp.nan):
-                names = sorted({(a.base.label.name if isinstance(a, sp.Indexed) else a.name) for a in reps})
-                which = ", ".join(f"{n} (0 everywhere, line {zero[n]})" for n in names)
+            reps = {
+                a: sp.Integer(0)
+                for a in st.rhs.atoms(sp.Indexed, sp.Symbol)
+                # a tensor's name, not an index of the same name (sum(W[k, p], k, p) beside a tensor p)
+                if (a.base.label.name if isinstance(a, sp.Indexed) else a.name) in zero and not a.is_integer
+            }
+            names = sorted({(a.base.label.name if isinstance(a, sp.Indexed) else a.name) for a in reps})
+            which = ", ".join(f"{n} (0 everywhere, line {zero[n]})" for n in names)
+            try:
+                value = st.rhs.xreplace(reps) if reps else st.rhs
+            except (TypeError, ValueError):  # SymPy refuses min(..., sqrt(-1/1000)) of the zeros put in
+                value = sp.nan
+            if value.has(sp.zoo, sp.nan, sp.I):
                 raise self.err(
-                    f"{st.target} is not a real number anywhere (a division by zero or log(0)): it reads {which}",
+                    f"{st.target} is not a real number anywhere (a division by zero, log(0) or the square root "
+                    f"of a negative number): it reads {which}",
                     st.line,
                     1,
                 )
