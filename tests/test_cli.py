@@ -211,3 +211,19 @@ def test_output_that_reads_no_checked_input():
     )
     report = verify.check(text, oracles=("exact", "fd", "jax", "torch"))
     assert report.exit_code == 0, report.table()
+
+
+def test_codegen_of_a_division_by_zero_through_a_helper_is_a_positioned_error(tmp_path):
+    """Found by the fuzzer (case 6629): (g3[k] - w3[k])**-1 with the helper g3 = w3 divides by zero only
+    once the lowering puts g3 in; the printer met SymPy's complex infinity and codegen failed with an
+    internal error (exit 4). It is the statement's error, with its line, exit 2."""
+    path = tmp_path / "zero.deriv"
+    path.write_text(
+        "[forward]\ny[k] = w[k] * 2\n[gradients]\ng[k] = w[k]\ndw[k] = max(2 * dy[k], (g[k] - w[k])**-1)\n",
+        encoding="utf-8",
+    )
+    done = run("codegen", str(path))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        f"{path}:5:1: dw divides by zero once the helpers it reads are put in: no code computes it"
+    )

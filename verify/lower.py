@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy.core.relational import Relational
 
-from .model import Derivation, Statement, WindowMax, constant, deltas_out, fresh_sums
+from .model import Derivation, DerivationError, Statement, WindowMax, constant, deltas_out, fresh_sums
 from .primitives import BY_NODE
 
 
@@ -827,6 +827,13 @@ class _Lowering:
         indices = tuple(split)
         self.know_ranges(rhs)
         expr = self.whole(rhs, indices)
+        if expr.has(sp.zoo, sp.nan):  # (g3 - w3)**-1 with g3 = w3: a division by zero once helpers are put in
+            raise DerivationError(
+                f"{st.target} divides by zero once the helpers it reads are put in: no code computes it",
+                st.line,
+                1,
+                self.d.file,
+            )
         merged = list(indices)
         for h, q, _ in merges:
             k = merged.index(q)
