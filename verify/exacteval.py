@@ -86,10 +86,6 @@ class Evaluator:
     def _ev_Float(self, e, env):
         return mpmath.mpf(e)
 
-    def _ev_ImaginaryUnit(self, e, env):
-        # SymPy writes sqrt(-g**2) as I*sqrt(g**2): a value that is not real, NaN as every other (`real`)
-        return NAN
-
     def _ev_Symbol(self, e, env):
         if e in env:
             return env[e]

@@ -27,7 +27,6 @@ import sympy as sp
 
 from .exacteval import (
     DIGITS,
-    NAN,
     Evaluator,
     adjoints,
     concrete_shape,
@@ -117,9 +116,6 @@ class Bounder(Evaluator):
     def _ev_Float(self, e, env):
         v = mpmath.mpf(e)
         return Rounded(v, U * abs(v))
-
-    def _ev_ImaginaryUnit(self, e, env):
-        return Rounded(NAN, INF)  # not real (see Evaluator._ev_ImaginaryUnit), as a non-finite value
 
     def _ev_Symbol(self, e, env):
         if e in env:
