@@ -136,7 +136,13 @@ def source(
             _function(d, forward_program(d), backend, "forward", "Forward pass: every intermediate.")
         )
         parts.append(
-            _function(d, backward_program(d), backend, "backward", "Backward pass: every written gradient.")
+            _function(
+                d,
+                backward_program(d, folds=backend == "torch"),
+                backend,
+                "backward",
+                "Backward pass: every written gradient.",
+            )
         )
     return "\n".join(head) + "\n\n" + "\n\n\n".join(parts) + "\n"
 
@@ -247,7 +253,13 @@ def backward_only(d: Derivation, backend: str, wanted: tuple[str, ...]):
         pr = printer(backend)
         helper = [pr.window_helper.strip(), "", ""] if d.windowed else []
         text = "\n".join(
-            [pr.imports, "", "", *helper, _function(d, backward_program(d, wanted), backend, "backward", doc)]
+            [
+                pr.imports,
+                "",
+                "",
+                *helper,
+                _function(d, backward_program(d, wanted, folds=backend == "torch"), backend, "backward", doc),
+            ]
         )
         _CACHE[key] = (d, _compile(text, backend, d.name)["backward"])
     return _CACHE[key][1]

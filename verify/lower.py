@@ -159,6 +159,18 @@ class Scatter(sp.Function):
     pooling or a convolution scattered into the windows that overlap, one value per kernel offset."""
 
 
+class Fold(sp.Function):
+    is_commutative = True
+    is_real = True
+    """Fold(value, shape, kernel, strides, dilations, paddings, counts, fits): the sum of a window's
+    terms placed into the target, col2im (PyTorch's `F.fold`), the same sum as a Scatter with the window
+    offsets as axes of one array rather than unrolled. `value` has axes (batch.., k_1..k_m, i_1..i_m),
+    the target `shape` (batch.., h_1..h_m): entry (k, i) lands at h = stride*i + dilation*k - padding
+    along each of the m trailing target axes, and is dropped outside. `fits` (1 or 0): whether every count
+    i is the library's output count of its h, floor((h + 2 padding - dilation (K - 1) - 1) / stride) + 1,
+    so that F.fold can be given the target's size as it is."""
+
+
 class Eye(sp.Function):
     is_commutative = True
     is_real = True
@@ -202,6 +214,8 @@ class _Lowering:
         self.ranges: dict[sp.Symbol, sp.Expr] = {}  # index -> size, for the statement being lowered
         self.window_sizes = d.window_sizes()
         self.scatters = False  # whether a statement may be lowered as a Scatter (see `scatter`)
+        self.folds = False  # whether a Scatter may be a Fold instead (see `fold`)
+        self.window_order: tuple = ()  # while lowering a Fold's terms: the axis order of its window views
         self.shared_pads: dict[str, list[tuple[sp.Expr, sp.Expr]]] = {}  # see `scatter`
 
     def is_index(self, s) -> bool:
@@ -436,6 +450,8 @@ class _Lowering:
         axis per index in the order they first appear (`x[n, c, S*i + kh - P, S*j + kw - P]` has axes
         n c i kh j kw)."""
         axes = tuple(dict.fromkeys(a for e in subscripts for a in _ordered(self.free(e))))
+        if set(axes) <= set(self.window_order):
+            axes = tuple(a for a in self.window_order if a in axes)
         ranges = [self.range_of(a) for a in axes]
         pad, dilate, start, steps = self.geometry(shape, subscripts, axes)
         shared = self.shared_pads.get(source.name)
@@ -923,6 +939,10 @@ class _Lowering:
         axes = tuple(along.get(h, h) for h in free)
         rest = [v for v in bound if v not in unrolled and v not in along.values()]
         body = outer * sp.Mul(*[f for f in factors if not isinstance(f, sp.KroneckerDelta)])
+        if self.folds:
+            folded = self.fold(rhs, free, placed, along, strides, unrolled, rest, extent, body, fixed)
+            if folded is not None:
+                return folded
         terms, offsets = [], []
         for combo in combos:
             landing = {h: sp.expand(e.xreplace(combo)) for h, e in placed.items()}
@@ -941,6 +961,86 @@ class _Lowering:
             sp.Tuple(*strides.values()),
             sp.Tuple(*(self.ranges[i] for i in along.values())),
             sp.Tuple(*offsets),
+        )
+
+    def fold(self, rhs, free, placed, along, strides, unrolled, rest, extent, body, fixed) -> Fold | None:
+        """The Scatter's sum as one Fold (PyTorch's col2im) when its targets are the trailing one or two
+        axes of the statement, each placed at stride*i + dilation*k - padding with a window index k of
+        its own: the terms are then one array over (batch.., k.., i..), the window read of the input
+        one strided view, where the unrolled Scatter computes a term and a strided slice-add per
+        kernel offset. None otherwise (a Scatter then)."""
+        targets = [h for h in free if h in placed]
+        m = len(targets)
+        if m not in (1, 2) or tuple(free[-m:]) != tuple(targets) or len(unrolled) != m:
+            return None
+        kernel, dilations, paddings = [], [], []
+        for h in targets:
+            e = sp.expand(placed[h].xreplace(fixed)) - strides[h] * along[h]
+            mine = [k for k in unrolled if e.has(k)]
+            if len(mine) != 1:
+                return None
+            k = mine[0]
+            dilation, offset = e.diff(k), e.xreplace({k: sp.S.Zero})
+            if not (dilation.is_Integer and dilation > 0 and offset.is_Integer and offset <= 0):
+                return None
+            kernel.append(k)
+            dilations.append(dilation)
+            paddings.append(-offset)
+        if len(set(kernel)) != m:
+            return None
+        term = body.xreplace(placed)
+        term = sp.Sum(term, *[(v, 0, extent[v] - 1) for v in rest]) if rest else term
+        self.know_ranges(rhs)
+        batch = tuple(a for a in free if a not in placed)
+        wanted = (*batch, *kernel, *(along[h] for h in targets))
+        # the window views of the input in the value's own axis order: no permuted copy; an axis the
+        # terms lack (the offsets, in an average's) is broadcast where F.fold's input is laid out
+        self.window_order = wanted
+        expr, axes = self.lower(term, wanted)
+        self.window_order = ()
+        value = self.align(expr, axes, wanted)
+        sizes = [extent[k].xreplace(fixed) for k in kernel]
+        counts = [self.ranges[along[h]] for h in targets]
+        fits = all(
+            self.count_fits(count, self.ranges[h], size, strides[h], dilation, padding)
+            for h, count, size, dilation, padding in zip(
+                targets, counts, sizes, dilations, paddings, strict=True
+            )
+        )
+        return Fold(
+            value,
+            sp.Tuple(*(self.ranges[h] for h in free)),
+            sp.Tuple(*sizes),
+            sp.Tuple(*(strides[h] for h in targets)),
+            sp.Tuple(*dilations),
+            sp.Tuple(*paddings),
+            sp.Tuple(*counts),
+            sp.Integer(fits),
+        )
+
+    def count_fits(self, count, length, size, stride, dilation, padding) -> bool:
+        """Whether `count` is floor((length + 2 padding - dilation (size - 1) - 1) / stride) + 1 for every
+        length, as the derivation's size relations define it (a convolution's or pooling's output size):
+        tried at lengths 1 to 64, the relation being a function of the length alone."""
+        values = {constant(k): v for k, v in self.d.constants.items()}
+        values.update(
+            {
+                s: sp.Integer(self.d.fixed_sizes[s.name])
+                for s in self.size_symbols
+                if s.name in self.d.fixed_sizes
+            }
+        )
+        if not isinstance(length, sp.Symbol) or not isinstance(count, sp.Symbol):
+            return False
+        relation = self.d.size_relations.get(count.name)
+        if relation is None:
+            return False
+        relation = relation.xreplace(values)
+        if relation.free_symbols - {length}:
+            return False
+        return all(
+            relation.xreplace({length: n}) == (n + 2 * padding - dilation * (size - 1) - 1) // stride + 1
+            for n in range(1, 65)
         )
 
     def pads_of(self, terms) -> dict[str, list[tuple[sp.Expr, sp.Expr]]]:
@@ -1159,14 +1259,16 @@ def _needed(d: Derivation, given) -> set[str]:
     return needed | set(given)
 
 
-def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None) -> Program:
+def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None, folds: bool = False) -> Program:
     """Every written gradient and Jacobian, from the inputs, the forward values and the upstream gradient
     (a Jacobian given a name is also a helper: statements using it expand it); or only
     the gradients named in `wanted` and the statements they use (`python -m verify bench` times the
-    input gradients alone beside a library backward that computes no others)."""
+    input gradients alone beside a library backward that computes no others). With `folds`, a window's
+    scattered gradient may be a Fold (a backend with col2im: PyTorch)."""
     helpers = {st.target: st for st in d.gradients if st.of is None}
     low = _Lowering(d, helpers)
     low.scatters = True
+    low.folds = folds
     keep = {st.target for st in d.gradients if st.checked}
     if wanted is not None:
         keep = set(wanted)

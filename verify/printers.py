@@ -375,25 +375,27 @@ def window(a, pad, dilate, start, steps, shape, fill=0.0, copy=False):
     """The reads a[(start + steps.T @ v) / dilate] for every v < shape, outside a as `fill`: a strided
     view (a contiguous copy with `copy`). PyTorch takes no negative stride: an axis of `a` read
     backwards only is flipped first, and a view axis that still steps backwards is read forwards and
-    flipped after (a copy)."""
+    flipped after (a copy). Plain Python integers (no NumPy, no storage offset), so that torch.compile
+    traces it into the graph of its caller."""
     if max(dilate) > 1:
-        spread = a.new_zeros(tuple(np.multiply(np.subtract(a.shape, 1), dilate) + 1))
-        spread[tuple(map(slice, a.ndim * (None,), a.ndim * (None,), dilate))] = a
+        spread = a.new_zeros(tuple(map(lambda n, d: (n - 1) * d + 1, a.shape, dilate)))
+        spread[tuple(map(lambda d: slice(None, None, d), dilate))] = a
         a = spread
-    padded = torch.nn.functional.pad(a, tuple(np.ravel(pad[::-1]).tolist()), value=fill) if np.any(pad) else a
-    steps = np.reshape(steps, (len(shape), a.ndim))
-    backwards = (steps <= 0).all(axis=0) & (steps < 0).any(axis=0)
-    if backwards.any():
-        padded = padded.flip(tuple(np.flatnonzero(backwards).tolist()))
-        start = np.where(backwards, np.subtract(padded.shape, 1) - start, start)
-        steps = np.where(backwards, -steps, steps)
-    strides = steps @ np.array(padded.stride())
-    reverse = strides < 0  # read from the other end, forwards, then flipped
-    start = start + np.where(reverse[:, None], steps * (np.array(shape)[:, None] - 1), 0).sum(axis=0)
-    offset = padded.storage_offset() + int(np.dot(start, padded.stride()))
-    view = padded.as_strided(shape, tuple(np.abs(strides).tolist()), offset)
-    if reverse.any():
-        return view.flip(tuple(np.flatnonzero(reverse).tolist()))
+    sides = sum(map(list, pad[::-1]), [])
+    padded = torch.nn.functional.pad(a, sides, value=fill) if any(sides) else a
+    backwards = list(map(lambda *column: max(column) <= 0 and min(column) < 0, *steps))  # per axis of a
+    if any(backwards):
+        padded = padded.flip(list(filter(lambda j: backwards[j], range(a.ndim))))
+        start = list(map(lambda n, b, back: n - 1 - b if back else b, padded.shape, start, backwards))
+        steps = list(map(lambda row: list(map(lambda c, back: -c if back else c, row, backwards)), steps))
+    strides = list(map(lambda row: sum(map(lambda c, s: c * s, row, padded.stride())), steps))
+    reverse = list(map(lambda s: s < 0, strides))  # read from the other end, forwards, then flipped
+    start = list(map(lambda b, *column: b + sum(map(lambda c, n, back: c * (n - 1) * back, column, shape, reverse)),
+                     start, *steps))
+    # the first read by slicing rather than by a storage offset, which torch.compile does not trace
+    view = padded[tuple(map(lambda b: slice(b, None), start))].as_strided(tuple(shape), list(map(abs, strides)))
+    if any(reverse):
+        return view.flip(list(filter(lambda k: reverse[k], range(len(shape)))))
     return view.contiguous() if copy else view
 '''
 
@@ -613,6 +615,52 @@ def _torch_printer():
 
         def _print_Eye(self, e):
             return self._call("eye", *self._eye_sizes(e), "dtype=dtype")
+
+        def _print_Fold(self, e):
+            """`F.fold` (col2im) of the window's terms, one axis per kernel offset, flattened as it takes
+            them: (batch, kernel offsets, window positions). A one-axis target folds as 1 x length. Unless
+            the counts are the library's output counts of the target, it folds unpadded into the size the
+            counts give, then pads or cuts (a negative padding) to the target."""
+            value, shape, kernel, strides, dilations, paddings, counts, fits = e.args
+            m = len(kernel)
+            batch, target = shape[: len(shape) - m], shape[len(shape) - m :]
+            if m == 1:  # F.fold is 2-D: a unit axis first
+                kernel, strides, dilations, paddings, counts, target = (
+                    sp.Tuple(1, *t) for t in (kernel, strides, dilations, paddings, counts, target)
+                )
+                paddings = sp.Tuple(0, paddings[1])
+            full = sp.Tuple(*batch, *kernel[len(kernel) - m :], *counts[len(counts) - m :])
+            flat = self._call(
+                "reshape",
+                self._call("broadcast_to", self._print(value), size_text(full)),
+                size_text(sp.Tuple(sp.Mul(*batch), sp.Mul(*kernel), sp.Mul(*counts))),
+            )
+            if fits:
+                size, pad = target, paddings
+            else:
+                size = sp.Tuple(
+                    *(
+                        s * (c - 1) + d * (k - 1) + 1
+                        for s, c, d, k in zip(strides, counts, dilations, kernel, strict=True)
+                    )
+                )
+                pad = sp.Tuple(*(0 for _ in paddings))
+            text = self._call(
+                "nn.functional.fold",
+                flat,
+                size_text(size),
+                size_text(kernel),
+                f"dilation={size_text(dilations)}",
+                f"padding={size_text(pad)}",
+                f"stride={size_text(strides)}",
+            )
+            if not fits:
+                text = self._padded(
+                    text,
+                    [-p for p in paddings],
+                    [t - z + p for t, z, p in zip(target, size, paddings, strict=True)],
+                )
+            return self._call("reshape", text, size_text(shape))
 
     return TorchArrayPrinter
 
