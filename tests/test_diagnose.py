@@ -4,6 +4,7 @@ other code (float64) are diagnosed through the same entry point, and the catalog
 kinds named and fixes verified at the rates issue 13 asks for."""
 
 import functools
+import importlib
 import re
 from collections import Counter
 from pathlib import Path
@@ -47,6 +48,26 @@ def test_a_failing_diagnosis_leaves_the_verdict(monkeypatch):
     assert g.mistake.kind == Kind.UNKNOWN
     assert "no diagnosis available (it failed: RuntimeError: a bug in the diagnosis)" in g.diagnosis
     assert report.to_json()["derivations"][0]["gradients"][0]["mistake"]["kind"] == "unknown"
+
+
+def test_diagnoses_stop_at_their_deadline(monkeypatch):
+    """The diagnoses of one derivation's wrong gradients share one CPU deadline
+    (verify.diagnose.ALL_DIAGNOSES_SECONDS): each re-evaluates the chain rule for every cause and
+    candidate fix, so a derivation with several wrong gradients took minutes (fuzz case 3545: 58 s).
+    With the deadline at 0, a cause found from the numbers alone is still named but the fix search
+    says it stopped; a diagnosis that needs the chain rule says the gradient was not diagnosed and
+    why. The verdicts stay wrong."""
+    checking = importlib.import_module("verify.check")  # `verify.check` is also the function's name
+    monkeypatch.setattr(checking, "ALL_DIAGNOSES_SECONDS", 0.0)
+    stopped = "stopped after 0 s of CPU"
+    report = verify.check(str(HERE / "cases" / "wrong_sign.deriv"), oracles=("exact",))
+    (g,) = report.derivations[0].gradients
+    assert g.status == "wrong" and report.exit_code == 1
+    assert g.mistake.kind == Kind.SIGN and g.mistake.fix is None and stopped in g.mistake.note
+    report = verify.check(str(HERE / "cases" / "wrong_batch_mixing.deriv"), oracles=("exact",))
+    (g,) = [g for g in report.derivations[0].gradients if g.status == "wrong"]
+    assert g.mistake.kind == Kind.UNKNOWN
+    assert f"not diagnosed: the diagnosis of this derivation's wrong gradients {stopped}" in g.diagnosis
 
 
 def test_float_values_from_other_code():

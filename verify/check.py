@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import caveats, domains, jacobians, rounding, sampling
+from . import caveats, deadline, domains, jacobians, rounding, sampling
 from .catalogue import load
 from .comparison import TOLERANCES, Comparison, Result, Status, Truth
-from .diagnose import Kind, from_results
+from .diagnose import ALL_DIAGNOSES_SECONDS, Kind, from_results
 from .model import Derivation, DerivationError, Statement
 from .oracles import ORACLE_CLASSES, ORACLES, Oracle, Skip
 from .report import DerivationReport, ForwardReport, GradientReport, Report
@@ -203,38 +203,38 @@ def _assemble(
     gradients = []
     wrong_lines: dict[str, int] = {}
     first_wrong_step: dict[str, Statement] = {}  # by claim: the first wrong step of its chain
-    for g in d.claims:
-        results = {name: run.results[g.target] for name, run in runs.items()}
-        # the exact oracle's arrays diagnose best
-        found = [run.arrays[g.target] for name, run in sorted(runs.items(), key=lambda kv: kv[0] != "exact")
-                 if g.target in run.arrays]  # fmt: skip
-        arrays = found[0] if found else None
-        status, reason = verdict(results)
-        diagnosis, mistake = "", None
-        if status == Status.WRONG and not diagnose:
-            diagnosis = "not diagnosed (diagnose=False)"
-        elif status == Status.WRONG:
-            mistake = from_results(d, g.target, arrays, results, draws, seed)
-            diagnosis = mistake.summary()
-            used = _uses(d, g.target) & set(wrong_lines)
-            if used and mistake.kind != Kind.PROPAGATED:
-                first = min(used, key=lambda name: wrong_lines[name])
-                diagnosis += f"; it uses {first} (line {wrong_lines[first]}), which is wrong"
-            if g.chain is not None:
-                step = first_wrong_step.setdefault(g.claim, g)
-                if step is g:
-                    diagnosis = (
-                        f"the first wrong step of the chain (line {g.line}, column {g.column}): {diagnosis}"
-                    )
-                else:
-                    diagnosis += (
-                        f"; the chain goes wrong at {step.label} (line {step.line}, column {step.column})"
-                    )
-            if g.chain is None or g.chain[0] == g.chain[1]:
-                wrong_lines[g.target] = g.line
-        gradients.append(
-            GradientReport(g.label, g.line, status, results, diagnosis, g, reason=reason, mistake=mistake)
-        )
+    # one deadline for the diagnoses of every wrong claim (the rest of the loop is cheap)
+    with deadline.within(ALL_DIAGNOSES_SECONDS):
+        for g in d.claims:
+            results = {name: run.results[g.target] for name, run in runs.items()}
+            # the exact oracle's arrays diagnose best
+            found = [run.arrays[g.target] for name, run in sorted(runs.items(), key=lambda kv: kv[0] != "exact")
+                     if g.target in run.arrays]  # fmt: skip
+            arrays = found[0] if found else None
+            status, reason = verdict(results)
+            diagnosis, mistake = "", None
+            if status == Status.WRONG and not diagnose:
+                diagnosis = "not diagnosed (diagnose=False)"
+            elif status == Status.WRONG:
+                mistake = from_results(d, g.target, arrays, results, draws, seed)
+                diagnosis = mistake.summary()
+                used = _uses(d, g.target) & set(wrong_lines)
+                if used and mistake.kind != Kind.PROPAGATED:
+                    first = min(used, key=lambda name: wrong_lines[name])
+                    diagnosis += f"; it uses {first} (line {wrong_lines[first]}), which is wrong"
+                if g.chain is not None:
+                    step = first_wrong_step.setdefault(g.claim, g)
+                    if step is g:
+                        diagnosis = f"the first wrong step of the chain (line {g.line}, column {g.column}): {diagnosis}"
+                    else:
+                        diagnosis += (
+                            f"; the chain goes wrong at {step.label} (line {step.line}, column {step.column})"
+                        )
+                if g.chain is None or g.chain[0] == g.chain[1]:
+                    wrong_lines[g.target] = g.line
+            gradients.append(
+                GradientReport(g.label, g.line, status, results, diagnosis, g, reason=reason, mistake=mistake)
+            )
     statuses = {g.status for g in gradients}
     status = Status.VERIFIED
     if any(f.result.status == Status.FAIL for f in forward) or Status.WRONG in statuses:

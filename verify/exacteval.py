@@ -20,6 +20,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from . import deadline
 from .model import Derivation, Statement, WindowMax, constant, deltas_out, fresh_sums
 from .primitives import BY_NODE, Primitive, kink_value
 
@@ -53,6 +54,7 @@ class Evaluator:
         self._solvers: dict[int, tuple] = {}  # id(sum) -> (sum, [(index, delta solution, indices it needs)])
 
     def __call__(self, expr: sp.Expr, env: Mapping[sp.Symbol, int]):
+        deadline.check()
         return self.ev(expr, env)
 
     def ev(self, expr, env):

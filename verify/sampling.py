@@ -532,12 +532,27 @@ def check_evaluations(d: Derivation, sizes: dict[str, int]) -> int:
     the costliest statement when that is more than MAX_EVALUATIONS (nested sums multiply: twelve sums
     over sizes of 2 to 13 are billions of terms)."""
     at = {d.sizes[k]: v for k, v in sizes.items()} | {constant(k): v for k, v in d.constants.items()}
+
+    def count_of(name: str) -> int:
+        count = 1
+        for s in d.shape(name):
+            count *= at[s]
+        return count
+
+    parts = derivatives_of(d)
     counts = {}
     for st in d.forward + d.gradients:
-        count = limits.evaluations(contracted(st.rhs), at)
-        for s in d.shape(st.target):
-            count *= at[s]
-        counts[st.target] = (count, st)
+        rhs = contracted(st.rhs)
+        count = limits.evaluations(rhs, at)
+        if st in d.forward:
+            # the reverse accumulation evaluates the statement again and, for each element it reads,
+            # the local derivative: a derivative holding the statement's sums multiplies their costs
+            read = limits.reads(rhs, d.tensors, at)
+            count += count + sum(
+                min(read.get(name, 0), count_of(name)) * limits.evaluations(der, at)
+                for name, _, der in parts[st.target]
+            )
+        counts[st.target] = (count * count_of(st.target), st)
     total = sum(c for c, _ in counts.values())
     if total > limits.MAX_EVALUATIONS:
         count, st = max(counts.values(), key=lambda cs: cs[0])

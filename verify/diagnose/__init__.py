@@ -20,15 +20,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import jacobians
+from .. import deadline, jacobians
 from ..comparison import Result, Status
 from ..model import Derivation
 from . import windows
 from .causes import Cause, Numbers, floats, left_out, mixes_samples, propagated, shape
-from .fixes import Budget, Search, editable, truth
+from .fixes import Budget, Found, Search, editable, truth
 from .kinds import Fix, Kind, Mistake, Worst
 
 __all__ = ["Budget", "Fix", "Kind", "Mistake", "Worst", "diagnose", "from_results", "unavailable"]
+
+# CPU seconds for all the diagnoses of one derivation (`check` sets it with verify.deadline): the check's
+# own cost is bounded by verify.limits, but a diagnosis evaluates the chain rule again for every cause it
+# tries and every candidate fix, and a derivation with many wrong gradients multiplies that
+ALL_DIAGNOSES_SECONDS = 6.0
 
 EXACT_RTOL = 1e-20  # written values in 50-digit arithmetic: equal to a cause to far below any mistake
 FLOAT_RTOL = 1e-8  # written values in float64 (other code): rounding, never a mistake, stays below this
@@ -59,6 +64,11 @@ def diagnose(
     of kind unknown and its message says the diagnosis is unavailable and why."""
     try:
         return _diagnose(d, name, written, true, sample, own, draws, seed, worst, rtol, budget)
+    except deadline.OutOfTime as e:
+        why = f"not diagnosed: the diagnosis of this derivation's wrong gradients {e}"
+        return Mistake(
+            Kind.UNKNOWN, why, d.statement(name).claim, worst or _worst(floats(written), floats(true))
+        )
     except Exception as e:  # a failing diagnosis must leave the verdict as it is
         return unavailable(d, name, e, worst)
 
@@ -100,7 +110,10 @@ def _diagnose(d, name, written, true, sample, own, draws, seed, worst, rtol, bud
     if own and draws is not None and (cause is None or cause.kind != Kind.PROPAGATED):
         note = editable(st)
         if not note:
-            found = Search(num, cause, draws, budget or Budget(), seed).run()
+            try:
+                found = Search(num, cause, draws, budget or Budget(), seed).run()
+            except deadline.OutOfTime as e:
+                found = Found(note=f"the fix search of this derivation's diagnoses {e}")
             fix, note = found.fix, found.note
             if fix is not None and found.edit is not None and cause is None and not fix.rewrite:
                 message = found.edit.message + (f"; {weak.message}" if weak is not None else "")

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import sympy as sp
 
+from .. import deadline
 from ..exacteval import _contract_term, contracted, derivatives_of
 from ..model import Derivation, Statement, base
 
@@ -265,6 +266,7 @@ def _fold(d: Derivation, e: sp.Expr) -> sp.Expr:
         for pattern, replacement, keep in _rules(d):
             if not _signature(pattern) <= _signature(current):
                 continue
+            deadline.check()  # one replace can take a second on a large statement
             try:
                 folded = _replace_outside(current, pattern, replacement, keep)
             except (TypeError, ValueError, RecursionError):  # a pattern SymPy cannot match here
