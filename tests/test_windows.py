@@ -3,6 +3,7 @@ uses, their generated code free of Python loops, and the sampler's promises for 
 
 import ast
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,14 @@ def test_flipped_bonus_formula_reads_as_written():
 
     text = show_text(load("conv2d_flipped"))
     assert "sum(K[l + 2, m + 2]*X[i - l, j - m], (l, -1, 0), (m, -1, 0))" in text
+
+
+def test_torch_fold_of_no_window_is_zeros():
+    """PyTorch's pooling gradient is an F.fold, which refuses an empty input: with no window at all
+    (H = 2 < K = 3, no padding, so I = 0) the generated gradient is zeros of x's shape."""
+    torch = pytest.importorskip("torch")
+    text = (Path(__file__).parent / "shapes" / "pool_fold_1d.deriv").read_text().replace("P = 1", "P = 0")
+    backward = codegen.compile_derivation(load(text), "torch").backward
+    x = torch.tensor([[[1.0, 2.0]]], dtype=torch.float64)
+    empty = torch.zeros(1, 1, 0, dtype=torch.float64)
+    assert torch.equal(backward(x=x, y=empty, dy=empty)["dx"], torch.zeros_like(x))

@@ -15,7 +15,18 @@ import numpy as np
 import sympy as sp
 
 from .catalogue import load
-from .lower import AsArray, Eye, Ones, Program, Scatter, Zeros, backward_program, forward_program, shift_name
+from .lower import (
+    AsArray,
+    Eye,
+    Fold,
+    Ones,
+    Program,
+    Scatter,
+    Zeros,
+    backward_program,
+    forward_program,
+    shift_name,
+)
 from .model import Derivation, DerivationError, constant
 from .printers import kink_printer, printer, size_text
 
@@ -51,7 +62,9 @@ def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str, 
     uses_dtype = False
     for a in prog.body:
         used_sizes |= {s.name for s in a.expr.free_symbols if s in size_symbols}
-        uses_dtype |= a.expr.has(Zeros, AsArray, Ones, Scatter) or (backend == "torch" and a.expr.has(Eye))
+        uses_dtype |= a.expr.has(Zeros, AsArray, Ones, Scatter, Fold) or (
+            backend == "torch" and a.expr.has(Eye)
+        )
     lines += _size_lines(d, prog, used_sizes)
     if uses_dtype:
         tensors = [p for p in prog.params if p in d.tensors and d.shape(p)]

@@ -996,8 +996,10 @@ class _Lowering:
         # the window views of the input in the value's own axis order: no permuted copy; an axis the
         # terms lack (the offsets, in an average's) is broadcast where F.fold's input is laid out
         self.window_order = wanted
-        expr, axes = self.lower(term, wanted)
-        self.window_order = ()
+        try:
+            expr, axes = self.lower(term, wanted)
+        finally:
+            self.window_order = ()
         value = self.align(expr, axes, wanted)
         sizes = [extent[k].xreplace(fixed) for k in kernel]
         counts = [self.ranges[along[h]] for h in targets]

@@ -624,11 +624,11 @@ def _torch_printer():
             value, shape, kernel, strides, dilations, paddings, counts, fits = e.args
             m = len(kernel)
             batch, target = shape[: len(shape) - m], shape[len(shape) - m :]
-            if m == 1:  # F.fold is 2-D: a unit axis first
-                kernel, strides, dilations, paddings, counts, target = (
-                    sp.Tuple(1, *t) for t in (kernel, strides, dilations, paddings, counts, target)
+            if m == 1:  # F.fold is 2-D: a unit axis first (one window of size 1, unpadded)
+                kernel, strides, dilations, counts, target = (
+                    sp.Tuple(1, *t) for t in (kernel, strides, dilations, counts, target)
                 )
-                paddings = sp.Tuple(0, paddings[1])
+                paddings = sp.Tuple(0, *paddings)
             full = sp.Tuple(*batch, *kernel[len(kernel) - m :], *counts[len(counts) - m :])
             flat = self._call(
                 "reshape",
@@ -660,7 +660,9 @@ def _torch_printer():
                     [-p for p in paddings],
                     [t - z + p for t, z, p in zip(target, size, paddings, strict=True)],
                 )
-            return self._call("reshape", text, size_text(shape))
+            # no window at all (a count of 0): F.fold refuses an empty input, and the sum is zeros
+            empty = self._call("zeros", size_text(shape), "dtype=dtype")
+            return f"({self._call('reshape', text, size_text(shape))} if {size_text(sp.Mul(*counts))} else {empty})"
 
     return TorchArrayPrinter
 
