@@ -42,7 +42,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ALLOWED_STATUS = (0, 1, 2, 3)
 TIMEOUT_S = 20.0  # the bound on a case's CPU time (wall time varies with what else the machine runs)
-WALL_FACTOR = 3  # a case still running after WALL_FACTOR * TIMEOUT_S seconds of wall time is killed
+# a case is killed when its CPU time passes the bound; one still running after WALL_FACTOR * TIMEOUT_S
+# seconds of wall time is killed too (a hang that waits without computing), far enough out that a case
+# starved by the machine's other work is judged by its CPU time
+WALL_FACTOR = 10
+COMPARING_FACTOR = 3  # the harness's own comparison of the generated code may take this multiple
 MEMORY_BYTES = 4 << 30
 CASES_PER_WORKER = 150  # a worker is replaced after this many cases: the tool's caches only grow
 
@@ -540,7 +544,7 @@ class Outcome:
 def problem(o: Outcome, timeout: float) -> str:
     if o.status is None:
         return o.stderr or "killed"
-    if max(o.cpu_seconds, o.seconds / WALL_FACTOR) > timeout:
+    if o.cpu_seconds > timeout or o.seconds > timeout * WALL_FACTOR:
         return f"took {o.cpu_seconds:.1f} s of CPU, {o.seconds:.1f} s of wall time"
     if "Traceback" in o.stdout + o.stderr:
         return "traceback"
@@ -715,6 +719,16 @@ def _to_backend(values: dict, backend: str) -> dict:
     return {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
 
 
+def _cpu(pid: int) -> float:
+    """The CPU seconds (user and system) process `pid` has used so far; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm") as f:
@@ -755,6 +769,7 @@ class Worker:
             self.stop()
             self.start()
         self.path, self.started, self.stage = path, time.perf_counter(), "checking"
+        self.cpu_start = _cpu(self.proc.pid)
         self.proc.stdin.write(path.encode() + b"\n")
         self.proc.stdin.flush()
         self.done += 1
@@ -770,14 +785,19 @@ class Worker:
             r = json.loads(line)
             if r.get("checked"):
                 self.started, self.stage = time.perf_counter(), "comparing its generated code"
+                self.cpu_start = _cpu(self.proc.pid)
                 continue
             return Outcome(
                 self.path, r["status"], r["seconds"], r["stdout"], r["stderr"], r["cpu_seconds"], r["codegen"]
             )
         elapsed = time.perf_counter() - self.started
+        cpu = _cpu(self.proc.pid) - self.cpu_start
+        bound = self.timeout * (COMPARING_FACTOR if self.stage != "checking" else 1)
         why = None
         if self.proc.poll() is not None:
             why = f"worker died (signal or exit {self.proc.returncode})"
+        elif cpu > bound:
+            why = f"killed after {bound:.0f} s of CPU time {self.stage}"
         elif elapsed > self.timeout * WALL_FACTOR:
             why = f"killed after {self.timeout * WALL_FACTOR:.0f} s of wall time {self.stage}"
         elif _rss(self.proc.pid) > self.memory:
@@ -798,12 +818,13 @@ def run_fresh(path: str, oracles: list[str], timeout: float) -> Outcome:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            if time.perf_counter() - start > timeout * WALL_FACTOR:
+            if _cpu(proc.pid) > timeout or time.perf_counter() - start > timeout * WALL_FACTOR:
                 proc.kill()
                 os.wait4(proc.pid, 0)
-                return Outcome(
-                    path, None, time.perf_counter() - start, "", f"killed after {timeout * WALL_FACTOR:.0f} s"
+                why = (
+                    f"killed after {timeout:.0f} s of CPU time or {timeout * WALL_FACTOR:.0f} s of wall time"
                 )
+                return Outcome(path, None, time.perf_counter() - start, "", why)
             time.sleep(0.02)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
