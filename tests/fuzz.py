@@ -7,7 +7,7 @@ edges: mutated text, bytes that are not UTF-8, NUL, BOM, CR, form feeds and U+20
 `Choices` object, so one grammar serves both Hypothesis (shrinking, in the test suite) and a plain seeded
 `random.Random` (the campaign below).
 
-Each case runs `python -m verify check FILE` in a worker process with a time bound (the worker is
+Each case runs `python -m verify check FILE` in a worker process with a CPU-time bound (the worker is
 killed when a case runs over it) and a memory bound (killed when its resident memory passes it), and
 the outcome is judged by issue 11's acceptance: exit status 0, 1, 2 or 3 only (4 is a bug of the tool),
 no traceback, every error a `file:line:col: message` line with a real position.
