@@ -107,17 +107,20 @@ class Window(sp.Function):
 class Conv(sp.Function):
     is_commutative = True
     is_real = True
-    """Conv(einsum, B, A, lhs, rhs, out, su, sv, dilate, low, high, U, V, L, weight, sizes): an `einsum` of
-    array A with a Window of array B that is a convolution, for the backends that have one:
+    """Conv(einsum, B, A, lhs, rhs, out, su, sv, dilate, low, high, U, V, L, weight, sizes, units): an
+    `einsum` of array A with a Window of array B that is a convolution, for the backends that have one:
 
-        out[b, f, u...] = sum(Bc[b, g, su*u + |sv|*v ...] * A'[f, g, v...], g, v...)
+        out[b, f, u...] = sum(Bc[b, g, |su|*u + |sv|*v ...] * A'[f, g, v...], g, v...)
 
     where Bc is B spread out by `dilate` (zeros between entries) and padded by (low, high) per spatial
-    axis (negative: cut), and A' is A read backwards along each spatial axis whose sv is negative.
-    `lhs` lists B's axes (b, g, spatial...), `rhs` A's (f, g, v...), `out` the positions of (b, f, u...)
-    in the result; U, V and L are the sizes of u, v and B's spatial axes. `weight` is true when the u
-    axes are a window's and the v axes long (a kernel's gradient, which a library computes as such);
-    `sizes` holds the lengths of b and f."""
+    axis (negative: cut), and A' is A read backwards along each spatial axis whose sv is negative; the
+    result is read backwards along each u whose su is negative. `lhs` lists B's axes (b, g, spatial...),
+    `rhs` A's (f, g, v...), `out` the positions of (b, f, u...) in the result; U, V and L are the sizes of
+    u, v and B's spatial axes. `weight` is true when the u axes are a window's and the v axes long (a
+    kernel's gradient, which a library computes as such); `sizes` holds the lengths of b and f. `units`
+    = (to B, to A, to the result): how many unit axes a missing role takes, appended after the array's
+    own axes (b then g to B, f then g to A, b then f to the result, each counted in the positions above);
+    the result's are dropped again."""
 
 
 class Pad(sp.Function):
@@ -714,6 +717,11 @@ class _Lowering:
         # a window-sized factor (a range mask of kernel positions) multiplies the largest operand rather
         # than joining the contraction: an einsum over it is a batched matrix product in PyTorch
         small = [(x, a) for x, a in arrays if all(self.small(i) for i in a)]
+        # a kernel of window size that a library convolution takes whole is no mask
+        conv = self.convolution(arrays, out) if len(arrays) == 2 and small else None
+        if conv is not None:
+            value, out = conv
+            return sp.Mul(*scalars) * value, out
         if small and len(small) < len(arrays):
             large = [(x, a) for x, a in arrays if (x, a) not in small]
             x, axes = max(large, key=lambda xa: len(xa[1]))
@@ -748,8 +756,11 @@ class _Lowering:
             roles = self.conv_roles(windows[w.name], tuple(w_axes), tuple(a_axes), tuple(out))
             if roles is None:
                 continue
-            by_role = [out[int(k)] for k in roles[2]]  # (b, f, u...)
-            natural = (by_role[1], by_role[0], *by_role[2:]) if roles[-2] else tuple(by_role)
+            # (b, f, u...) in the library's order (f first for a kernel's gradient), a missing role left out
+            by_role = [out[int(k)] if k < len(out) else None for k in roles[2]]
+            if roles[-3]:
+                by_role[:2] = by_role[1::-1]
+            natural = tuple(x for x in by_role if x is not None)
             roles = self.conv_roles(windows[w.name], tuple(w_axes), tuple(a_axes), natural)
             letters = _letters({x for _, axes in arrays for x in axes})
             spec = ",".join("".join(letters[x] for x in axes) for _, axes in arrays)
@@ -758,11 +769,20 @@ class _Lowering:
             return self.temp(Conv(einsum, windows[w.name].args[0], a, *roles), natural)
         return None
 
+    def related(self, e: sp.Expr) -> sp.Expr:
+        """Size expression `e` with each size that [sizes] computes from others (`I = H - 1`) replaced by
+        its relation, constants by their values."""
+        constants = {constant(k): v for k, v in self.d.constants.items()}
+        for name, relation in reversed(self.d.size_relations.items()):  # dependents before what they read
+            e = e.xreplace({self.d.sizes[name]: relation.xreplace(constants)})
+        return sp.simplify(e) if e.has(sp.floor) else sp.expand(e)
+
     def conv_roles(self, window: Window, w_axes: tuple, a_axes: tuple, out: tuple):
         """The arguments of a Conv after its einsum and arrays (see `Conv`), or None when the window
         view and the other operand are not a convolution's input and kernel: each axis of the window's
         array is read whole by one view axis (the batch b, kept; the channel g, summed with A's), or by
-        two (a spatial axis: u kept, v summed with A's), and A has one more axis f, kept."""
+        two (a spatial axis: u kept, v summed with A's), and A may have one more axis f, kept. A missing
+        batch, channel or f is a unit axis for the library."""
         source, pad, dilate, start, steps, shape, fill = window.args
         if fill != 0 or source.name not in self.d.tensors or len(set(a_axes)) < len(a_axes):
             return None
@@ -785,33 +805,49 @@ class _Lowering:
             elif len(movers) == 2 and len(kept) == len(summed) == 1:
                 (ku,), (kv,) = kept, summed
                 su, sv = steps[ku][t], steps[kv][t]
-                if not (su.is_Integer and sv.is_Integer and su > 0):
+                if not (su.is_Integer and sv.is_Integer):
                     return None
                 U, V = shape[ku], shape[kv]
-                first = start[t] + sp.Min(0, sv) * (V - 1)  # the view's start once A is read forwards
+                # the view's start once A and the result are read forwards
+                first = start[t] + sp.Min(0, su) * (U - 1) + sp.Min(0, sv) * (V - 1)
                 low = pad[t][0] - first
-                high = su * (U - 1) + abs(sv) * (V - 1) + 1 - (dilate[t] * (n - 1) + 1) - low
+                high = abs(su) * (U - 1) + abs(sv) * (V - 1) + 1 - (dilate[t] * (n - 1) + 1) - low
+                # in the sizes the others are computed from, so that a padding the relations make zero is 0
+                low, high, U, V, n = (self.related(e) for e in (low, high, U, V, n))
                 spatial.append((t, w_axes[ku], w_axes[kv], su, sv, dilate[t], low, high, U, V, n))
             else:
                 return None
-        if set(plain) != {"b", "g"} or not 1 <= len(spatial) <= 3:
+        if not 1 <= len(spatial) <= 3:
             return None
-        (tb, b), (tg, g) = plain["b"], plain["g"]
-        rest = [x for x in a_axes if x != g and x not in [sp_[2] for sp_ in spatial]]
-        if len(rest) != 1 or len(a_axes) != 2 + len(spatial) or rest[0] not in out:
+        b, g = plain.get("b", (None, None))[1], plain.get("g", (None, None))[1]
+        rest = [x for x in a_axes if x != g and x not in [s[2] for s in spatial]]
+        f = rest[0] if rest else None
+        if len(rest) > 1 or (f is not None and f not in out):
             return None
-        f = rest[0]
-        if len(out) != 2 + len(spatial) or set(out) != {b, f, *(sp_[1] for sp_ in spatial)}:
+        if len(a_axes) != (g is not None) + (f is not None) + len(spatial):
+            return None
+        present = {x for x in (b, f, *(s[1] for s in spatial)) if x is not None}
+        if len(out) != len(present) or set(out) != present:
             return None
         column = list(zip(*spatial, strict=True))
         weight = all(self.small(u) for u in column[1]) and not any(self.small(v) for v in column[2])
+
+        def positions(axes, roles):
+            # a role's position among `axes`, a missing one's among the unit axes appended after them
+            extra = iter(range(len(axes), len(axes) + len(roles)))
+            return [axes.index(x) if x is not None else next(extra) for x in roles]
+
+        source_axes = [None] * len(length)  # B's axes by the view axis that reads each whole
+        for t, x in plain.values():
+            source_axes[t] = x
         return (
-            sp.Tuple(tb, tg, *column[0]),
-            sp.Tuple(*(a_axes.index(x) for x in (f, g, *column[2]))),
-            sp.Tuple(*(out.index(x) for x in (b, f, *column[1]))),
+            sp.Tuple(*positions(source_axes, [b, g]), *column[0]),
+            sp.Tuple(*positions(list(a_axes), [f, g, *column[2]])),
+            sp.Tuple(*positions(list(out), [b, f, *column[1]])),
             *(sp.Tuple(*c) for c in column[3:]),
             sp.true if weight else sp.false,
-            sp.Tuple(length[tb], self.range_of(f)),
+            sp.Tuple(length[plain["b"][0]] if b is not None else 1, self.range_of(f) if f is not None else 1),
+            sp.Tuple((b is None) + (g is None), (f is None) + (g is None), (b is None) + (f is None)),
         )
 
     # -- statements -----------------------------------------------------------------------------------

@@ -278,6 +278,16 @@ class _ArrayMixin:
         return self._call("zeros", shape, "dtype=dtype")
 
 
+def _with_units(text: str, count) -> str:
+    """`text` with `count` unit axes appended (a convolution's missing batch, channel or output axis)."""
+    return f"{text}[(..., {', '.join(['None'] * int(count))})]" if count else text
+
+
+def _without_units(text: str, count) -> str:
+    """`text` without its `count` trailing unit axes."""
+    return f"{text}[(..., {', '.join(['0'] * int(count))})]" if count else text
+
+
 def _arranged(text: str, order) -> str:
     """PyTorch `text` with its axes taken in `order` (a permute, unless already in order)."""
     order = [int(k) for k in order]
@@ -341,7 +351,8 @@ class _SizePrinter(StrPrinter):
     def _print_floor(self, e):
         numerator, denominator = sp.fraction(sp.together(e.args[0]))
         text = self._print(denominator)
-        return f"({self._print(numerator)})//" + (text if denominator.is_Atom else f"({text})")
+        # parenthesised whole: 2*floor(n/2) is 2*((n)//2), not (2*n)//2
+        return f"(({self._print(numerator)})//" + (text if denominator.is_Atom else f"({text})") + ")"
 
     def _print_Tuple(self, e):
         return "(" + ", ".join(self._print(a) for a in e.args) + ("," if len(e.args) == 1 else "") + ")"
@@ -482,22 +493,26 @@ class JaxArrayPrinter(_ArrayMixin, JaxPrinter):
         return f"jax.lax.stop_gradient({text})"
 
     def _print_Conv(self, e):
-        _, x, a, lhs, rhs, out, su, sv, dilate, low, high, *_ = e.args
-        kernel = self._print(a)
+        _, x, a, lhs, rhs, out, su, sv, dilate, low, high, *_, (to_x, to_a, to_out) = e.args
+        kernel = _with_units(self._print(a), to_a)
         flipped = tuple(int(rhs[2 + k]) for k, s in enumerate(sv) if s < 0)
         if flipped:
             kernel = f"jax.lax.rev({kernel}, {flipped})"
         numbers = ", ".join(
             f"{name}={size_text(sp.Tuple(*values))}"
             for name, values in (
-                ("window_strides", su),
+                ("window_strides", [abs(s) for s in su]),
                 ("padding", [sp.Tuple(lo, hi) for lo, hi in zip(low, high, strict=True)]),
                 ("lhs_dilation", dilate),
                 ("rhs_dilation", [abs(s) for s in sv]),
             )
         )
         numbers += f", dimension_numbers=jax.lax.ConvDimensionNumbers({size_text(lhs)}, {size_text(rhs)}, {size_text(out)})"
-        return f"jax.lax.conv_general_dilated({self._print(x)}, {kernel}, {numbers})"
+        text = f"jax.lax.conv_general_dilated({_with_units(self._print(x), to_x)}, {kernel}, {numbers})"
+        backwards = tuple(int(out[2 + k]) for k, s in enumerate(su) if s < 0)
+        if backwards:
+            text = f"jax.lax.rev({text}, {backwards})"
+        return _without_units(text, to_out)
 
     def scatter_lines(self, name, e):
         """One sum of the values, each spread out and padded into place by `jax.lax.pad` (a negative
@@ -541,19 +556,24 @@ def _torch_printer():
             backwards at unit stride by `convNd_input` (the transposed convolution), anything else by
             `conv{1,2,3}d` (the array padded and the kernel flipped as needed). PyTorch has no spread-out
             input: the einsum then."""
-            fallback, x, a, lhs, rhs, out, su, sv, dilate, low, high, U, V, L, weight, (nb, nf) = e.args
+            fallback, x, a, lhs, rhs, out, su, sv, dilate, low, high, U, V, L, weight, (nb, nf), units = (
+                e.args
+            )
             if any(d != 1 for d in dilate):
                 return self._print(fallback)
             n = len(su)
+            x_text, a_text = _with_units(self._print(x), units[0]), _with_units(self._print(a), units[1])
             spatial_x, spatial_a = list(lhs[2:]), list(rhs[2:])
             reach = [abs(s) for s in sv]
+            backwards = [int(out[2 + k]) for k, s in enumerate(su) if s < 0]
+            su = [abs(s) for s in su]
             if weight:
                 # out[f, b, u] = sum(Bc[g, b, su*u + |sv|*v] * A[g, f, v]): a kernel's gradient, u its taps
                 text = self._call(
                     f"nn.grad.conv{n}d_weight",
-                    self._padded(_arranged(self._print(x), [lhs[1], lhs[0], *spatial_x]), low, high),
+                    self._padded(_arranged(x_text, [lhs[1], lhs[0], *spatial_x]), low, high),
                     size_text(sp.Tuple(nf, nb, *U)),
-                    _arranged(self._print(a), [rhs[1], rhs[0], *spatial_a]),
+                    _arranged(a_text, [rhs[1], rhs[0], *spatial_a]),
                     f"stride={size_text(sp.Tuple(*reach))}",
                     f"dilation={size_text(sp.Tuple(*su))}",
                 )
@@ -562,26 +582,30 @@ def _torch_printer():
                 # the adjoint of a convolution with A as its kernel (g out, f in), padded by p
                 p = [r * (v - 1) - lo for r, v, lo in zip(reach, V, low, strict=True)]
                 kept = [sp.Max(0, q) for q in p]
+                cut = [k - q for q, k in zip(p, kept, strict=True)]
+                # the padding trims `kept` entries from the far end too: x lengthened there by zeros
+                # gives the result's entries up to U - 1 (entry u is the library's u - cut)
                 full = [n_ - 2 * k + r * (v - 1) for n_, k, r, v in zip(L, kept, reach, V, strict=True)]
+                extra = [sp.Max(0, u - c - m) for u, c, m in zip(U, cut, full, strict=True)]
+                full = [m + e for m, e in zip(full, extra, strict=True)]
                 text = self._call(
                     f"nn.grad.conv{n}d_input",
                     size_text(sp.Tuple(nb, nf, *full)),
-                    _arranged(self._print(a), [rhs[1], rhs[0], *spatial_a]),
-                    _arranged(self._print(x), list(lhs)),
+                    _arranged(a_text, [rhs[1], rhs[0], *spatial_a]),
+                    self._padded(_arranged(x_text, list(lhs)), [0] * n, extra),
                     f"padding={size_text(sp.Tuple(*kept))}",
                     f"dilation={size_text(sp.Tuple(*reach))}",
                 )
-                cut = [k - q for q, k in zip(p, kept, strict=True)]
                 text = self._padded(text, cut, [u - m - c for u, m, c in zip(U, full, cut, strict=True)])
                 roles = list(range(n + 2))
             else:
-                kernel = _arranged(self._print(a), list(rhs))
+                kernel = _arranged(a_text, list(rhs))
                 flipped = tuple(k + 2 for k, s in enumerate(sv) if s < 0)
                 if flipped:
                     kernel = f"{kernel}.flip({flipped})"
                 text = self._call(
                     f"nn.functional.conv{n}d",
-                    self._padded(_arranged(self._print(x), list(lhs)), low, high),
+                    self._padded(_arranged(x_text, list(lhs)), low, high),
                     kernel,
                     f"stride={size_text(sp.Tuple(*su))}",
                     f"dilation={size_text(sp.Tuple(*reach))}",
@@ -589,7 +613,10 @@ def _torch_printer():
                 roles = list(range(n + 2))
             # the result's axes hold roles (b, f, u...) in the order `roles`; `out` places each role
             at = {int(k): role for role, k in enumerate(out)}
-            return _arranged(text, [roles.index(at[k]) for k in range(n + 2)])
+            text = _arranged(text, [roles.index(at[k]) for k in range(n + 2)])
+            if backwards:
+                text = f"{text}.flip({tuple(backwards)})"
+            return _without_units(text, units[2])
 
         def _padded(self, text, low, high):
             if all(x == 0 for x in (*low, *high)):
