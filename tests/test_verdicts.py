@@ -287,3 +287,32 @@ def test_masks_written_through_outputs_are_decided_by_every_oracle(name):
     for g in rep.gradients:
         for oracle, r in g.oracles.items():
             assert r.status == "pass", (g.name, oracle, r.reason)
+
+
+def test_near_draw_stops_placing_at_its_budget(monkeypatch, tmp_path):
+    """The near draw evaluates the forward again for every step of its search for each kink site
+    (fuzz case 200: a `min` over a 32-term sum took 184 evaluations, 6 s): it spends at most
+    verify.limits.MAX_PLACING steps of forward evaluation, and a smaller budget places fewer kinks
+    (here none, so no near draw) instead of running on."""
+    path = tmp_path / "kinked_sum.deriv"
+    path.write_text(
+        "[forward]\n"
+        "y[i, k] = min(gamma[k] / N, softplus(sum(w[i] * g[m], m)))\n"
+        "[gradients]\n"
+        "dgamma[k] = sum(where(gamma[k] / N < softplus(sum(w[i] * g[m], m)), dy[i, k] / N, 0), i)\n"
+        "[sizes]\nM = 32\n"
+    )
+    d = load(path)
+    evaluations = []
+    real = sampling._forward_kinks
+
+    def counted(d, sizes, exact):
+        evaluations.append(sampling._forward_steps(d, sizes))
+        return real(d, sizes, exact)
+
+    monkeypatch.setattr(sampling, "_forward_kinks", counted)
+    assert sampling.near(d, 3) is not None
+    assert 0 < sum(evaluations) <= verify.limits.MAX_PLACING
+    evaluations.clear()
+    monkeypatch.setattr(verify.limits, "MAX_PLACING", min(evaluations or [1]))
+    assert sampling.near(d, 3) is None and not evaluations

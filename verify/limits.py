@@ -26,6 +26,10 @@ MAX_EXPONENT = 300  # a number, literal or computed from literals, lies within 1
 # draws (a draw too close to a kink is drawn again) stop at MAX_DRAWING in all.
 MAX_EVALUATIONS = 2_000_000
 MAX_DRAWING = 8_000_000
+# The near draw moves input elements to place each kink of the forward just off it, evaluating the forward
+# again for every step of its search: it stops placing after MAX_PLACING steps of those evaluations in all
+# (the MLP's takes up to 230,000; a kink in a statement with a long sum took 4,000,000, 6 s).
+MAX_PLACING = 1_000_000
 MAX_UNIFORM = 10**9  # the bounds of uniform(a, b): samples are whole multiples of a grid step, in int64
 MAX_POWER_BITS = 100_000  # the exact value of a power of two literals, before it is compared with 1e300
 

@@ -363,11 +363,12 @@ def near(d: Derivation, seed: int, avoid=None) -> Sample | None:
         return (adj[target][idx] if idx else adj[target]) == 0
 
     placed: list[tuple] = []
+    budget = _Placing(limits.MAX_PLACING, _forward_steps(d, sample.sizes))
     for target, site in sites:
         for side in (1, -1):
             elements_here = [(k, v) for k, v in kinks.forward.items() if k[:2] == (target, site)]
             key = min(elements_here, key=lambda kv: (kv[1] * side <= 0, idle(kv[0]), abs(kv[1])))[0]
-            moved = _place(d, sample, exact, key, side, placed)
+            moved = _place(d, sample, exact, key, side, placed, budget)
             if moved is not None:
                 exact = moved
                 placed.append((key, side))
@@ -379,11 +380,38 @@ def near(d: Derivation, seed: int, avoid=None) -> Sample | None:
     return Sample(seed, sample.sizes, sample.exact, sample.values, sample.forward, near=True)
 
 
-def _place(d: Derivation, sample: Sample, exact, key, side, placed) -> dict | None:
+@dataclass
+class _Placing:
+    """What the near draw may still spend on evaluating the forward (`left` steps; one evaluation costs
+    `cost`), so that a forward with a long sum and many kink sites cannot run for minutes."""
+
+    left: int
+    cost: int
+
+    def spend(self) -> bool:
+        """Take one evaluation; False (and nothing taken) when it is no longer affordable."""
+        if self.cost > self.left:
+            return False
+        self.left -= self.cost
+        return True
+
+
+def _forward_steps(d: Derivation, sizes: dict[str, int]) -> int:
+    """The steps of one exact evaluation of the forward at `sizes` (as `check_evaluations` counts them)."""
+    at = {d.sizes[k]: v for k, v in sizes.items()} | {constant(k): v for k, v in d.constants.items()}
+    return sum(
+        limits.evaluations(contracted(st.rhs), at) * math.prod(at[s] for s in d.shape(st.target))
+        for st in d.forward
+    )
+
+
+def _place(d: Derivation, sample: Sample, exact, key, side, placed, budget: _Placing) -> dict | None:
     """The inputs with one element moved so that the kink argument `key` is NEAR * side, every kink
     placed before stays placed and every other one keeps NEAR / 2 away; None if no input element
-    does it."""
+    does it within the `budget`."""
     target, sizes = side * _mp(NEAR), sample.sizes
+    if not budget.spend():
+        return None
     found = _forward_kinks(d, sizes, exact)
     if found is None or key not in found:
         return None
@@ -395,6 +423,8 @@ def _place(d: Derivation, sample: Sample, exact, key, side, placed) -> dict | No
             if abs(at - start) > REACH or not _in_domain(domains.of(d, name), at):
                 break
             moved = _set(exact, name, idx, at)
+            if not budget.spend():
+                return None
             kinks = _forward_kinks(d, sizes, moved)
             if kinks is None:
                 break
