@@ -107,18 +107,24 @@ def _fixed_by_deltas(expr) -> set:
     return fixed
 
 
+def _terms(expr, sizes) -> int:
+    """How many times the exact evaluator runs the body of a sum or windowed maximum `expr`: its ranges
+    multiplied, an index a delta of the body fixes counting once."""
+    terms = 1
+    fixed = _fixed_by_deltas(expr)
+    for i, low, high in expr.limits:
+        if i not in fixed:
+            terms *= max(0, int(high.xreplace(sizes)) - int(low.xreplace(sizes)) + 1)
+    return terms
+
+
 def evaluations(expr, sizes) -> int:
     """How many steps the exact evaluation of `expr` takes for one element: one per node, a sum's body
     once per term (`sizes` maps size symbols to values)."""
     from sympy.concrete.expr_with_limits import ExprWithLimits
 
     if isinstance(expr, ExprWithLimits):  # a sum, or a windowed maximum
-        terms = 1
-        fixed = _fixed_by_deltas(expr)
-        for i, low, high in expr.limits:
-            if i not in fixed:
-                terms *= max(0, int(high.xreplace(sizes)) - int(low.xreplace(sizes)) + 1)
-        return 1 + terms * evaluations(expr.function, sizes)
+        return 1 + _terms(expr, sizes) * evaluations(expr.function, sizes)
     return 1 + sum(evaluations(a, sizes) for a in expr.args)
 
 
@@ -135,11 +141,7 @@ def reads(expr, names, sizes) -> dict[str, int]:
         return {expr.name: 1} if expr.name in names else {}
     terms, inner = 1, expr.args
     if isinstance(expr, ExprWithLimits):
-        fixed = _fixed_by_deltas(expr)
-        for i, low, high in expr.limits:
-            if i not in fixed:
-                terms *= max(0, int(high.xreplace(sizes)) - int(low.xreplace(sizes)) + 1)
-        inner = (expr.function,)
+        terms, inner = _terms(expr, sizes), (expr.function,)
     out: dict[str, int] = {}
     for a in inner:
         for name, count in reads(a, names, sizes).items():

@@ -46,7 +46,7 @@ from .exacteval import (
     run_statement,
     size_values,
 )
-from .model import NORMAL, Derivation, DerivationError, Domain, WindowMax, constant
+from .model import NORMAL, Derivation, DerivationError, Domain, WindowMax
 
 DRAWS = 2
 MARGIN = Fraction(1, 32)
@@ -113,7 +113,7 @@ def _window_sizes(
             choices = [v for v in allowed if v not in taken] or allowed
             sizes[str(n)] = int(rng.choice(choices))
         sizes = d.complete_sizes(sizes)
-        values = {d.sizes[k]: v for k, v in sizes.items()} | {constant(k): v for k, v in d.constants.items()}
+        values = size_values(d, sizes)
         if min(sizes.values(), default=1) < 1 or sizes == avoid:
             continue
         try:
@@ -398,11 +398,13 @@ class _Placing:
 
 def _forward_steps(d: Derivation, sizes: dict[str, int]) -> int:
     """The steps of one exact evaluation of the forward at `sizes` (as `check_evaluations` counts them)."""
-    at = {d.sizes[k]: v for k, v in sizes.items()} | {constant(k): v for k, v in d.constants.items()}
-    return sum(
-        limits.evaluations(contracted(st.rhs), at) * math.prod(at[s] for s in d.shape(st.target))
-        for st in d.forward
-    )
+    at = size_values(d, sizes)
+    return sum(limits.evaluations(contracted(st.rhs), at) * _elements(d, st.target, at) for st in d.forward)
+
+
+def _elements(d: Derivation, name: str, at) -> int:
+    """How many elements tensor `name` has (`at`: `size_values`)."""
+    return math.prod(at[s] for s in d.shape(name))
 
 
 def _place(d: Derivation, sample: Sample, exact, key, side, placed, budget: _Placing) -> dict | None:
@@ -561,28 +563,21 @@ def check_evaluations(d: Derivation, sizes: dict[str, int]) -> int:
     """The number of steps an exact evaluation of every statement at `sizes` takes; a DerivationError at
     the costliest statement when that is more than MAX_EVALUATIONS (nested sums multiply: twelve sums
     over sizes of 2 to 13 are billions of terms)."""
-    at = {d.sizes[k]: v for k, v in sizes.items()} | {constant(k): v for k, v in d.constants.items()}
-
-    def count_of(name: str) -> int:
-        count = 1
-        for s in d.shape(name):
-            count *= at[s]
-        return count
-
-    parts = derivatives_of(d)
+    at = size_values(d, sizes)
+    parts = derivatives_of(d)  # the forward statements' local derivatives
     counts = {}
     for st in d.forward + d.gradients:
         rhs = contracted(st.rhs)
         count = limits.evaluations(rhs, at)
-        if st in d.forward:
+        if st.target in parts:
             # the reverse accumulation evaluates the statement again and, for each element it reads,
             # the local derivative: a derivative holding the statement's sums multiplies their costs
             read = limits.reads(rhs, d.tensors, at)
             count += count + sum(
-                min(read.get(name, 0), count_of(name)) * limits.evaluations(der, at)
+                min(read.get(name, 0), _elements(d, name, at)) * limits.evaluations(der, at)
                 for name, _, der in parts[st.target]
             )
-        counts[st.target] = (count * count_of(st.target), st)
+        counts[st.target] = (count * _elements(d, st.target, at), st)
     total = sum(c for c, _ in counts.values())
     if total > limits.MAX_EVALUATIONS:
         count, st = max(counts.values(), key=lambda cs: cs[0])
