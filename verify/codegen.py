@@ -151,7 +151,7 @@ def source(
         parts.append(
             _function(
                 d,
-                backward_program(d, folds=backend == "torch"),
+                backward_program(d, folds=pr.folds),
                 backend,
                 "backward",
                 "Backward pass: every written gradient.",
@@ -271,7 +271,7 @@ def backward_only(d: Derivation, backend: str, wanted: tuple[str, ...]):
                 "",
                 "",
                 *helper,
-                _function(d, backward_program(d, wanted, folds=backend == "torch"), backend, "backward", doc),
+                _function(d, backward_program(d, wanted, folds=pr.folds), backend, "backward", doc),
             ]
         )
         _CACHE[key] = (d, _compile(text, backend, d.name)["backward"])

@@ -33,6 +33,9 @@ class _ArrayMixin:
     ns_numpy = "np"
     axis_kw = "axis"
     amax = "max"
+    # whether a pooling's scattered gradient is printed as one fold (col2im: `lower.Fold`) rather than
+    # a slice-add per window offset; only PyTorch has the op, F.fold
+    folds = False
 
     def _module_format(self, fqn, register=True):
         for long in ("jax.numpy.", "numpy.", "torch."):
@@ -540,6 +543,7 @@ def _torch_printer():
         amax = "amax"
         imports = "import numpy as np\nimport torch"
         window_helper = WINDOW_TORCH
+        folds = True
 
         def _stop_gradient(self, text):
             return f"{text}.detach()"
