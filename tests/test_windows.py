@@ -118,6 +118,25 @@ def test_generated_code_has_no_python_loop(path, backend):
     assert loops(codegen.display_source(load(path), backend)) == []
 
 
+def test_torch_phases_of_no_window_are_zeros():
+    """An average pool's PyTorch gradient adds shifted copies of dy per stride phase: with a window
+    longer than x and padding (K = 4, P = 1, H = 1, so I = 0) every copy is cut past both ends of an
+    empty axis, which F.pad's negative padding refuses; the gradient is zeros of x's shape, and at
+    H = 2, 3 it is the NumPy backend's."""
+    torch = pytest.importorskip("torch")
+    text = (Path(__file__).parent / "shapes" / "pool_phases_stride_past_window.deriv").read_text()
+    d = load(text.replace("K = 2", "K = 4").replace("S = 3", "S = 1").replace("P = 0", "P = 1"))
+    backward = codegen.compile_derivation(d, "torch").backward
+    reference = codegen.compile_derivation(d, "numpy").backward
+    for H in (1, 2, 3):
+        I = d.complete_sizes({"N": 2, "H": H})["I"]
+        x, dy = np.arange(2.0 * H).reshape(2, H), np.arange(1.0, 2.0 * I + 1).reshape(2, I)
+        got = backward(x=torch.from_numpy(x), y=torch.from_numpy(dy), dy=torch.from_numpy(dy))["dx"]
+        assert np.array_equal(got.numpy(), reference(x=x, y=dy, dy=dy)["dx"]), H
+        if I == 0:
+            assert not got.numpy().any()
+
+
 def test_strided_first_draw_does_not_tile_evenly():
     """At stride 2 the first draw's windows do not tile the input evenly: (H + 2P - KH) leaves a
     remainder modulo the stride, so the last rows of x are read by no window."""

@@ -975,7 +975,9 @@ class _Lowering:
         axes = tuple(along.get(h, h) for h in free)
         rest = [v for v in bound if v not in unrolled and v not in along.values()]
         body = outer * sp.Mul(*[f for f in factors if not isinstance(f, sp.KroneckerDelta)])
-        if self.folds:
+        # A Fold broadcasts the terms over the window offsets first: where they do not vary with the
+        # offsets (an average pool's gradient), the printer's Scatter adds shifted copies of one array.
+        if self.folds and body.xreplace(placed).has(*unrolled):
             folded = self.fold(rhs, free, placed, along, strides, unrolled, rest, extent, body, fixed)
             if folded is not None:
                 return folded

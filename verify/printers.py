@@ -8,6 +8,7 @@ and `Piecewise` as `select`), and for the array nodes of `verify.lower`.
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Callable
 
 import sympy as sp
@@ -621,6 +622,82 @@ def _torch_printer():
             if backwards:
                 text = f"{text}.flip({tuple(backwards)})"
             return _without_units(text, units[2])
+
+        def scatter_lines(self, name, e):
+            """A Scatter (see `verify.lower.Scatter`) built stride phase by stride phase, where slice-adds
+            into strided positions would each be a scatter: writing a target position h = S*m + t, the
+            values landing on phase t are whole arrays over m, each shifted by a padding (negative to
+            cut), added, and the phases interleaved by one stack and reshape; torch.compile fuses it
+            into one loop over the target. When every value is the same array at every combination of
+            the axes' offsets (an average pool's gradient), the sum separates: one axis after the other.
+            Offsets known only at run time keep the slice-adds."""
+            values, shape, axes, strides, counts, offsets = e.args
+            if not all(o.is_Integer for offset in offsets for o in offset):
+                return super().scatter_lines(name, e)
+            order = sorted(range(len(axes)), key=lambda d: int(axes[d]))  # stacks go in axis order
+            axes = [int(axes[d]) for d in order]
+            strides, counts = [int(strides[d]) for d in order], [counts[d] for d in order]
+            offsets = [tuple(int(offset[d]) for d in order) for offset in offsets]
+            value_shape = list(shape)
+            for k, count in zip(axes, counts, strict=True):
+                value_shape[k] = count
+            grid = [sorted({offset[d] for offset in offsets}) for d in range(len(axes))]
+            if len(set(values)) == 1 and sorted(offsets) == sorted(itertools.product(*grid)):
+                lines = [f"{name} = {self.doprint(values[0])}"]
+                for d, k in enumerate(axes):
+                    text = self._phases(
+                        [(name, (at,)) for at in grid[d]], value_shape, [k], [strides[d]], shape
+                    )
+                    lines.append(f"{name} = {text}")
+                    value_shape[k] = shape[k]
+                return lines
+            placed = [(self.doprint(v), offset) for v, offset in zip(values, offsets, strict=True)]
+            return [f"{name} = {self._phases(placed, value_shape, axes, strides, shape)}"]
+
+        def _phases(self, placed, value_shape, axes, strides, shape) -> str:
+            """The sum of the values (text, offsets) of `value_shape`, entry q along axes[d] landing at
+            offsets[d] + strides[d]*q of the target `shape`: per phase t, the values with offset = t
+            modulo the stride, each padded along m by offset // stride (the rows m of the target, M =
+            ceil(length / stride) of them), stacked after each axis, merged and cut to the target."""
+            rows = [sp.floor((shape[k] + s - 1) / s) for k, s in zip(axes, strides, strict=True)]
+            phase_shape = list(value_shape)
+            for k, m in zip(axes, rows, strict=True):
+                phase_shape[k] = m
+
+            def phase(t) -> str:
+                terms = []
+                for text, offset in placed:
+                    if tuple(at % s for at, s in zip(offset, strides, strict=True)) != t:
+                        continue
+                    # rows m - c of the value land on row m: padded by what is missing on either side,
+                    # then cut to the M rows (F.pad's negative padding refuses to cut past an end)
+                    low, high, cut = [0] * len(shape), [0] * len(shape), [":"] * (max(axes) + 1)
+                    for k, s, at, m in zip(axes, strides, offset, rows, strict=True):
+                        c = at // s
+                        low[k], high[k] = max(0, c), sp.Max(0, m - value_shape[k] - c)
+                        cut[k] = f"{max(0, -c)}:{size_text(max(0, -c) + m)}"
+                    first = min(axes)  # F.pad pads the trailing axes: from the first target on
+                    terms.append(f"{self._padded(text, low[first:], high[first:])}[{', '.join(cut)}]")
+                if not terms:  # a stride longer than the window: no value lands on this phase
+                    return self._call("zeros", size_text(sp.Tuple(*phase_shape)), "dtype=dtype")
+                return " + ".join(terms)
+
+            def stacked(d: int, t: tuple) -> str:
+                if d == len(axes):
+                    return phase(t)
+                if strides[d] == 1:
+                    return stacked(d + 1, (*t, 0))
+                parts = ", ".join(stacked(d + 1, (*t, r)) for r in range(strides[d]))
+                return f"{self.ns}.stack([{parts}], dim={axes[d] + 1})"
+
+            if all(s == 1 for s in strides):  # one phase, as long as the target
+                return stacked(0, ())
+            merged = list(phase_shape)
+            for k, s, m in zip(axes, strides, rows, strict=True):
+                merged[k] = m * s
+            text = self._call("reshape", stacked(0, ()), size_text(sp.Tuple(*merged)))
+            cut = [f":{size_text(shape[k])}" if k in axes else ":" for k in range(len(shape))]
+            return f"{text}[{', '.join(cut)}]"
 
         def _padded(self, text, low, high):
             if all(x == 0 for x in (*low, *high)):
