@@ -51,6 +51,8 @@ def test_every_entry_has_a_positive_ratio(quick):
         assert e["generated_s"] > 0 and e["reference_s"] > 0, e
         assert e["ratio"] > 0
         assert e["ratio"] == pytest.approx(e["generated_s"] / e["reference_s"])
+        # the goal compares the outputs the reference computes: the input gradients alone, where timed
+        assert e["goal_ratio"] == e.get("inputs_only_ratio", e["ratio"])
 
 
 def test_every_catalogue_entry_and_backend_is_there(quick):

@@ -35,7 +35,9 @@ only those); and the diagnosis of a wrong batch-norm gradient with its file's wh
 "reference_s", "ratio", ...}], "verify_all_s"} (DESIGN.md section 4), ratio = generated_s / reference_s;
 verify_all_s is the median of the repeated cold runs of `python -m verify all`.
 Extra keys: "variant" (torch: "eager" or "compiled"), "dtype", "goal" (whether this ratio is the one
-the speed goal is stated for), "compile_s", and top-level "machine", "skipped" ({derivation: ["what:
+the speed goal is stated for), "goal_ratio" (the ratio the goal is judged on: "inputs_only_ratio", the
+generated backward of the input gradients alone, where the derivation also writes adjoints of
+intermediates that the reference does not compute; "ratio" otherwise), "compile_s", and top-level "machine", "skipped" ({derivation: ["what:
 why", ...]}), "loop" (`loop.run`), "prove" ({"wall_s", "seconds": {"derivation gradient": s},
 "proved", "claims", "windowed": ["derivation gradient", ...]}), "code" ([{"what", "command", "wall_s" (the median), "runs_s", "cpu_s", "goal_s",
 "exit"}]) and "diagnosis" (`diagnosis.run`).
