@@ -55,6 +55,19 @@ def test_every_entry_has_a_positive_ratio(quick):
         assert e["goal_ratio"] == e.get("inputs_only_ratio", e["ratio"])
 
 
+def test_elementwise_layers_have_a_traffic_floor(quick):
+    """relu's generated backward (one output, every array it reads of that shape) has its floor timed
+    beside it in every backend, its ratio against the same reference; batchnorm's (six outputs of two
+    shapes) has none."""
+    data, _ = quick
+    relu = [e for e in data["entries"] if e["name"] == "relu"]
+    assert relu
+    for e in relu:
+        assert e["floor_s"] > 0, e
+        assert e["floor_ratio"] == pytest.approx(e["floor_s"] / e["reference_s"])
+    assert all("floor_s" not in e for e in data["entries"] if e["name"] == "batchnorm")
+
+
 def test_every_catalogue_entry_and_backend_is_there(quick):
     """Each catalogue derivation is timed in every installed backend for which its record names a
     reference; a reference it lacks is listed under "skipped" with the reason, never raised."""
