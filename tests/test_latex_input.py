@@ -24,15 +24,18 @@ def aligned_blocks(tex: str) -> list[str]:
 
 def read_back(path) -> str:
     """A derivation file whose [forward] and [gradients] are the two align* blocks that show --latex
-    prints for `path`, pasted as they are; [inputs] and [sizes] are the original's."""
+    prints for `path`, pasted as they are; its `indexing:` header (1-based positions), [inputs] and
+    [sizes] are the original's."""
     forward, gradients = aligned_blocks(derivation_latex(load(path)))
-    _, sections = split_sections(path.read_text(encoding="utf-8"), None)
+    text = path.read_text(encoding="utf-8")
+    _, sections = split_sections(text, None)
     kept = [
         f"[{name}]\n" + "\n".join(t for _, t in sections[name][1])
         for name in ("inputs", "sizes")
         if name in sections
     ]
-    return "\n".join(["[forward]", forward, "[gradients]", gradients, *kept]) + "\n"
+    header = re.findall(r"^indexing:.*$", text.split("[forward]")[0], re.M)
+    return "\n".join([*header, "[forward]", forward, "[gradients]", gradients, *kept]) + "\n"
 
 
 def signature(d):
@@ -48,10 +51,6 @@ def signature(d):
 @pytest.mark.parametrize("path", catalogue(), ids=lambda p: p.stem)
 def test_show_latex_reads_back_as_the_same_derivation(path):
     """Pasting the printed align* blocks into a .deriv file gives back the derivation they print."""
-    if load(path).windowed:
-        pytest.skip(
-            "LaTeX input reads no shifted subscript (x_{n,c,S i+kh-P}), windowed maximum or explicit sum limits yet"
-        )
     assert signature(load(read_back(path))) == signature(load(path))
 
 
@@ -152,6 +151,68 @@ def test_latex_errors_point_into_the_latex(gradient, line, column, message):
         load(text)
     assert (e.value.line, e.value.column) == (line, column), str(e.value)
     assert message in e.value.message
+
+
+REPORT_CONVOLUTION = r"""indexing: 1-based
+[forward]
+Y_{ij} = \sum_{l=-1}^{0} \sum_{m=-1}^{0} K_{(l+2)(m+2)} X_{(i-l)(j-m)}
+[gradients]
+\frac{\partial L}{\partial X_{rs}} = \sum_{i,j} \frac{\partial L}{\partial Y_{ij}} K_{(i-r+2)(j-s+2)}
+\frac{\partial L}{\partial K_{ab}} = \sum_{i,j} \frac{\partial L}{\partial Y_{ij}} X_{(i-a+2)(j-b+2)}
+[inputs]
+X: (H, W)
+K: (KH, KW)
+[sizes]
+KH = 2
+KW = 2
+I = H - 1
+J = W - 1
+"""
+
+
+def test_report_convolution_in_its_own_latex_is_the_catalogue_entry():
+    """The UvA report's bonus formula as it writes its subscripts, one bracketed position per axis
+    (K_{(l+2)(m+2)} X_{(i-l)(j-m)}), with its sums from -1 to 0, reads as conv2d_flipped."""
+    from verify.catalogue import load as load_entry
+
+    assert signature(load(REPORT_CONVOLUTION)) == signature(load_entry("conv2d_flipped"))
+
+
+@pytest.mark.parametrize(
+    "forward,column,message",
+    [
+        (r"Y_{ij} = \sum_{l=-1} K_{l+2} X_{i-l,j}", 16, "runs between two whole numbers"),
+        (r"Y_{ij} = \sum_{l=2}^{N} K_{l} X_{i-l,j}", 16, "runs between two whole numbers"),
+        (r"Y_{ij} = \sum_{l} K_{l+\alpha} X_{i-l,j}", 24, r"cannot read '\alpha' in an index position"),
+        (r"Y_{ij} = \max_{l+1} X_{i-l,j}", 10, "a maximum's subscript names its indices"),
+        (r"Y_{ij} = \sum_{l+1} X_{i-l,j}", 10, "a sum's subscript names its indices"),
+        (r"Y_{i+1,j} = X_{ij}", 1, "the left-hand side must be a symbol"),
+    ],
+)
+def test_window_latex_errors_point_into_the_latex(forward, column, message):
+    """Positions computed in subscripts are read in a formula only: a sum's or a maximum's subscript and
+    a left-hand side name their indices; a sum from another number than 0 or 1 runs between two whole
+    numbers; anything but integers, sizes and indices in a position is an error at its column."""
+    text = f"[forward]\n{forward}\n[gradients]\ndX[i,j] = dY[i,j]\n[inputs]\nX: (H, W)\nK: (KH)\n[sizes]\nKH = 2\n"
+    with pytest.raises(DerivationError) as e:
+        load(text)
+    assert (e.value.line, e.value.column) == (2, column), str(e.value)
+    assert message in e.value.message
+
+
+def test_size_names_of_several_letters_are_one_size():
+    """`\frac{1}{KH KW}` divides by the sizes KH and KW that [sizes] sets, not by K^2 H W; `S i` in a
+    subscript is S times i, `kh` there the index the maximum binds."""
+    d = load(
+        "[forward]\n"
+        r"y_{ncij} = \frac{1}{KH KW} \max_{kh,kw} x_{n,c,S i+kh-P,S j+kw-P}"
+        "\n"
+        "[gradients]\ndx[n,c,h,w] = 0\n[inputs]\nx: (N, C, H, W)\n"
+        "[sizes]\nI = (H + 2*P - KH) / S + 1\nJ = (W + 2*P - KW) / S + 1\nKH = 3\nKW = 3\nS = 2\nP = 1\n"
+    )
+    rhs = d.forward[0].rhs
+    assert {s.name for s in rhs.free_symbols} >= {"KH", "KW"}
+    assert "K" not in {s.name for s in rhs.free_symbols}
 
 
 def test_latex_lines_are_recognised():

@@ -1322,7 +1322,10 @@ class _Loader:
                     return len(self.declared[name][0])
                 return self.arity[name][0] if name in self.arity else None
 
-            sizes = frozenset(n for shape, _ in self.declared.values() for n in shape)
+            # the axes of the inputs and what [sizes] sets (a window's KH, a stride S, read before)
+            sizes = frozenset(
+                {n for shape, _ in self.declared.values() for n in shape} | set(self.sizes_lines)
+            )
             names = latexin.Names(rank, sizes, self.symbols, None, True)
         else:
 

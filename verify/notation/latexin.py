@@ -15,7 +15,13 @@ parser), then each symbol is resolved against the derivation's names (see `Symbo
 - `\\sigma^2` is `var`; a layer label `W^{(1)}` (or `x^N` where `xN` exists) is appended when that
   name exists (`W1`), else dropped; a label subscript `x_{\\mathrm{in}}` is `x_in`, a numbered one
   `x_1` is `x1`, a `\\mathcal` one (`\\mu_{\\mathcal{B}}`) is dropped;
-- letters in a subscript are indices (`W_{ij}` has two, `x_{n,kk}` two with commas);
+- letters in a subscript are indices (`W_{ij}` has two, `x_{n,kk}` two with commas); a position may be
+  computed from integers, sizes and indices, `x_{n,c,S i+kh-P}` or `K_{(l+2)(m+2)}` (one bracket a
+  position), in a formula (a target, a sum's or a maximum's subscript name their indices); letters
+  that spell a size or an enclosing index are that name (`KH`, `kh`), else one name each (`S i`);
+- `\\max_{kh,kw}` is the maximum over those indices of the rest of the product (a windowed maximum);
+  `\\sum_{l=-1}^{0}` runs between the numbers written when the lower one is not 0 or 1 (from 0 or 1 a
+  sum runs over its index's whole range, whatever the upper limit says);
 - `\\frac{\\partial L}{\\partial W_{ij}}` (L, `\\mathcal{L}` or `\\ell`: the loss) is the gradient dW,
   `\\frac{\\partial y_k}{\\partial x_m}` a Jacobian entry, `\\delta_{ij}` the Kronecker delta,
   `\\mathbb{1}` a vector of ones, `\\text{diag}` diag, `e^{x}` exp (unless e is a name), `\\sigma(x)`
@@ -44,6 +50,8 @@ from .latexgrammar import parser
 from .statements import JacobianTarget, Parsed, Step
 
 _Node = TypeVar("_Node", bound=ast.AST)
+Index = tuple[str | ast.expr, int, int]  # a subscript's index (name, line, col), or a computed position
+Named = tuple[str, int, int]  # an index that is a name
 _LATEX_MARK = re.compile(r"\\[A-Za-z]|_\{|\^\{|&")
 
 
@@ -341,7 +349,7 @@ class Indexed:
     whether it is transposed."""
 
     symbol: Symbol
-    indices: list[tuple[str, int, int]] | None
+    indices: list[Index] | None  # a computed position: x_{n,S i+k-P}
     power: Tree | None
     transposed: bool
     tree: Tree
@@ -372,6 +380,7 @@ class Reader:
     def __init__(self, tex: Tex, names: Names):
         self.tex, self.names, self.src = tex, names, tex.src
         self.bound: list[set[str]] = []  # the indices of the sums enclosing the formula being read
+        self.free: set[str] = set()  # the target's indices, which a formula's positions may name
 
     def err(self, tree, message) -> DerivationError:
         line, col, _ = _span(tree)
@@ -385,7 +394,8 @@ class Reader:
         sym = self._base(primary)
         if sym is None:
             return None
-        labels, indices, power, transposed, layer, squared = list(sym.labels), None, None, False, "", False
+        labels, power, transposed, layer, squared = list(sym.labels), None, False, "", False
+        indices: list[Index] | None = None
         two = None  # the script `2` of \sigma^2, read as part of the name `var`
         for script in scripts:
             arg = script.children[1]
@@ -480,7 +490,7 @@ class Reader:
             text = text[1:-1]
         return text.lstrip("\\") if text.startswith("\\") and text[1:].isalpha() else text
 
-    def _subscript(self, arg) -> tuple[list[str], list[tuple[str, int, int]]]:
+    def _subscript(self, arg) -> tuple[list[str], list[Index]]:
         """(labels, indices) of a subscript: letters are indices (each letter one, unless commas
         separate multi-letter ones); numbers and \\mathrm{...} words are labels; \\mathcal labels are
         dropped."""
@@ -499,21 +509,34 @@ class Reader:
         if isinstance(arg, Tree) and arg.data == "font":
             return [], []  # \mathcal{B}: a label dropped
         items = arg.children[0].children if arg.children else []
-        labels, indices = [], []
+        labels: list[str] = []
+        indices: list[Index] = []
         for item in items:
             if len(item.children) > 1:
                 raise self.err(item, "a relation in a subscript (only a sum's subscript may hold i=1)")
+            expr = item.children[0]
+            if _is_affine(expr):  # x_{n,S i+kh-P}: a position computed from indices
+                line, col = self.src.at(_at(*_span(expr)[:2], self.src))
+                indices.append((self._index_expr(expr), line, col))
+                continue
             factors = [
                 f
-                for t in item.children[0].children
+                for t in expr.children
                 if isinstance(t, Tree) and t.data == "term"
                 for f in t.children
                 if isinstance(f, Tree) and f.data == "factor"
             ]
-            letters = []
+            letters: list[Index] = []
             for f in factors:
                 p = f.children[0]
-                if p.data == "letter" and len(f.children) == 1:
+                if p.data == "paren" and len(f.children) == 1 and len(_items(p)) == 1:
+                    # K_{(l+2)(m+2)}: each bracket one index, a position computed from indices
+                    inner = _items(p)[0]
+                    if len(inner.children) > 1:
+                        raise self.err(inner, "a relation in a subscript")
+                    line, col = self.src.at(_at(*_span(p)[:2], self.src))
+                    letters.append((self._index_expr(inner.children[0]), line, col))
+                elif p.data == "letter" and len(f.children) == 1:
                     letters.append((str(p.children[0]), *self._pos(p.children[0])))
                 elif p.data == "command" and str(p.children[0])[1:] in GREEK and len(f.children) == 1:
                     letters.append((str(p.children[0])[1:], *self._pos(p.children[0])))
@@ -525,12 +548,90 @@ class Reader:
                     pass  # \mathcal{B}: dropped
                 else:
                     raise self.err(f, f"cannot read '{source_of(f, self.tex.text)}' as an index or a label")
-            if len(items) > 1 and letters:
-                name = "".join(n for n, _, _ in letters)
+            if len(items) > 1 and letters and all(isinstance(n, str) for n, _, _ in letters):
+                name = "".join(n for n, _, _ in letters)  # type: ignore[misc]
                 indices.append((name, letters[0][1], letters[0][2]))
             else:
                 indices += letters
         return labels, indices
+
+    def _index_expr(self, expr: Tree) -> ast.expr:
+        """An index position as written in a subscript, `S i+kh-P` or `l+2`: integers, the indices of
+        the enclosing sums and maximums and the sizes, added, subtracted and multiplied. A run of
+        letters is one name when it spells a bound index or a size (`kh`, `KH`), else a product of
+        one-letter names (`S i`)."""
+        out: ast.expr | None = None
+        sign: str | None = None
+        for child in expr.children:
+            if child.data == "sign":
+                sign = str(child.children[0])
+                continue
+            value = self._index_term(child)
+            if out is None:
+                out = (
+                    value
+                    if sign != "-"
+                    else _place(ast.UnaryOp(op=ast.USub(), operand=value), child, self.src)
+                )
+            else:
+                op = ast.Sub() if sign == "-" else ast.Add()
+                out = _place(ast.BinOp(left=out, op=op, right=value), child, self.src)
+            sign = None
+        assert out is not None, "an expression has a term"
+        return out
+
+    def _index_term(self, term: Tree) -> ast.expr:
+        parts: list[ast.expr] = []
+        letters: list[Tree] = []
+        for child in term.children + [None]:
+            if (
+                child is not None
+                and child.data == "factor"
+                and child.children[0].data == "letter"
+                and len(child.children) == 1
+            ):
+                letters.append(child)
+                continue
+            parts += self._letter_run(letters)
+            letters = []
+            if child is None:
+                break
+            if child.data == "mulop" and str(child.children[0]) in ("\\cdot", "*", "\\times"):
+                continue
+            p = child.children[0] if child.data == "factor" else child
+            if (
+                child.data == "factor"
+                and len(child.children) == 1
+                and p.data == "number"
+                and str(p.children[0]).isdigit()
+            ):
+                parts.append(self._number(_token(p)))
+            elif (
+                child.data == "factor"
+                and len(child.children) == 1
+                and p.data == "paren"
+                and len(_items(p)) == 1
+            ):
+                parts.append(self._index_expr(_items(p)[0].children[0]))
+            else:
+                raise self.err(child, f"cannot read '{source_of(child, self.tex.text)}' in an index position")
+        out = parts[0]
+        for value in parts[1:]:
+            out = _place(ast.BinOp(left=out, op=ast.Mult(), right=value), term, self.src)
+        return out
+
+    def _letter_run(self, letters: list[Tree]) -> list[ast.expr]:
+        """Juxtaposed letters in an index position: the longest prefix spelling a bound index or a size
+        is one name, a letter alone is its own."""
+        known = set().union(self.free, self.names.sizes, *self.bound)
+        text = "".join(str(f.children[0].children[0]) for f in letters)
+        out: list[ast.expr] = []
+        k = 0
+        while k < len(letters):
+            length = next((n for n in range(len(letters) - k, 1, -1) if text[k : k + n] in known), 1)
+            out.append(_place(ast.Name(id=text[k : k + length], ctx=ast.Load()), letters[k], self.src))
+            k += length
+        return out
 
     def _pos(self, tok) -> tuple[int, int]:
         return self.src.at(_at(tok.line, tok.column, self.src))
@@ -607,6 +708,17 @@ class Reader:
             if primary.data == "summation":
                 value = self._sum(factor, items[k + 1 :])
                 k = len(items)
+            elif (
+                primary.data == "command"
+                and str(primary.children[0]) == "\\max"
+                and [s.data for s in factor.children[1:]] == ["sub"]
+            ):
+                value = self._window_max(factor, items[k + 1 :])
+                k = len(items)
+            elif (run := self._size_run(items, k)) > 1:
+                letters = "".join(str(f.children[0].children[0]) for _, f in items[k : k + run])
+                value = _place(ast.Name(id=letters, ctx=ast.Load()), factor, self.src)
+                k += run
             elif (fn := self._function(factor)) is not None:
                 if k + 1 >= len(items):
                     raise self.err(factor, f"{source_of(factor, self.tex.text)} needs an argument")
@@ -618,6 +730,40 @@ class Reader:
             out = value if out is None else self._times(out, op, value, factor)
         assert out is not None, "a term has a factor, a sum a summand"
         return out
+
+    def _size_run(self, items: list[tuple[str | None, Tree]], k: int) -> int:
+        """How many juxtaposed bare letters from item k on spell a size of two letters or more (`KH` in
+        `\\frac{1}{KH KW}`), the longest first; 0 when none do."""
+        run = 0
+        while (
+            k + run < len(items)
+            and (run == 0 or items[k + run][0] is None)
+            and items[k + run][1].children[0].data == "letter"
+            and len(items[k + run][1].children) == 1
+        ):
+            run += 1
+        text = "".join(str(f.children[0].children[0]) for _, f in items[k : k + run])
+        return next((n for n in range(run, 1, -1) if text[:n] in self.names.sizes), 0)
+
+    def _window_max(self, factor: Tree, rest: list[tuple[str | None, Tree]]) -> ast.expr:
+        """\\max_{kh,kw} over the rest of the product: the maximum over those indices (a windowed
+        maximum), `max(body, kh, kw)`."""
+        if not rest:
+            raise self.err(factor, "a maximum needs an expression after it")
+        indices = self._subscript(factor.children[1].children[1])[1]
+        if not indices:
+            raise self.err(factor, "a windowed maximum needs its indices below it: \\max_{p,q}")
+        named = self._names(indices, factor, "a maximum's subscript") or []
+        self.bound.append({i for i, _, _ in named})
+        try:
+            body = self._product([(None, rest[0][1]), *rest[1:]])
+        finally:
+            self.bound.pop()
+        names: list[ast.expr] = [
+            _place(ast.Name(id=i, ctx=ast.Load()), factor, self.src) for i, _, _ in named
+        ]
+        func = _place(ast.Name(id="max", ctx=ast.Load()), factor, self.src)
+        return _place(ast.Call(func=func, args=[body, *names], keywords=[]), factor, self.src)
 
     def _times(self, left: ast.expr, op: str | None, right: ast.expr, where) -> ast.expr:
         operator: ast.operator
@@ -679,43 +825,70 @@ class Reader:
                 factor, "a sum over an index in matrix notation: write the indices, or sum(A, axis=0)"
             )
         indices = []
+        limits: dict[str, tuple[int, int]] = {}  # \sum_{l=-1}^{0}: an index's own limits, as written
+        sups = [s for s in factor.children[1:] if s.data == "sup"]
+        high = self._plain(sups[0].children[1]) if len(sups) == 1 else None
         for script in factor.children[1:]:
             if script.data == "sup":
-                continue  # the upper limit: the index's whole range
+                continue  # the upper limit: the index's whole range, unless the lower one is its own
             arg = script.children[1]
             if isinstance(arg, Tree) and arg.data == "bracegroup" and arg.children:
+                kept = []  # the items without their lower limits, read together: commas part names
                 for item in arg.children[0].children:
                     if len(item.children) == 3:  # i = 1: the lower limit, 1 or 0 (the whole range)
-                        low = source_of(item.children[2], self.tex.text).strip()
+                        low = re.sub(r"\s+", "", source_of(item.children[2], self.tex.text))
                         if low not in ("0", "1"):
-                            raise self.err(item, f"a sum runs over its index's whole range: not from {low}")
+                            # another lower limit: the sum runs between the two numbers written
+                            if not (re.fullmatch(r"-?\d+", low) and high and re.fullmatch(r"-?\d+", high)):
+                                raise self.err(
+                                    item,
+                                    f"a sum from {low} runs between two whole numbers (\\sum_{{l=-1}}^{{0}}); "
+                                    "from 0 or 1 it runs over its index's whole range",
+                                )
+                            # (a node's source may start at the brace before it)
+                            name = re.sub(r"[\s{}]", "", source_of(item.children[0], self.tex.text))
+                            limits[name] = (int(low), int(high))
                         item = Tree("item", [item.children[0]], item.meta)
-                    _, found = self._subscript(Tree("bracegroup", [Tree("items", [item])], arg.meta))
-                    indices += found
+                    kept.append(item)
+                indices += self._subscript(Tree("bracegroup", [Tree("items", kept)], arg.meta))[1]
             else:
                 indices += self._subscript(arg)[1]
         if not indices:
             raise self.err(factor, "a sum needs its index below it: \\sum_{n}")
+        summed = self._names(indices, factor, "a sum's subscript") or []
         # an index summed again inside a sum over it (\sum_i a_i (\sum_i b_i)) is a new index there
         enclosing = set().union(*self.bound) if self.bound else set()
         renamed = {}
-        for name, _, _ in indices:
+        for name, _, _ in summed:
             if name in enclosing:
                 renamed[name] = next(
                     f"{name}{k}"
                     for k in range(2, 100)
                     if f"{name}{k}" not in enclosing and not self.names.exists(f"{name}{k}")
                 )
-        self.bound.append({renamed.get(i, i) for i, _, _ in indices})
+        self.bound.append({renamed.get(i, i) for i, _, _ in summed})
         try:
             body = self._product([(None, rest[0][1]), *rest[1:]])
         finally:
             self.bound.pop()
         if renamed:
             body = _rename_indices(body, renamed, self.names)
-        names = [
-            _place(ast.Name(id=renamed.get(i, i), ctx=ast.Load()), factor, self.src) for i, _, _ in indices
-        ]
+        names: list[ast.expr] = []
+        for i, _, _ in summed:
+            slot: ast.expr = _place(ast.Name(id=renamed.get(i, i), ctx=ast.Load()), factor, self.src)
+            if i in limits:
+                bounds = [_place(ast.Constant(value=v), factor, self.src) for v in limits[i]]
+                slot = _place(ast.Tuple(elts=[slot, *bounds], ctx=ast.Load()), factor, self.src)
+            names.append(slot)
+        if (
+            isinstance(body, ast.Call)
+            and isinstance(body.func, ast.Name)
+            and body.func.id == "sum"
+            and any(isinstance(a, ast.Tuple) for a in [*names, *body.args[1:]])
+        ):
+            # \sum_{l=-1}^{0}\sum_{m=-1}^{0}: one sum over both, as the language writes it
+            names += body.args[1:]
+            body = body.args[0]
         func = _place(ast.Name(id="sum", ctx=ast.Load()), factor, self.src)
         return _place(ast.Call(func=func, args=[body, *names], keywords=[]), factor, self.src)
 
@@ -777,8 +950,9 @@ class Reader:
                 labels, indices = self._subscript(arg)
                 if labels or not indices:
                     raise self.err(script, "a bracket's subscript names indices: [A]_{ij}")
+                named = self._names(indices, script, "a bracket's subscript") or []
                 slots: list[ast.expr] = [
-                    _place(ast.Name(id=i, ctx=ast.Load()), script, self.src) for i, _, _ in indices
+                    _place(ast.Name(id=i, ctx=ast.Load()), script, self.src) for i, _, _ in named
                 ]
                 index = (
                     slots[0]
@@ -854,9 +1028,7 @@ class Reader:
             and len(ix.indices) == 2
             and not self._resolves(sym)
         ):
-            names: list[ast.expr] = [
-                _place(ast.Name(id=i, ctx=ast.Load()), ix.tree, self.src) for i, _, _ in ix.indices
-            ]
+            names = [self._slot(i, ix.tree) for i, _, _ in ix.indices]
             func = _place(ast.Name(id="delta", ctx=ast.Load()), ix.tree, self.src)
             return _place(ast.Call(func=func, args=names, keywords=[]), ix.tree, self.src)
         name = self.resolve(ix)
@@ -869,12 +1041,28 @@ class Reader:
             )
         return value
 
+    def _names(self, indices: list[Index] | None, where, what: str) -> list[Named] | None:
+        """The indices, each a name; a computed position where only names may stand (`what`: where that
+        is) is an error."""
+        if indices is None:
+            return None
+        named = [(i, line, col) for i, line, col in indices if isinstance(i, str)]
+        if len(named) != len(indices):
+            raise self.err(
+                where, f"{what} names its indices: a position such as S i+k-P is read only in a formula"
+            )
+        return named
+
+    def _slot(self, index: str | ast.expr, where) -> ast.expr:
+        """An index subscript as the parser takes it: a name, or the position an affine one computes."""
+        if isinstance(index, str):
+            return _place(ast.Name(id=index, ctx=ast.Load()), where, self.src)
+        return index
+
     def _named(self, name: str, indices, where) -> ast.expr:
         node = _place(ast.Name(id=name, ctx=ast.Load()), where, self.src)
         if indices:
-            slots: list[ast.expr] = [
-                _place(ast.Name(id=i, ctx=ast.Load()), where, self.src) for i, _, _ in indices
-            ]
+            slots = [self._slot(i, where) for i, _, _ in indices]
             index = (
                 slots[0]
                 if len(slots) == 1
@@ -950,18 +1138,20 @@ class Reader:
         """An entry dy_k/dx_m inside a formula: the Jacobian stated and named earlier for that pair
         (its block letters turned into deltas where the entry's indices differ); otherwise the step
         is not checked."""
+        of_indices = self._names(of.indices, frac, "a Jacobian entry")
+        wrt_indices = self._names(wrt.indices, frac, "a Jacobian entry")
         y, x = self.resolve(of), self.resolve(wrt)
         line, col, _ = _span(frac)
         where = self.src.at(_at(line, col, self.src))
         stated = self.names.jacobians.get((y, x))
-        if stated is None or of.indices is None or wrt.indices is None:
+        if stated is None or of_indices is None or wrt_indices is None:
             raise Unchecked(f"it holds d{y}/d{x}, which no named Jacobian statement states", *where)
         name, y_letters, x_letters = stated
-        if len(of.indices) != len(y_letters) or len(wrt.indices) != len(x_letters):
+        if len(of_indices) != len(y_letters) or len(wrt_indices) != len(x_letters):
             raise self.err(frac, f"d{y}/d{x} takes {len(y_letters)} and {len(x_letters)} indices")
         binding: dict[str, str] = {}
         deltas = []
-        for letter, (given, _, _) in zip(y_letters + x_letters, of.indices + wrt.indices, strict=True):
+        for letter, (given, _, _) in zip(y_letters + x_letters, of_indices + wrt_indices, strict=True):
             if letter in binding and binding[letter] != given:
                 deltas.append((binding[letter], given))
             binding.setdefault(letter, given)
@@ -1020,6 +1210,17 @@ def _rename_indices(node: ast.expr, renamed: dict[str, str], names: Names) -> as
             return n
 
     return Rename().visit(node)
+
+
+def _is_affine(expr: Tree) -> bool:
+    """Whether a subscript item is a computed position (`S i+kh-P`, `-l`, `2i`) rather than index
+    letters: a sign or several terms, or a number leading letters."""
+    terms = [c for c in expr.children if isinstance(c, Tree) and c.data == "term"]
+    if len(expr.children) != 1 or len(terms) != 1:
+        return True
+    factors = terms[0].children
+    first = factors[0]
+    return len(factors) > 1 and first.data == "factor" and first.children[0].data == "number"
 
 
 def _token(tree: Tree) -> Token:
@@ -1094,13 +1295,15 @@ class StatementReader(Reader):
             wrt = self.symbol(bottom)
             if top is None or isinstance(top, list) or wrt is None:
                 return None
+            wrt_indices = self._names(wrt.indices, bottom, "a derivative's variable")
             if self.is_loss(top):
-                return _Claim("gradient", "d" + self.resolve(wrt), wrt.indices)
+                return _Claim("gradient", "d" + self.resolve(wrt), wrt_indices)
             of = self.symbol(top)
             if of is None:
                 return None
+            of_indices = self._names(of.indices, top, "a derivative's function")
             line, col = self.src.at(_at(*_span(primary)[:2], self.src))
-            target = JacobianTarget(self.resolve(of), of.indices, self.resolve(wrt), wrt.indices, line, col)
+            target = JacobianTarget(self.resolve(of), of_indices, self.resolve(wrt), wrt_indices, line, col)
             return _Claim("jacobian", jacobian=target)
         if primary.data in ("paren", "bracegroup") and not scripts and len(_items(primary)) == 1:
             item = _items(primary)[0]
@@ -1124,14 +1327,19 @@ class StatementReader(Reader):
                     labels, indices = self._subscript(scripts[0].children[1])
                     if labels:
                         raise self.err(scripts[0], "the subscript of [dL/dW]_{ij} names indices")
-                    return _Claim("gradient", claim.name, indices)
+                    named = self._names(indices, scripts[0], "the subscript of [dL/dW]_{ij}")
+                    return _Claim("gradient", claim.name, named)
             return None
         ix = self.symbol(factor)
         if ix is None or ix.power is not None or ix.transposed:
             return None
+        named = [(i, line, col) for i, line, col in ix.indices or [] if isinstance(i, str)]
+        if ix.indices is not None and len(named) != len(ix.indices):
+            return None  # x_{i-1} = ...: not a left-hand side
+        written = named if ix.indices is not None else None
         if ix.symbol.key in self.names.symbols:
-            return _Claim("name", self.names.symbols[ix.symbol.key], ix.indices)
-        return _Claim("name", ix.symbol.canonical, ix.indices)
+            return _Claim("name", self.names.symbols[ix.symbol.key], written)
+        return _Claim("name", ix.symbol.canonical, written)
 
     def _unbrace(self, group: Tree) -> Tree | None:
         """The bracket inside braces `{[...]}`, or None."""
@@ -1160,6 +1368,7 @@ class StatementReader(Reader):
                 jacobian, steps_trees = second.jacobian, steps_trees[1:]
         name = claim.name if claim.kind != "jacobian" else ""
         indices = claim.indices if claim.kind != "jacobian" else []
+        self.free = {i for i, _, _ in indices or []}
         steps, unchecked = [], []
         for side in steps_trees:
             again = self.claim(side)
