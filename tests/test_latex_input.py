@@ -229,6 +229,7 @@ LATEX_TOKENS = [
     r"\mathbb{1}", r"\text{diag}", r"\begin{cases}", r"\end{cases}", r"\text{if }", ">", "0", ",",
     r"\Rightarrow", r"\epsilon", "1", "/", r"\underbrace", r"\quad", r"\mathcal", r"\left|", r"\right|", " ",
     "\n ", "$$", r"\begin{aligned}", r"\end{aligned}", r"\tag{1}", ".", "@", ".T", "dy", "x[n,i]",
+    r"\max", "S", "k", "h", "-1", "_{n,S i+k-1}", "_{(i-1)(k+2)}", "_{k=-1}^{0}",
 ]  # fmt: skip
 
 
