@@ -548,9 +548,9 @@ class Reader:
                     pass  # \mathcal{B}: dropped
                 else:
                     raise self.err(f, f"cannot read '{source_of(f, self.tex.text)}' as an index or a label")
-            if len(items) > 1 and letters and all(isinstance(n, str) for n, _, _ in letters):
-                name = "".join(n for n, _, _ in letters)  # type: ignore[misc]
-                indices.append((name, letters[0][1], letters[0][2]))
+            spelled = [n for n, _, _ in letters if isinstance(n, str)]
+            if len(items) > 1 and letters and len(spelled) == len(letters):
+                indices.append(("".join(spelled), letters[0][1], letters[0][2]))
             else:
                 indices += letters
         return labels, indices
