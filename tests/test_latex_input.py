@@ -215,6 +215,22 @@ def test_size_names_of_several_letters_are_one_size():
     assert "K" not in {s.name for s in rhs.free_symbols}
 
 
+def test_a_sum_between_numbers_may_name_an_index_of_several_letters():
+    r"""`\sum_{kh=-1}^{1}` sums one index kh from -1 to 1 (not k times h), in a forward and inside a
+    gradient's sum."""
+    d = load(
+        "[forward]\n"
+        r"Y_{i} = \sum_{kh=-1}^{1} X_{i+kh}"
+        "\n"
+        "[gradients]\n"
+        r"\frac{\partial L}{\partial X_{h}} = \sum_{i} \frac{\partial L}{\partial Y_{i}} \sum_{kh=-1}^{1} \delta_{h,i+kh}"
+        "\n[inputs]\nX: (H)\n[sizes]\nI = H\n"
+    )
+    for statement in (d.forward[0], d.gradients[0]):
+        limits = {(str(v), lo, hi) for total in statement.rhs.atoms(sp.Sum) for v, lo, hi in total.limits}
+        assert ("kh", -1, 1) in limits, limits
+
+
 def test_latex_lines_are_recognised():
     """A statement is LaTeX when it holds a LaTeX command, `_{`, `^{` or `&`; index notation never does."""
     assert latexin.is_latex(r"\frac{\partial L}{\partial W} = X")

@@ -824,7 +824,7 @@ class Reader:
             raise self.err(
                 factor, "a sum over an index in matrix notation: write the indices, or sum(A, axis=0)"
             )
-        indices = []
+        indices: list[Index] = []
         limits: dict[str, tuple[int, int]] = {}  # \sum_{l=-1}^{0}: an index's own limits, as written
         sups = [s for s in factor.children[1:] if s.data == "sup"]
         high = self._plain(sups[0].children[1]) if len(sups) == 1 else None
@@ -850,7 +850,13 @@ class Reader:
                             limits[name] = (int(low), int(high))
                         item = Tree("item", [item.children[0]], item.meta)
                     kept.append(item)
-                indices += self._subscript(Tree("bracegroup", [Tree("items", kept)], arg.meta))[1]
+                written = [re.sub(r"[\s{}]", "", source_of(i.children[0], self.tex.text)) for i in kept]
+                if len(kept) == 1 and limits and re.fullmatch(r"[A-Za-z]+", written[0]):
+                    # \sum_{kh=-1}^{0}: the name before the limit is one index, however many letters
+                    line, col = self.src.at(_at(*_span(kept[0])[:2], self.src))
+                    indices.append((written[0], line, col))
+                else:
+                    indices += self._subscript(Tree("bracegroup", [Tree("items", kept)], arg.meta))[1]
             else:
                 indices += self._subscript(arg)[1]
         if not indices:
