@@ -560,25 +560,7 @@ class Reader:
         the enclosing sums and maximums and the sizes, added, subtracted and multiplied. A run of
         letters is one name when it spells a bound index or a size (`kh`, `KH`), else a product of
         one-letter names (`S i`)."""
-        out: ast.expr | None = None
-        sign: str | None = None
-        for child in expr.children:
-            if child.data == "sign":
-                sign = str(child.children[0])
-                continue
-            value = self._index_term(child)
-            if out is None:
-                out = (
-                    value
-                    if sign != "-"
-                    else _place(ast.UnaryOp(op=ast.USub(), operand=value), child, self.src)
-                )
-            else:
-                op = ast.Sub() if sign == "-" else ast.Add()
-                out = _place(ast.BinOp(left=out, op=op, right=value), child, self.src)
-            sign = None
-        assert out is not None, "an expression has a term"
-        return out
+        return self._signed(expr, self._index_term)
 
     def _index_term(self, term: Tree) -> ast.expr:
         parts: list[ast.expr] = []
@@ -667,14 +649,17 @@ class Reader:
         return self._expr(tree)
 
     def _expr(self, tree: Tree) -> ast.expr:
-        children = list(tree.children)
+        return self._signed(tree, self._term)
+
+    def _signed(self, tree: Tree, term: Callable[[Tree], ast.expr]) -> ast.expr:
+        """An `expr` tree's signed terms, each read by `term`, added and subtracted."""
         out: ast.expr | None = None
         sign = None
-        for child in children:
+        for child in tree.children:
             if child.data == "sign":
                 sign = str(child.children[0])
                 continue
-            value = self._term(child)
+            value = term(child)
             if out is None:
                 out = (
                     _place(ast.UnaryOp(op=ast.USub(), operand=value), child, self.src)
