@@ -34,8 +34,8 @@ class _ArrayMixin:
     ns_numpy = "np"
     axis_kw = "axis"
     amax = "max"
-    # whether a pooling's scattered gradient is printed as one fold (col2im: `lower.Fold`) rather than
-    # a slice-add per window offset; only PyTorch has the op, F.fold
+    # whether a pooling's scattered gradient whose terms vary with the window offset is printed as one
+    # fold (col2im: `lower.Fold`) rather than as the backend's Scatter; only PyTorch has the op, F.fold
     folds = False
 
     def _module_format(self, fqn, register=True):

@@ -79,9 +79,10 @@ class Plan:
         returned, else None). `wrap` (torch.compile, jax.jit) makes the function timed of each; a wrapped
         function's first call is timed apart, as its compilation."""
         full, only = backward_functions(d, backend)
-        floor = traffic_floor(backend, full, _kwargs(full, args))
-        if floor is not None and f"{backend} floor" not in self.timings:
-            self.add(f"{backend} floor", floor)
+        if f"{backend} floor" not in self.timings:  # one per backend: eager and compiled share it
+            floor = traffic_floor(backend, full, _kwargs(full, args))
+            if floor is not None:
+                self.add(f"{backend} floor", floor)
         for name, fn in ((label, full), (f"{label} inputs only", only)):
             if fn is None:
                 continue

@@ -566,12 +566,7 @@ class Reader:
         parts: list[ast.expr] = []
         letters: list[Tree] = []
         for child in term.children + [None]:
-            if (
-                child is not None
-                and child.data == "factor"
-                and child.children[0].data == "letter"
-                and len(child.children) == 1
-            ):
+            if child is not None and _bare_letter(child):
                 letters.append(child)
                 continue
             parts += self._letter_run(letters)
@@ -606,11 +601,11 @@ class Reader:
         """Juxtaposed letters in an index position: the longest prefix spelling a bound index or a size
         is one name, a letter alone is its own."""
         known = set().union(self.free, self.names.sizes, *self.bound)
-        text = "".join(str(f.children[0].children[0]) for f in letters)
+        text = "".join(_bare_letter(f) or "" for f in letters)
         out: list[ast.expr] = []
         k = 0
         while k < len(letters):
-            length = next((n for n in range(len(letters) - k, 1, -1) if text[k : k + n] in known), 1)
+            length = _spelled(text[k:], known) or 1
             out.append(_place(ast.Name(id=text[k : k + length], ctx=ast.Load()), letters[k], self.src))
             k += length
         return out
@@ -700,8 +695,8 @@ class Reader:
             ):
                 value = self._window_max(factor, items[k + 1 :])
                 k = len(items)
-            elif (run := self._size_run(items, k)) > 1:
-                letters = "".join(str(f.children[0].children[0]) for _, f in items[k : k + run])
+            elif run := self._size_run(items, k):
+                letters = "".join(_bare_letter(f) or "" for _, f in items[k : k + run])
                 value = _place(ast.Name(id=letters, ctx=ast.Load()), factor, self.src)
                 k += run
             elif (fn := self._function(factor)) is not None:
@@ -719,16 +714,13 @@ class Reader:
     def _size_run(self, items: list[tuple[str | None, Tree]], k: int) -> int:
         """How many juxtaposed bare letters from item k on spell a size of two letters or more (`KH` in
         `\\frac{1}{KH KW}`), the longest first; 0 when none do."""
-        run = 0
-        while (
-            k + run < len(items)
-            and (run == 0 or items[k + run][0] is None)
-            and items[k + run][1].children[0].data == "letter"
-            and len(items[k + run][1].children) == 1
-        ):
-            run += 1
-        text = "".join(str(f.children[0].children[0]) for _, f in items[k : k + run])
-        return next((n for n in range(run, 1, -1) if text[:n] in self.names.sizes), 0)
+        text = ""
+        for op, factor in items[k:]:
+            letter = _bare_letter(factor)
+            if letter is None or (text and op is not None):
+                break
+            text += letter
+        return _spelled(text, self.names.sizes)
 
     def _window_max(self, factor: Tree, rest: list[tuple[str | None, Tree]]) -> ast.expr:
         """\\max_{kh,kw} over the rest of the product: the maximum over those indices (a windowed
@@ -1201,6 +1193,19 @@ def _rename_indices(node: ast.expr, renamed: dict[str, str], names: Names) -> as
             return n
 
     return Rename().visit(node)
+
+
+def _bare_letter(factor) -> str | None:
+    """The letter a factor is, when it is one letter with no script; else None."""
+    if factor.data == "factor" and len(factor.children) == 1 and factor.children[0].data == "letter":
+        return str(factor.children[0].children[0])
+    return None
+
+
+def _spelled(text: str, known) -> int:
+    """How many leading letters of `text` spell a name in `known`: the longest such name of two letters
+    or more, 0 when there is none."""
+    return next((n for n in range(len(text), 1, -1) if text[:n] in known), 0)
 
 
 def _is_affine(expr: Tree) -> bool:
