@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sympy as sp
 
-from verify import codegen, sampling
+from verify import codegen, lower, sampling
 from verify.catalogue import load
 from verify.catalogue import paths as catalogue
 
@@ -136,6 +137,21 @@ def test_hoisted_sums_are_computed_once():
     dx_line = next(line for line in text.splitlines() if line.strip().startswith("dx ="))
     assert "einsum('mj,mj->j'" in dx_line
     assert "->nj" not in dx_line
+
+
+def test_row_divisor_is_one_reciprocal_per_row():
+    """Layernorm dx divides an N x J array by J*sqrt(var[n] + eps): the generated code computes that
+    divisor's reciprocal once per row, as its own array of axis n, and multiplies; no entry of dx is
+    divided (a division costs several multiplications, and torch.compile and XLA keep a / b as
+    written)."""
+    program = lower.backward_program(load("layernorm"))
+    dx = next(a for a in program.body if a.name == "dx")
+    assert not [p for p in dx.expr.atoms(sp.Pow) if p.exp.is_Number and p.exp < 0]
+    reciprocals = [
+        a for a in program.body if not a.statement and a.name in {s.name for s in dx.expr.free_symbols}
+        and any(p.exp.is_Number and p.exp < 0 for p in a.expr.atoms(sp.Pow))
+    ]  # fmt: skip
+    assert [len(a.axes) for a in reciprocals] == [1]
 
 
 def test_fused_torch_code_equals_eager():

@@ -296,7 +296,7 @@ class _Lowering:
         """Broadcast `expr`, whose axes are `src`, to the axes `dst`.
 
         Broadcasting commutes with elementwise work, so it is pushed down to the arrays: the printed code
-        reads `x - mu[:, None]` and `a / s[:, None]` stays a division. Invariant: every array leaf of an
+        reads `x - mu[:, None]`, not a broadcast copy of mu. Invariant: every array leaf of an
         expression with axes A is a bare array with axes A or an Align whose target is A."""
         src, dst = tuple(src), tuple(dst)
         if src == dst or expr.is_Number:
@@ -373,6 +373,8 @@ class _Lowering:
             return e, ()
         lowered = [self.lower(a, pref) for a in e.args]
         axes = self.order([a for _, a in lowered], pref)
+        if isinstance(e, sp.Mul):
+            lowered = self.reciprocal(lowered, axes)
         args = [self.align(x, a, axes) for x, a in lowered]
         if _is_call(e) and not any(self.has_array(a) for a in args):
             # a backend function of numbers and sizes alone: give it an array (torch.tanh(0.5) raises)
@@ -383,6 +385,25 @@ class _Lowering:
         if isinstance(e, sp.Max | sp.Min | Relational):
             return e.func(*args, evaluate=False), axes
         return e.func(*args), axes
+
+    def reciprocal(self, factors: list, axes: tuple) -> list:
+        """The divisors of a product that have fewer axes than the product (layernorm's
+        J*sqrt(var[n] + eps) under dx[n, j]) computed as one array at their own rank, by which the
+        product then multiplies: one division per row instead of one per entry. A division costs
+        several multiplications' time, and neither torch.compile nor XLA turns a / b into a * (1 / b),
+        which rounds once more (within the oracles' bound, as any reassociation). Sizes and numbers
+        dividing (the 1/J) join an array divisor; without one, the factors are returned as they are."""
+        small = [
+            (x, a)
+            for x, a in factors
+            if isinstance(x, sp.Pow) and x.exp.is_Number and x.exp < 0 and set(a) < set(axes)
+        ]
+        if not any(self.has_array(x) for x, _ in small):
+            return factors
+        divisor_axes = self.order([a for _, a in small], axes)
+        divisor = sp.Mul(*(self.align(x, a, divisor_axes) for x, a in small))
+        rest = [f for f in factors if not any(f[0] is x for x, _ in small)]
+        return [*rest, self.temp(divisor, divisor_axes)]
 
     def condition(self, cond):
         """A lowered where() condition. One of numbers alone (the deltas of `delta(k, k) != 1` are
