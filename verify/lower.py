@@ -393,21 +393,16 @@ class _Lowering:
         several multiplications' time, and neither torch.compile nor XLA turns a / b into a * (1 / b),
         which rounds once more (within the oracles' bound, as any reassociation). Sizes and numbers
         dividing (the 1/J) join a divisor with axes; without one, the factors are returned as they are."""
-        small = [
-            (x, a)
-            for x, a in factors
-            if isinstance(x, sp.Pow)
-            and x.exp.is_Number
-            and x.exp < 0
-            and set(a) < set(axes)
+        small: list[tuple[sp.Expr, tuple]] = []
+        rest: list[tuple[sp.Expr, tuple]] = []
+        for x, a in factors:
+            divides = isinstance(x, sp.Pow) and x.exp.is_Number and x.exp < 0 and set(a) < set(axes)
             # not a scalar input alone: 1 / c raises for a Python float c = 0.0, where x / c is inf
-            and (a or not self.has_array(x))
-        ]
+            (small if divides and (a or not self.has_array(x)) else rest).append((x, a))
         if not any(a for _, a in small):
             return factors
         divisor_axes = self.order([a for _, a in small], axes)
         divisor = sp.Mul(*(self.align(x, a, divisor_axes) for x, a in small))
-        rest = [f for f in factors if not any(f[0] is x for x, _ in small)]
         return [*rest, self.temp(divisor, divisor_axes)]
 
     def condition(self, cond):

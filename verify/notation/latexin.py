@@ -731,16 +731,18 @@ class Reader:
         if not indices:
             raise self.err(factor, "a windowed maximum needs its indices below it: \\max_{p,q}")
         named = self._names(indices, factor, "a maximum's subscript") or []
-        self.bound.append({i for i, _, _ in named})
-        try:
-            body = self._product([(None, rest[0][1]), *rest[1:]])
-        finally:
-            self.bound.pop()
-        names: list[ast.expr] = [
-            _place(ast.Name(id=i, ctx=ast.Load()), factor, self.src) for i, _, _ in named
-        ]
+        body = self._over({i for i, _, _ in named}, rest)
+        names = [self._slot(i, factor) for i, _, _ in named]
         func = _place(ast.Name(id="max", ctx=ast.Load()), factor, self.src)
         return _place(ast.Call(func=func, args=[body, *names], keywords=[]), factor, self.src)
+
+    def _over(self, indices: set[str], rest: list[tuple[str | None, Tree]]) -> ast.expr:
+        """The rest of a product, read inside one more sum or maximum, over `indices`."""
+        self.bound.append(indices)
+        try:
+            return self._product([(None, rest[0][1]), *rest[1:]])
+        finally:
+            self.bound.pop()
 
     def _times(self, left: ast.expr, op: str | None, right: ast.expr, where) -> ast.expr:
         operator: ast.operator
@@ -849,11 +851,7 @@ class Reader:
                     for k in range(2, 100)
                     if f"{name}{k}" not in enclosing and not self.names.exists(f"{name}{k}")
                 )
-        self.bound.append({renamed.get(i, i) for i, _, _ in summed})
-        try:
-            body = self._product([(None, rest[0][1]), *rest[1:]])
-        finally:
-            self.bound.pop()
+        body = self._over({renamed.get(i, i) for i, _, _ in summed}, rest)
         if renamed:
             body = _rename_indices(body, renamed, self.names)
         names: list[ast.expr] = []
