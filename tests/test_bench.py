@@ -100,6 +100,20 @@ def test_a_missing_hand_written_module_is_a_reported_skip(quick):
     assert f"softplus: skipped {reason}" in stdout
 
 
+def test_jax_from_inputs_is_for_information(quick):
+    """Each JAX pair (the pullback, with the residuals its forward saved) has a twin against jax.vjp as
+    one jitted function of the inputs and the upstream gradient: timed, printed, never judged as a goal."""
+    data, stdout = quick
+    jax = [e for e in data["entries"] if e["backend"] == "jax"]
+    if not jax:
+        pytest.skip("jax is not installed")
+    pullback = {e["name"] for e in jax if e["variant"] == "jit"}
+    alike = [e for e in jax if e["variant"] == "from inputs"]
+    assert {e["name"] for e in alike} == pullback
+    assert all(e["goal"] is False and e["reference"] == "jax.vjp" and e["reference_s"] > 0 for e in alike)
+    assert "jax.vjp as one jitted function of the inputs" in stdout
+
+
 def test_table_is_printed(quick):
     _, stdout = quick
     assert "derivation" in stdout and "np x" in stdout

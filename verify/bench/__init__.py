@@ -12,7 +12,10 @@ gradients (`entries`):
   library op in the derivation's catalogue record with the upstream gradient, the graph built once and
   kept (`retain_graph`), so that only the backward is timed;
 - jax: the generated JAX backward under `jax.jit` / the function `jax.vjp` returns for the record's JAX
-  library op, under `jax.jit`; both waited for with `block_until_ready`.
+  library op, under `jax.jit`; both waited for with `block_until_ready`. That pullback reads residuals
+  its forward saved (relu's mask, softplus's sigmoid), which the generated backward computes from its
+  inputs; beside it, for information and never judged as a goal, jax.vjp as one jitted function of the
+  inputs and the upstream gradient (JSON variant "from inputs"), the arguments the generated one takes.
 
 A derivation without a hand-written module or a library op is timed against the references it has; the
 others are listed as skipped, with the reason. The generated backward computes every written gradient,
@@ -34,7 +37,7 @@ only those); and the diagnosis of a wrong batch-norm gradient with its file's wh
 `--json FILE` writes {"entries": [{"name", "what": "backward", "backend", "generated_s", "reference",
 "reference_s", "ratio", ...}], "verify_all_s"} (DESIGN.md section 4), ratio = generated_s / reference_s;
 verify_all_s is the median of the repeated cold runs of `python -m verify all`.
-Extra keys: "variant" (torch: "eager" or "compiled"), "dtype", "goal" (whether this ratio is the one
+Extra keys: "variant" (torch: "eager" or "compiled"; jax: "jit" or "from inputs"), "dtype", "goal" (whether this ratio is the one
 the speed goal is stated for), "goal_ratio" (the ratio the goal is judged on: "inputs_only_ratio", the
 generated backward of the input gradients alone, where the derivation also writes adjoints of
 intermediates that the reference does not compute; "ratio" otherwise), "compile_s", and top-level "machine", "skipped" ({derivation: ["what:

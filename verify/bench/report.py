@@ -114,7 +114,19 @@ def summary(result: dict) -> str:
             "written formula reads and writes no less): "
             + ", ".join(f"{e['name']} {e['backend']} {e['floor_ratio']:.2f}" for e in floors)
         )
-    windowed = [e for e in result["entries"] if e["name"] in WINDOW_GOAL_ENTRIES]
+    alike = [e for e in result["entries"] if e.get("variant") == "from inputs"]
+    if alike:
+        lines.append(
+            "jax x against jax.vjp as one jitted function of the inputs and the upstream gradient, the "
+            "arguments the generated backward takes (no residuals saved by a forward; for information): "
+            + ", ".join(
+                f"{e['name']}{'' if e['dtype'] == 'float64' else ' ' + e['dtype']} {e['goal_ratio']:.2f}"
+                for e in alike
+            )
+        )
+    windowed = [
+        e for e in result["entries"] if e["name"] in WINDOW_GOAL_ENTRIES and e.get("variant") != "from inputs"
+    ]
     if windowed:
         # per entry, backend and dtype: the better of eager and compiled for torch
         best: dict[tuple[str, str, str], dict] = {}
