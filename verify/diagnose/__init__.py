@@ -99,7 +99,7 @@ def _diagnose(d, name, written, true, sample, own, draws, seed, worst, rtol, bud
     elif own:
         cause = propagated(num)
     if cause is None and weak is None:
-        cause = windows.cause(num)  # a convolution's or a pooling's own mistakes, named
+        cause = windows.cause(num, own)  # a convolution's or a pooling's own mistakes, named
     if cause is None and weak is None:
         cause = shape(w, t, sample.sizes)
         if cause is not None and cause.weak:

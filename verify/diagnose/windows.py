@@ -28,15 +28,18 @@ from .causes import Cause, Numbers, floats
 from .kinds import Kind
 
 
-def cause(num: Numbers) -> Cause | None:
-    """The window mistake that explains the written values of `num`, or None."""
+def cause(num: Numbers, own: bool) -> Cause | None:
+    """The window mistake that explains the written values of `num`, or None. `own`: the written values
+    are the statement's own formula, so that undoing a mistake in it can be tried; values from code are
+    not (undoing a mistake the derivation's correct statement lacks changes nothing at a stride of 1, and
+    would name that mistake for any wrong code)."""
     d, st = num.d, num.st
     if st.jacobian is not None or not d.windowed:
         return None
     found = _divisor(num)
     if found is not None:
         return found
-    for undo in UNDOS:
+    for undo in UNDOS if own else ():
         for rhs, message in undo.rewrites(d, st):
             try:
                 undone = run_statement(dataclasses.replace(st, rhs=rhs), d, dict(num.sample.forward),
