@@ -1,6 +1,7 @@
 """`python -m verify code` and `verify.check_code`: the edge cases examples/code/ does not show (bad input,
 code that raises or returns nan, instances, the test-suite helper, what gets imported)."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -69,6 +70,84 @@ def test_code_that_cannot_be_checked_is_one_line_and_exit_2(tmp_path, text, spec
     assert r.returncode == 2, r.stderr + r.stdout
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "Traceback" not in r.stderr and not r.stdout
+
+
+UNMATCHED_PARAMS = """
+    import numpy as np
+    import torch
+
+    class Linear:
+        def __init__(self, in_features, out_features):
+            self.params = {"W_mat": np.ones((out_features, in_features)), "bias": np.zeros(out_features)}
+            self.grads = {}
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.params["W_mat"].T + self.params["bias"]
+
+        def backward(self, dout):
+            self.grads["W_mat"] = dout.T @ self.x
+            self.grads["bias"] = dout.sum(axis=0)
+            return dout @ self.params["W_mat"]
+
+    class TorchLinear(torch.nn.Module):
+        def __init__(self, in_features, out_features):
+            super().__init__()
+            self.W_mat = torch.nn.Parameter(torch.ones(out_features, in_features))
+            self.bias = torch.nn.Parameter(torch.zeros(out_features))
+
+        def forward(self, x):
+            return x @ self.W_mat.T + self.bias
+"""
+
+
+@pytest.mark.parametrize("name, what", [("Linear", "params['W_mat']"), ("TorchLinear", "parameter 'W_mat'")])
+def test_a_parameter_that_matches_no_input_is_exit_2(tmp_path, name, what):
+    """A module parameter whose name the tables do not know (W_mat) is no input of the derivation: left
+    as the module built it, correct code would be compared against another W and called wrong. It is exit
+    2 with the --map that names it; with the --map the same code is verified."""
+    path = write(tmp_path, UNMATCHED_PARAMS)
+    r = run_cli(f"{path}:{name}", "--against", "linear")
+    assert r.returncode == 2, r.stderr + r.stdout
+    assert f"its {what} matches no input of linear" in r.stderr and "--map W_mat=NAME" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not r.stdout
+    r = run_cli(f"{path}:{name}", "--against", "linear", "--map", "W_mat=W")
+    assert r.returncode == 0, r.stderr + r.stdout
+
+
+def test_json_to_stdout_is_json_alone_when_the_code_prints(tmp_path):
+    """With --json -, standard output holds the JSON alone: what the checked code prints while it is
+    imported and run goes to stderr."""
+    path = write(
+        tmp_path,
+        """
+        import numpy as np
+        print("importing")
+
+        def forward(x):
+            print("forward")
+            return np.maximum(x, 0.0)
+
+        def backward(dy, x):
+            print("backward")
+            return dy * (x > 0)
+        """,
+    )
+    r = run_cli(path, "--against", "relu", "--json", "-")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["code"]["status"] == "verified"
+    assert "importing" in r.stderr and "backward" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "where, message", [("no/such/folder/out.json", "no folder"), (".", "is a directory")]
+)
+def test_a_json_file_that_cannot_be_written_is_exit_2_before_the_check(tmp_path, where, message):
+    """--json FILE in a folder that does not exist (or naming a folder) is a bad argument: exit 2 and one
+    line before anything runs, not an internal error after the verdict is printed."""
+    r = run_cli(write(tmp_path, SIGMOID), "--against", "sigmoid", "--json", tmp_path / where)
+    assert r.returncode == 2 and not r.stdout, r.stdout + r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_map_names_an_argument_and_must_name_something(tmp_path, capsys):

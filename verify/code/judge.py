@@ -179,7 +179,7 @@ class _Judgement:
             grads = prepared.backward() if self.twin else None
         except CodeFailed as e:
             if self.twin:
-                self.valid, self.valid_why = False, f"given float64 the code raised in {e}"
+                self.valid, self.valid_why = False, f"given float64, {e.finding}"
             else:
                 self._raised(e, sample, forward=True)
             return
@@ -191,7 +191,11 @@ class _Judgement:
         largest = max((abs(x) for x in np.ravel(exact_output)), default=0)
         one = Comparison(tol, "forward")
         bound = tol.scale(bounds.values[d.output])
-        one.add(prepared.output, exact_output, sample, bound, Truth(exact_output, largest, bounds.worst))
+        broken = _not_finite(prepared.output, exact_output, dtype, "forward")
+        if broken is not None:  # the code's own nan or inf: no overflow of the exact values explains it
+            one.record(broken, sample)
+        else:
+            one.add(prepared.output, exact_output, sample, bound, Truth(exact_output, largest, bounds.worst))
         self.forward.record(one.result, sample, one.arrays)
         self.forward_draws.append(one.result.status)
         try:
@@ -213,14 +217,14 @@ class _Judgement:
                 self.unread.setdefault(v, failure)
 
     def _raised(self, e: CodeFailed, sample, forward: bool = False) -> None:
-        failed = Result(Status.FAIL, reason=f"your code raised in {e}")
+        failed = Result(Status.FAIL, reason=e.finding)
         if forward:
             self.forward.record(dataclasses.replace(failed), sample)
             self.forward_draws.append(Status.FAIL)
         for v in self.inputs:
             self.comps[v].record(dataclasses.replace(failed), sample)
             self.per_draw[v].append(Status.FAIL)
-            self.unread.setdefault(v, CodeKind.RAISED)
+            self.unread.setdefault(v, CodeKind(e.kind))
 
     def undecided(self) -> bool:
         verdicts = [decided(c.result, self.per_draw[v]) for v, c in self.comps.items() if v in self.returned]
@@ -293,27 +297,27 @@ def _judge_gradient(comp: Comparison, value: np.ndarray, d: Derivation, v: str, 
     if statement in bounds.values and any(st.target == statement for st in d.gradients):
         bound = bound + tol.scale(bounds.values[statement])  # the code may compute the closed form
     truth = Truth(true, bounds.size(v), bounds.worst)
-    if value.shape == np.shape(true) and not np.all(np.isfinite(value)):
-        at = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
-        exact = float(true[at]) if at else float(true)
-        where = f"[{', '.join(map(str, at))}]" if at else ""
-        if abs(exact) < np.finfo(dtype).max / 16:
-            comp.record(
-                Result(
-                    Status.FAIL,
-                    worst_index=list(at),
-                    reason=f"your d{v}{where} is {value[at]}, where the true value is {exact:.6g}",
-                ),
-                sample,
-            )
-            return CodeKind.NOT_FINITE
-        comp.record(
-            Result(Status.INCONCLUSIVE, reason=f"{dtype} overflows: the true d{v}{where} is {exact:.3g}"),
-            sample,
-        )
-        return None
+    broken = _not_finite(value, true, dtype, f"d{v}")
+    if broken is not None:
+        comp.record(broken, sample)
+        return CodeKind.NOT_FINITE if broken.status == Status.FAIL else None
     comp.add(value, true, sample, bound, truth)
     return None
+
+
+def _not_finite(value: np.ndarray, true, dtype: str, label: str) -> Result | None:
+    """The code's first nan or inf in `value` (the code's `label`): a failure where the true value is a
+    moderate number, inconclusive where `dtype` overflows on it; None when every entry is finite (or the
+    shapes differ, which the comparison reports)."""
+    if value.shape != np.shape(true) or np.all(np.isfinite(value)):
+        return None
+    at = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
+    exact = float(true[at]) if at else float(true)
+    where = f"[{', '.join(map(str, at))}]" if at else ""
+    if abs(exact) < np.finfo(dtype).max / 16:
+        reason = f"your {label}{where} is {value[at]}, where the true value is {exact:.6g}"
+        return Result(Status.FAIL, worst_index=list(at), reason=reason)
+    return Result(Status.INCONCLUSIVE, reason=f"{dtype} overflows: the true {label}{where} is {exact:.3g}")
 
 
 def _states_truly(d: Derivation, v: str, sample, bounds) -> bool:

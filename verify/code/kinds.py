@@ -128,6 +128,15 @@ def match_arguments(
     return matched
 
 
+def unmatched(code: Code, what: str, key: str) -> CodeError:
+    """A parameter the code holds that stands for no input of the derivation: left as the code made it,
+    it would be compared against a random value's gradient, so the check stops and says how to name it."""
+    d = code.d
+    return CodeError(
+        f"{code.label}: its {what} matches no input of {d.name} ({', '.join(d.inputs)}): use --map {key}=NAME"
+    )
+
+
 def call_values(params, matched, values: Values, convert) -> tuple[list, dict]:
     """Positional arguments up to the last matched parameter (defaults in between), and keyword-only
     ones; `convert(name, value)` turns a value into the code's type."""
@@ -156,7 +165,7 @@ def by_position(raw, slots: list[tuple[str, str | None]], who: str, code: Code) 
         if value is None:
             code.missing[name] = f"{who} returns None in the place of {argument}"
         else:
-            grads[name] = as_array(value)
+            grads[name] = as_array(value, who, f"the gradient of {argument}")
     if len(raw) > len(slots):
         code.notes.append(f"{who} returns {len(raw)} values for {len(slots)} arguments")
     return grads
@@ -166,11 +175,20 @@ def number(value) -> float:
     return float(np.asarray(value))
 
 
-def as_array(value) -> np.ndarray:
-    """A code's value as a NumPy array of its own dtype (framework tensors detached)."""
+def as_array(value, stage: str, what: str) -> np.ndarray:
+    """A code's value as a NumPy array of its own dtype (framework tensors detached); a value that is no
+    array of real numbers (a string, a complex array, an object) is the code's finding: `stage` returned
+    it as `what`."""
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
-    return np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as e:  # a ragged list
+        raise CodeReturned(stage, f"returns {what} that is no array ({type(e).__name__}: {e})") from e
+    if array.dtype.kind not in "biuf":
+        held = f"{type(value).__name__} of {array.dtype}" if array.dtype.kind != "O" else type(value).__name__
+        raise CodeReturned(stage, f"returns {what} as {held}, not real numbers")
+    return array
 
 
 def _copy(value):
@@ -201,29 +219,43 @@ def construct(cls, names: Names, values: Values, sizes: Mapping[str, int], code:
                 f"{code.label}: no value for its constructor argument {p.name!r}: --map {p.name}=SIZE, "
                 "or pass an instance"
             )
-    try:
+    with raising("constructing it"):
         return cls(**kwargs)
-    except Exception as e:
-        raise CodeFailed("constructing it", e) from e
 
 
 class CodeFailed(Exception):
-    """The code raised while it ran: a finding about the code, not a failure of the tool."""
+    """The code raised while it ran (sys.exit included), or returned what its framework would refuse: a
+    finding about the code, not a failure of the tool. `finding` says it; `kind` is a `CodeKind` value."""
 
     def __init__(self, stage: str, error: BaseException):
-        message = str(error).splitlines()[0] if str(error) else ""
-        super().__init__(f"{stage}: {type(error).__name__}{': ' + message if message else ''}")
+        if isinstance(error, SystemExit):
+            said = f"called sys.exit({error.code!r})"
+        else:
+            message = str(error).splitlines()[0] if str(error) else ""
+            said = f"{type(error).__name__}{': ' + message if message else ''}"
+        super().__init__(f"{stage}: {said}")
         self.stage = stage
+        self.finding = f"your code raised in {self}"
+        self.kind = "raised"
+
+
+class CodeReturned(CodeFailed):
+    """The code returned something that is no gradient, or that its framework would refuse."""
+
+    def __init__(self, stage: str, finding: str, kind: str = "shape"):
+        Exception.__init__(self, f"{stage}: {finding}")
+        self.stage, self.finding, self.kind = stage, f"your code's {stage} {finding}", kind
 
 
 @contextmanager
 def raising(stage: str):
-    """Any exception inside is the code's own, raised at `stage`."""
+    """Any exception inside is the code's own, raised at `stage`; so is a sys.exit, which would otherwise
+    end the check with an exit status that reads as a verdict."""
     try:
         yield
     except (CodeError, CodeFailed):
         raise
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         raise CodeFailed(stage, e) from e
 
 
@@ -265,6 +297,7 @@ class TorchFunction(Code):
 
         base = torch.autograd.Function
         overridden_apply = obj.apply.__func__ is not base.apply.__func__
+        self.counted = not overridden_apply  # apply's arguments are forward's inputs, as autograd counts them
         new_style = getattr(obj, "setup_context", base.setup_context) is not base.setup_context
         # the order of the tuple backward returns: forward's parameters (after ctx, old style)
         self.forward_params = parameters(obj.forward, skip=0 if new_style else 1)
@@ -287,15 +320,51 @@ class TorchFunction(Code):
         if not isinstance(out, torch.Tensor):
             raise CodeFailed("apply (forward)", TypeError(f"returned {type(out).__name__}, not one tensor"))
         ctx = out.grad_fn
+        output = as_array(out, "apply (forward)", "its output")
 
         def backward(upstream):
             dy = torch.ones_like(out) if upstream is None else _tensor(upstream, dtype, grad=False)
             with raising("backward"), torch.no_grad():
                 raw = self.obj.backward(ctx, dy)
             slots = [(p.name, name) for p, name in zip(self.forward_params, self.positions, strict=True)]
-            return by_position(raw, slots, "backward", self)
+            return by_position(self.as_autograd_takes(raw, args), slots, "backward", self)
 
-        return Ran(as_array(out), backward)
+        return Ran(output, backward)
+
+    def as_autograd_takes(self, raw, args: list) -> tuple:
+        """backward's return as autograd takes it in training: a lone value is a 1-tuple; one value per
+        input of forward, where more are allowed only as None (else autograd raises, and so does the
+        check); a gradient of a shape the input broadcasts to is summed to the input's shape (a bias
+        gradient left N x J), as autograd's own check of a Function's outputs does."""
+        import torch
+
+        raw = raw if isinstance(raw, tuple) else (raw,)
+        if not self.counted:
+            return raw
+        if len(raw) < len(args) or any(g is not None for g in raw[len(args) :]):
+            raise CodeReturned(
+                "backward",
+                f"returns {len(raw)} value{'s' * (len(raw) != 1)} for forward's {len(args)} inputs: "
+                "torch.autograd raises "
+                f"'returned an incorrect number of gradients (expected {len(args)}, got {len(raw)})'",
+                "raised",
+            )
+        raw = raw[: len(args)]
+        out = list(raw)
+        for k, (g, a) in enumerate(zip(raw, args, strict=True)):
+            if not (isinstance(g, torch.Tensor) and isinstance(a, torch.Tensor)) or g.shape == a.shape:
+                continue
+            try:
+                out[k] = g.sum_to_size(a.shape)
+            except RuntimeError:  # not broadcast to the input's shape: compared as returned (a shape mistake)
+                continue
+            name = self.positions[k] if k < len(self.positions) else None
+            self.notes.append(
+                f"backward returns the gradient of {name or f'input {k}'} in a shape the input broadcasts to "
+                f"({g.ndim} axes for its {a.ndim}): autograd sums it to the input's shape, as it does in "
+                "training; compared as that"
+            )
+        return tuple(out)
 
 
 def _module_of(obj):
@@ -335,7 +404,9 @@ class TorchModule(Code):
         leaves = {}
         for key, p in module.named_parameters():
             name = self.names.of(key)
-            if name is None or name not in values:
+            if name is None:
+                raise unmatched(self, f"parameter {key!r}", key)
+            if name not in values:
                 continue
             p.data = _tensor(values[name], dtype, grad=False)
             leaves[name] = p
@@ -372,10 +443,10 @@ class TorchModule(Code):
                 if g is None:
                     self.missing[name] = "the output does not depend on it through autograd"
                 else:
-                    found[name] = as_array(g)
+                    found[name] = as_array(g, "backward", f"the gradient of {name}")
             return found
 
-        return Ran(as_array(out), backward)
+        return Ran(as_array(out, "forward", "its output"), backward)
 
 
 # -- jax -------------------------------------------------------------------------------------------------
@@ -410,7 +481,10 @@ class JaxVjp(Code):
                 out = self.obj(*args)
             with raising("fwd"):
                 primal, residuals = self.obj.fwd(*args)
-        if not np.allclose(as_array(primal), as_array(out), rtol=1e-6, atol=1e-12, equal_nan=True):
+        output = as_array(out, "the function (forward)", "its output")
+        if not np.allclose(
+            as_array(primal, "fwd", "its output"), output, rtol=1e-6, atol=1e-12, equal_nan=True
+        ):
             self.notes.append("fwd's output differs from the function's own: the gradients are of fwd's")
 
         def backward(upstream):
@@ -422,9 +496,18 @@ class JaxVjp(Code):
             slots = [
                 (self.params[k].name, self.matched[k]) for k in range(len(args)) if k not in self.nondiff
             ]
+            if not isinstance(raw, tuple) or len(raw) != len(slots):  # what jax.vjp refuses in training
+                given = f"a tuple of {len(raw)}" if isinstance(raw, tuple) else f"a {type(raw).__name__}"
+                raise CodeReturned(
+                    "bwd",
+                    f"returns {given}, not a tuple of {len(slots)} (one per primal argument): jax raises "
+                    "'Custom VJP bwd rule must produce a tuple of length equal to the number of primal "
+                    "arguments'",
+                    "raised",
+                )
             return by_position(raw, slots, "bwd", self)
 
-        return Ran(as_array(out), backward)
+        return Ran(output, backward)
 
 
 # -- NumPy modules ---------------------------------------------------------------------------------------
@@ -524,10 +607,10 @@ class ArrayModule(Code):
                 value = read()
                 if value is None:
                     continue
-                grads[name] = np.asarray(value)
+                grads[name] = as_array(value, "backward", f"the gradient of {name}")
             return grads
 
-        return Ran(as_array(out), backward)
+        return Ran(as_array(out, "forward", "its output"), backward)
 
     def bind(self, module, values) -> dict[str, Callable[[], object]]:
         """Set the module's parameters and settings from the values; per parameter, how to read its
@@ -538,7 +621,9 @@ class ArrayModule(Code):
             grads = getattr(module, "grads", {})
             for key in list(params):
                 name = self.names.of(key)
-                if name is None or name not in values:
+                if name is None:
+                    raise unmatched(self, f"params[{key!r}]", key)
+                if name not in values:
                     continue
                 params[key] = _copy(values[name])
                 self.takes.setdefault(name, f"params[{key!r}]")
@@ -574,7 +659,7 @@ class ArrayModule(Code):
         grads = {}
         for name, value in zip(self.matched, items, strict=False):
             if name is not None and value is not None and name not in self.d.fixed_values:
-                grads[name] = np.asarray(value)
+                grads[name] = as_array(value, "backward", f"the gradient of {name}")
         return grads
 
 
@@ -599,16 +684,17 @@ class CmuDerivative(Code):
         )
         args, kwargs = call_values(self.params, self.matched, values, lambda n, v: _copy(v))
         with raising("forward"):
-            out = np.asarray(module.forward(*args, **kwargs))
+            out = as_array(module.forward(*args, **kwargs), "forward", "its output")
 
         def backward(upstream):
             with raising("derivative()"):
-                slope = np.asarray(module.derivative())
+                slope = module.derivative()
+            slope = as_array(slope, "derivative()", "the derivative")
             up = np.ones(out.shape) if upstream is None else np.asarray(upstream)
             up = up.reshape(up.shape + (1,) * (slope.ndim - up.ndim))
             return {self.first: up * slope}
 
-        return Ran(as_array(out), backward)
+        return Ran(out, backward)
 
 
 class _Upstream:
@@ -685,16 +771,16 @@ class CmuMlp(Code):
             criterion.dy = upstream
             with raising("backward"):
                 dx = mlp.backward(np.zeros(np.shape(out)))
-            grads = {self.weight: np.asarray(mlp.dW[0])}
+            grads = {self.weight: as_array(mlp.dW[0], "backward", "dW[0]")}
             if self.bias is not None:
-                grads[self.bias] = np.asarray(mlp.db[0])
+                grads[self.bias] = as_array(mlp.db[0], "backward", "db[0]")
             if dx is not None:
-                grads["x"] = np.asarray(dx)
+                grads["x"] = as_array(dx, "backward", "dx")
             else:
                 self.missing["x"] = "backward returns None"
             return grads
 
-        return Ran(as_array(out), backward)
+        return Ran(as_array(out, "forward", "its output"), backward)
 
 
 # -- functions -------------------------------------------------------------------------------------------
@@ -750,7 +836,7 @@ class Functions(Code):
                 returned = self.bwd(*args)
             return self.gradients(returned)
 
-        return Ran(as_array(out), backward)
+        return Ran(as_array(out, self.fwd.__name__, "its output"), backward)
 
     def gradients(self, returned) -> dict[str, np.ndarray]:
         if isinstance(returned, dict):
@@ -760,7 +846,7 @@ class Functions(Code):
                 if name is None and key.startswith("d"):
                     name = self.names.of(key[1:])
                 if name is not None and value is not None:
-                    grads[name] = np.asarray(value)
+                    grads[name] = as_array(value, self.bwd.__name__, f"the gradient {key!r}")
             return grads
         slots = [(p.name, name) for p, name in zip(self.params, self.matched, strict=True)]
         return by_position(returned, slots, self.bwd.__name__, self)
