@@ -12,7 +12,7 @@ import os
 import sys
 import time
 import traceback
-from contextlib import nullcontext
+from contextlib import nullcontext, redirect_stdout
 from importlib import resources
 from pathlib import Path
 
@@ -271,11 +271,14 @@ def _code(args) -> int:
             raise UsageError(f"--map {item}: expected CODE_NAME=DERIVATION_NAME")
         names[code_name.strip()] = deriv_name.strip()
     d = load(args.against)
+    # with --json - standard output holds the JSON alone: what the code prints goes to stderr
+    printed = redirect_stdout(sys.stderr) if args.json == "-" else nullcontext()
     try:
-        obj = resolve(args.target)
-        report = check_code(
-            obj, d, names, args.dtype, conventions=args.convention, seed=args.seed, label=args.target
-        )
+        with printed:
+            obj = resolve(args.target)
+            report = check_code(
+                obj, d, names, args.dtype, conventions=args.convention, seed=args.seed, label=args.target
+            )
     except CodeError as e:
         print(f"{PROG} code: error: {e}", file=sys.stderr)
         return 2
@@ -435,7 +438,23 @@ def _codegen(d: Derivation, backend: str) -> int:
     return 1 if wrong else 0
 
 
+def _json_target(where: str | None) -> None:
+    """A --json FILE that cannot be written is a bad argument, said before anything runs (not after the
+    verdict, as a failure of the tool)."""
+    if not where or where == "-":
+        return
+    path = Path(where)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"--json {where}: is a directory")
+    if not folder.is_dir():
+        raise UsageError(f"--json {where}: no folder {folder}")
+    if not os.access(folder, os.W_OK) or path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"--json {where}: not writable")
+
+
 def _dispatch(args, own_process: bool = False) -> int:
+    _json_target(getattr(args, "json", None))
     if getattr(args, "oracle", None):
         args.oracle = list(dict.fromkeys(args.oracle))  # `--oracle exact fd --oracle exact` runs exact once
     if args.command == "all":
