@@ -153,6 +153,37 @@ def test_latex_errors_point_into_the_latex(gradient, line, column, message):
     assert message in e.value.message
 
 
+LINEAR_DW = r"\frac{\partial L}{\partial W_{ji}} = \sum_{n%s} \frac{\partial L}{\partial Y_{nj}} X_{ni}"
+
+
+@pytest.mark.parametrize(
+    "limits, message",
+    [
+        ("=1}^{N", None),
+        ("=0}^{N-1", None),
+        ("}^{N", None),
+        ("=1}^{m", None),  # the document's own name for the batch size, not one of the derivation's
+        ("=1}^{j", "a sum's upper limit is a size, not the index j"),
+        ("=1}^{J", "its whole range, 1 to N: its upper limit J says otherwise"),
+        ("=1}^{2", "its whole range, 1 to N: its upper limit 2 says otherwise"),
+        ("=0}^{N", "its whole range, 0 to N - 1: its upper limit N says otherwise"),
+        ("=1}^{1.5", "a sum's upper limit is its index's size"),
+    ],
+)
+def test_a_sum_from_0_or_1_is_held_to_its_upper_limit(limits, message):
+    """A LaTeX sum from 0 or 1 runs over its index's whole range: an upper limit that says so (N from 1,
+    N-1 from 0, a name the derivation does not know) reads as written; one that states another range
+    (an index, another size, a number, N+1 terms) is an error at the limit, never checked as the whole
+    range (a triangular or off-by-one sum would otherwise verify)."""
+    text = "[forward]\nY_{nj} = \\sum_i X_{ni} W_{ji}\n[gradients]\n" + LINEAR_DW % limits + "\n"
+    if message is None:
+        assert str(load(text).gradients[0].rhs) == "Sum(X[n, i]*dY[n, j], (n, 0, N - 1))"
+        return
+    with pytest.raises(DerivationError) as e:
+        load(text)
+    assert message in e.value.message and e.value.line == 4, str(e.value)
+
+
 REPORT_CONVOLUTION = r"""indexing: 1-based
 [forward]
 Y_{ij} = \sum_{l=-1}^{0} \sum_{m=-1}^{0} K_{(l+2)(m+2)} X_{(i-l)(j-m)}

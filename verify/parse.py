@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
@@ -87,6 +88,9 @@ class _IndexVar:
     shifted: list[_Occurrence] = field(default_factory=list)  # affine subscripts (S*i + kh): they do not
     limits: tuple[sp.Expr, sp.Expr] | None = None  # explicit limits, sum(e, (l, -1, 0)): no size
     size: sp.Expr | None = None  # the size it ranges over, once known
+    # a LaTeX sum's upper limit over the whole range (\sum_{n=1}^{N}): (limit, 0 or 1 as the lower
+    # limit, line, column), held to the size once known
+    upper: tuple[sp.Expr, int, int, int] | None = None
 
 
 @dataclass
@@ -407,6 +411,9 @@ class _Converter:
                 raise self.err(a, f"index {a.id} is already bound by an enclosing sum() or max()")
             line, col = self.src.at(a)
             var = _IndexVar(a.id, line, col, limits=limits)
+            written = getattr(a, "upper", None)  # set by the LaTeX reader alone
+            if written is not None:
+                var.upper = (self.upper(written[0]), written[1], *self.src.at(written[0]))
             self.index_vars.append(var)
             frame[a.id] = var
             names.append(a)
@@ -428,6 +435,27 @@ class _Converter:
                 # the upper limit is filled in once sizes are known: a placeholder for now
                 out.append((index(a.id), 0, _placeholder(var)))
         return body.expr, out, free
+
+    def upper(self, node) -> sp.Expr:
+        """A LaTeX sum's upper limit over its whole range: whole numbers and names, + - *. A name may be
+        the document's own for the size (the handout's K or m), so it is resolved only when it is held to
+        the size (`_check_uppers`); an index of the statement is none."""
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, int)
+            and not isinstance(node.value, bool)
+        ):
+            return sp.Integer(node.value)
+        if isinstance(node, ast.Name):
+            if node.id in self.targets or any(node.id in frame for frame in self.scope):
+                raise self.err(node, f"a sum's upper limit is a size, not the index {node.id}")
+            return sp.Symbol(node.id, real=True)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -self.upper(node.operand)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
+            a, b = self.upper(node.left), self.upper(node.right)
+            return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(node.op)]
+        raise self.err(node, "a sum's upper limit is its index's size (N, or N-1 from 0)")
 
     def limit(self, node) -> sp.Expr:
         """A limit of an explicit range: whole numbers, sizes and constants, + - *."""
@@ -626,6 +654,9 @@ class _Loader:
         self.defined_at: dict[str, int] = {}
         self.axes = _Axes()
         self.sizes: dict[str, sp.Symbol] = {}
+        self.uppers: list[
+            tuple[_IndexVar, sp.Expr, sp.Expr]
+        ] = []  # LaTeX sums' upper limits, see _check_uppers
         self.class_name: dict[tuple[str, int], str] = {}  # axis class root -> its size's name
         # [sizes] is read before the forward: a name set there that is not a size is an integer constant
         self.sizes_lines = self._sizes_lines()
@@ -666,6 +697,7 @@ class _Loader:
         fixed_values, domains = self._inputs_section()
         fixed_sizes, relations, constants = self._sizes_section()
         gradients = self._gradients(output, upstream)
+        self._check_uppers(fixed_sizes)
         self._no_division_by_zero_names(forward + gradients)
         return Derivation(
             name=self.name,
@@ -1017,7 +1049,28 @@ class _Loader:
             size = ranges[id(var)] if ranges is not None else var.size
             assert size is not None, "size inference gives every summed index its size before closing"
             limits[_placeholder(var)] = size - 1
+            if var.upper is not None:
+                self.uppers.append((var, var.upper[0].xreplace(subs), size))
         return expr.xreplace(subs).xreplace(limits)
+
+    def _check_uppers(self, fixed_sizes: Mapping[str, int]) -> None:
+        """A LaTeX sum from 0 or 1 runs over its index's whole range: its upper limit must say so (N from
+        1, N-1 from 0), else it states another sum (^{j}, ^{2}, N+1 terms) than the one checked."""
+        values = {self.sizes[n]: v for n, v in fixed_sizes.items() if n in self.sizes}
+        known = set(self.sizes.values()) | {constant(n) for n in self.sizes_lines if n not in self.sizes}
+        for var, upper, extent in self.uppers:
+            written, low, line, col = var.upper  # type: ignore[misc]
+            if not upper.free_symbols <= known:
+                continue  # the document's own name for the size (\sum_{k=1}^{K}, the classes it calls J)
+            last = extent - 1 + low
+            if sp.simplify((upper - last).xreplace(values)) != 0:
+                raise self.err(
+                    f"the sum over {var.name} runs over its whole range, {low} to {last}: its upper limit "
+                    f"{written} says otherwise (a sum between two numbers starts below 0 or above 1, "
+                    "as \\sum_{l=-1}^{0})",
+                    line,
+                    col,
+                )
 
     def _check_input_names(self):
         for name in self.inputs:

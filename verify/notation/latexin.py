@@ -21,7 +21,7 @@ parser), then each symbol is resolved against the derivation's names (see `Symbo
   that spell a size or an enclosing index are that name (`KH`, `kh`), else one name each (`S i`);
 - `\\max_{kh,kw}` is the maximum over those indices of the rest of the product (a windowed maximum);
   `\\sum_{l=-1}^{0}` runs between the numbers written when the lower one is not 0 or 1 (from 0 or 1 a
-  sum runs over its index's whole range, whatever the upper limit says);
+  sum runs over its index's whole range, and the parser holds its upper limit to that range);
 - `\\frac{\\partial L}{\\partial W_{ij}}` (L, `\\mathcal{L}` or `\\ell`: the loss) is the gradient dW,
   `\\frac{\\partial y_k}{\\partial x_m}` a Jacobian entry, `\\delta_{ij}` the Kronecker delta,
   `\\mathbb{1}` a vector of ones, `\\text{diag}` diag, `e^{x}` exp (unless e is a name), `\\sigma(x)`
@@ -805,6 +805,7 @@ class Reader:
             )
         indices: list[Index] = []
         limits: dict[str, tuple[int, int]] = {}  # \sum_{l=-1}^{0}: an index's own limits, as written
+        whole: dict[str, int] = {}  # \sum_{n=1}^{N}: over the whole range, from 0 or 1 as written
         sups = [s for s in factor.children[1:] if s.data == "sup"]
         high = self._plain(sups[0].children[1]) if len(sups) == 1 else None
         for script in factor.children[1:]:
@@ -827,6 +828,9 @@ class Reader:
                             # (a node's source may start at the brace before it)
                             name = re.sub(r"[\s{}]", "", source_of(item.children[0], self.tex.text))
                             limits[name] = (int(low), int(high))
+                        else:
+                            name = re.sub(r"[\s{}]", "", source_of(item.children[0], self.tex.text))
+                            whole[name] = int(low)
                         item = Tree("item", [item.children[0]], item.meta)
                     kept.append(item)
                 written = [re.sub(r"[\s{}]", "", source_of(i.children[0], self.tex.text)) for i in kept]
@@ -860,6 +864,10 @@ class Reader:
             if i in limits:
                 bounds = [_place(ast.Constant(value=v), factor, self.src) for v in limits[i]]
                 slot = _place(ast.Tuple(elts=[slot, *bounds], ctx=ast.Load()), factor, self.src)
+            elif high is not None and (i in whole or len(summed) == 1 and not whole):
+                # the parser holds the upper limit to the index's range: ^{j}, ^{2} or N+1 terms is
+                # another sum than the whole range this one runs over (\sum_n^N counts from 1)
+                slot.upper = (self._upper(sups[0]), whole.get(i, 1))  # type: ignore[attr-defined]
             names.append(slot)
         if (
             isinstance(body, ast.Call)
@@ -872,6 +880,27 @@ class Reader:
             body = body.args[0]
         func = _place(ast.Name(id="sum", ctx=ast.Load()), factor, self.src)
         return _place(ast.Call(func=func, args=[body, *names], keywords=[]), factor, self.src)
+
+    def _upper(self, sup: Tree) -> ast.expr:
+        """A sum's upper limit as an expression of sizes and whole numbers, placed at its superscript."""
+        text = self._plain(sup.children[1]) or ""
+        try:
+            upper = ast.parse(text, mode="eval").body
+        except SyntaxError:
+            upper = None
+        if upper is None or not all(
+            isinstance(
+                n, ast.Name | ast.Constant | ast.BinOp | ast.UnaryOp | ast.operator | ast.unaryop | ast.Load
+            )
+            for n in ast.walk(upper)
+        ):
+            raise self.err(sup, f"a sum's upper limit is its index's size (N, or N-1 from 0), not {text}")
+        for node in ast.walk(upper):
+            if isinstance(node, ast.Name):  # [symbols] m = N: the handout's batch size is N
+                node.id = self.names.symbols.get(Symbol(node.id).key, node.id)
+            if isinstance(node, ast.expr):
+                _place(node, sup, self.src)
+        return upper
 
     def _factor(self, factor: Tree) -> ast.expr:
         primary, scripts = factor.children[0], factor.children[1:]
