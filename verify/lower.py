@@ -343,7 +343,7 @@ class _Lowering:
         if isinstance(e, IndexMax):
             body, i, size = e.args
             self.ranges[i] = size
-            x, axes = self.lower(body, tuple(pref) + (i,))
+            x, axes = self.lower(body, tuple(a for a in pref if a != i) + (i,))
             if i not in axes:
                 return x, axes
             if not isinstance(x, sp.Symbol):
