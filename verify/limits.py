@@ -49,12 +49,22 @@ def magnitude_problem(value: Fraction) -> str | None:
     return None
 
 
+# The fewest values a uniform(a, b) input may take: an input held at one value (uniform(0.999, 1.001)
+# draws x = 1 alone) makes dy/x**2 equal dy/x at every sample, and a wrong formula verify.
+MIN_UNIFORM_VALUES = 16
+
+
 def uniform_problem(low: Fraction, high: Fraction, grid: int) -> str | None:
     """Why uniform(low, high) cannot be sampled on multiples of 1/grid, or None."""
     if max(abs(low), abs(high)) > MAX_UNIFORM:
         return f"needs bounds within -{MAX_UNIFORM:.0e} .. {MAX_UNIFORM:.0e}"
-    if -((-low * grid) // 1) > (high * grid) // 1:
-        return f"holds no multiple of 1/{grid}, the step of the samples drawn: widen it"
+    count = (high * grid) // 1 + (-low * grid) // 1 + 1  # the multiples of 1/grid from low to high
+    if count < MIN_UNIFORM_VALUES:
+        held = "no multiple" if count <= 0 else f"only {count} multiple{'s' * (count > 1)}"
+        return (
+            f"holds {held} of 1/{grid}, the step of the samples drawn; at least {MIN_UNIFORM_VALUES} are "
+            "needed, or a wrong formula that agrees at those few values would verify: widen it"
+        )
     return None
 
 
