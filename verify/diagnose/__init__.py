@@ -24,7 +24,7 @@ from .. import deadline, jacobians
 from ..comparison import Result, Status
 from ..model import Derivation
 from . import windows
-from .causes import Cause, Numbers, floats, left_out, mixes_samples, propagated, shape
+from .causes import Cause, Numbers, floats, left_out, mixes_samples, multiple, propagated, shape
 from .fixes import Budget, Found, Search, editable, truth
 from .kinds import Fix, Kind, Mistake, Worst
 
@@ -101,7 +101,7 @@ def _diagnose(d, name, written, true, sample, own, draws, seed, worst, rtol, bud
     if cause is None and weak is None:
         cause = windows.cause(num, own)  # a convolution's or a pooling's own mistakes, named
     if cause is None and weak is None:
-        cause = shape(w, t, sample.sizes)
+        cause = shape(w, t, _named(d, sample), _elsewhere(d, st, sample, draws) if own else None)
         if cause is not None and cause.weak:
             weak, cause = cause, None
     if cause is None and st.jacobian is None:
@@ -122,6 +122,27 @@ def _diagnose(d, name, written, true, sample, own, draws, seed, worst, rtol, bud
         cause = mixes_samples(num)  # after the edits: a wrong index inside a sum looks like mixing too
     cause = cause or weak or Cause(Kind.UNKNOWN, "no simple mistake explains it")
     return Mistake(cause.kind, cause.message, st.claim, worst, fix, note)
+
+
+def _elsewhere(d, st, sample, draws) -> list | None:
+    """At the check's other draws: (the written values' multiple of the true ones, or None, and the
+    sizes), from the values the check computed there (None where there are no other draws)."""
+    if not draws or st.jacobian is not None:
+        return None
+    out = []
+    for other in draws:
+        if other is sample or st.target not in other.forward:
+            continue
+        written, true = floats(other.forward[st.target]), floats(truth(d, other)[st.of])
+        out.append((multiple(written, true) if np.all(np.isfinite(written)) else None, _named(d, other)))
+    return out or None
+
+
+def _named(d, sample) -> dict:
+    """The numbers a multiple may be named by at a sample: its sizes, and the scalar inputs drawn (a
+    temperature T left out of a softmax's gradient)."""
+    scalars = {n: float(sample.values[n]) for n in d.inputs if not d.shape(n) and n not in d.fixed_values}
+    return {**sample.sizes, **{n: v for n, v in scalars.items() if v != 0}}
 
 
 def _not_real(claim: str, w: np.ndarray) -> Cause | None:

@@ -81,16 +81,20 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-6 * max(1.0, abs(b))
 
 
-def shape(w: np.ndarray, r: np.ndarray, sizes: dict[str, int]) -> Cause | None:
-    """A multiple of the true values `r` (sizes name the factor where they can), or their transpose."""
+def shape(w: np.ndarray, r: np.ndarray, sizes: dict[str, int], others: list | None = None) -> Cause | None:
+    """A multiple of the true values `r` (sizes name the factor where they can), or their transpose.
+    `others`: (the written values' multiple of the true ones, or None where they are none, and the sizes)
+    at the check's other draws, where known: a size names the factor only if it does at each of them, so
+    that a stray 2 is not called a missing 1/N at a draw where N = 2."""
     if w.size != r.size:
         return None
     if w.shape == r.shape and not np.any(r) and np.any(w):
         return Cause(Kind.UNKNOWN, "the true gradient is zero here and the written one is not", weak=True)
-    if w.shape == r.shape and np.any(r):
-        c = float(np.vdot(w, r) / np.vdot(r, r))
-        if np.linalg.norm(w - c * r) <= 1e-7 * max(float(np.linalg.norm(w)), 1e-300):
-            return _multiple(c, sizes)
+    c = multiple(w, r)
+    if c is not None:
+        if r.size == 1 and not (others and all(k is not None and _close(k, c) for k, _ in others)):
+            return None  # one number is a multiple of any other: that says nothing
+        return _multiple(c, sizes, others or [])
     if w.ndim >= 2:
         for perm in permutations(range(w.ndim)):
             if perm != tuple(range(w.ndim)) and w.shape == tuple(r.shape[p] for p in perm):
@@ -99,20 +103,36 @@ def shape(w: np.ndarray, r: np.ndarray, sizes: dict[str, int]) -> Cause | None:
     return None
 
 
-def _multiple(c: float, sizes: dict[str, int]) -> Cause:
+def multiple(w: np.ndarray, r: np.ndarray) -> float | None:
+    """c where the written values `w` are c times the true `r` (of the same shape, not all zero), else None."""
+    if w.shape != r.shape or not np.any(r):
+        return None
+    c = float(np.vdot(w, r) / np.vdot(r, r))
+    if np.linalg.norm(w - c * r) <= 1e-7 * max(float(np.linalg.norm(w)), 1e-300):
+        return c
+    return None
+
+
+def _multiple(c: float, sizes: dict[str, int], others: list) -> Cause:
     if _close(c, 0.0):
         return Cause(Kind.UNKNOWN, "is zero where the true gradient is not", weak=True)
-    if _close(c, -1.0):
+    if _close(c, -1.0) and all(k is not None and _close(k, -1.0) for k, _ in others):
         return Cause(Kind.SIGN, "has the wrong sign")
     for s, v in sizes.items():
-        for value, text in (
-            (v, f"is {s} times the true gradient (a missing 1/{s}?)"),
-            (1 / v, f"is 1/{s} of the true gradient (an extra 1/{s}?)"),
-            (-v, f"is -{s} times the true gradient (wrong sign and a missing 1/{s}?)"),
-            (-1 / v, f"is -1/{s} of the true gradient (wrong sign and an extra 1/{s}?)"),
+        for factor, text in (
+            (lambda n: n, f"is {s} times the true gradient (a missing 1/{s}?)"),
+            (lambda n: 1 / n, f"is 1/{s} of the true gradient (an extra 1/{s}?)"),
+            (lambda n: -n, f"is -{s} times the true gradient (wrong sign and a missing 1/{s}?)"),
+            (lambda n: -1 / n, f"is -1/{s} of the true gradient (wrong sign and an extra 1/{s}?)"),
         ):
-            if _close(c, value):
+            if _close(c, factor(v)) and all(
+                k is not None and s in at and _close(k, factor(at[s])) for k, at in others
+            ):
                 return Cause(Kind.SCALE, text)
+    if others and not all(k is not None and _close(k, c) for k, _ in others):
+        return Cause(
+            Kind.SCALE, f"is {c:.6g} times the true gradient here, another multiple elsewhere", weak=True
+        )
     return Cause(Kind.SCALE, f"is {c:.6g} times the true gradient", weak=True)
 
 
