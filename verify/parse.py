@@ -1246,6 +1246,7 @@ class _Loader:
             else:
                 relations[name] = self._relation(name, node, src)
         self._order_relations(relations)
+        self._relations_hold(fixed, relations, constants)
         free_without_axis = [
             n for n in self.sizes if n not in fixed and n not in relations and not self._on_an_axis(n)
         ]
@@ -1257,6 +1258,46 @@ class _Loader:
                 self.sections.get("sizes", self.sections["forward"])[0],
             )
         return fixed, relations, constants
+
+    def _relations_hold(
+        self, fixed: dict[str, int], relations: dict[str, sp.Expr], constants: dict[str, int]
+    ) -> None:
+        """Each relation divides by a positive number (a stride S = 0 divides by zero), and some sizes up
+        to MAX_SIZE make every related size at least 1 (I = L - 40 cannot be sampled): else an error at
+        its line, rather than a failure of the sampler."""
+        values: dict[sp.Expr, sp.Expr] = {constant(k): sp.Integer(v) for k, v in constants.items()}
+        values.update({self.sizes[k]: sp.Integer(v) for k, v in fixed.items()})
+        for name, relation in relations.items():
+            for f in relation.atoms(sp.floor):
+                divisor = sp.fraction(sp.together(f.args[0]))[1].xreplace(values)
+                if divisor.is_number and divisor <= 0:
+                    raise self.err(
+                        f"size {name} divides by {divisor}: a stride is at least 1",
+                        self.sizes_lines[name][0].number,
+                    )
+        free = [s for n, s in self.sizes.items() if n not in fixed and n not in relations]
+        typical = {s: sp.Integer(64) for s in free}
+        shrinking = {  # a window's size: the relation it enters (an output size) shrinks as it grows
+            s
+            for r in relations.values()
+            for s in free
+            if r.xreplace(values).xreplace({**typical, s: 128}) < r.xreplace(values).xreplace(typical)
+        }
+        low: str | None = None
+        for v in range(1, limits.MAX_SIZE + 1):  # windows at 2, the smallest drawn; the other sizes at v
+            at = dict(values) | {s: sp.Integer(2 if s in shrinking else v) for s in free}
+            low = None
+            for name, relation in relations.items():
+                value = int(relation.xreplace(at))
+                at[self.sizes[name]] = sp.Integer(value)
+                low = low or (name if value < 1 else None)
+            if low is None:
+                return
+        assert low is not None, "the loop returns unless a relation stays below 1"
+        raise self.err(
+            f"size {low} is below 1 for every size up to {limits.MAX_SIZE}: no sample can be drawn",
+            self.sizes_lines[low][0].number,
+        )
 
     def _on_an_axis(self, size_name: str) -> bool:
         return any(size_name == s.name for t in self.tensors.values() for s in t.shape)

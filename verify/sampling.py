@@ -104,12 +104,17 @@ def _window_sizes(
     # the sizes a relation reads (H, W) go one higher: distinct sizes of x (N C H W) then leave both H
     # and W room for two 3 x 3 windows at stride 2 and no padding
     related = {s.name for r in d.size_relations.values() for s in r.free_symbols} & set(free)
+    grows = related - d.window_sizes()  # what the lift raises: a window's size drawn higher gains nothing
     best, best_score, too_large = None, (False, False), None
-    for _ in range(200):
+    for attempt in range(400):
+        # a window wider than the pool (a 7-tap kernel, no padding) needs larger inputs: after 200 draws
+        # without one, the sizes the relations read are drawn higher, up to the largest the checks take
+        lift = 0 if attempt < 200 or best or too_large else min((attempt - 199) // 20 * 4, limits.MAX_SIZE)
         sizes = dict(d.fixed_sizes)
         for n in rng.permutation(free):
             taken = {sizes[m] for g in groups if n in g for m in g if m in sizes}
             allowed = [*pool, pool[-1] + 1] if n in related else pool
+            allowed = [v + lift for v in allowed] if n in grows else allowed
             choices = [v for v in allowed if v not in taken] or allowed
             sizes[str(n)] = int(rng.choice(choices))
         sizes = d.complete_sizes(sizes)
@@ -130,6 +135,8 @@ def _window_sizes(
             return sizes
         if best is None or score > best_score:
             best, best_score = sizes, score
+        if attempt >= 199 and (best or too_large):
+            break
     found = best or too_large
     if found is None:
         raise ValueError("no sizes make every related size at least 1")
