@@ -293,3 +293,26 @@ def test_latex_soup(tokens, in_forward, as_gradient):
         load(f"[forward]\n{forward}\n[gradients]\n{gradients}\n")
     except DerivationError as e:
         assert "\n" not in str(e)
+
+
+DY = r"\frac{\partial L}{\partial y_{n}}"
+
+
+@pytest.mark.parametrize(
+    "rhs, message",
+    [
+        ("{" * 3000 + DY + "}" * 3000, "nested too deeply"),
+        (r"\left(" * 300 + DY + r"\right)" * 300, "nested too deeply"),
+        (DY + " " + "2^{" * 300 + "1" + "}" * 300, "nested too deeply"),
+        (r"\frac{1}{" * 300 + DY + "}" * 300, "nested too deeply"),
+        (DY + " + 0" * 500, "expression too long: more than 1000"),
+    ],
+    ids=["braces", "left-right", "powers", "fractions", "terms"],
+)
+def test_latex_within_the_limits_of_any_formula(rhs, message):
+    """A LaTeX statement is held to the limits on nesting and length that plain notation has (text.py
+    check_tree), before any recursive walk: one error at its line, never a RecursionError (exit 4)."""
+    text = f"[forward]\ny[n] = x[n]\n[gradients]\n\\frac{{\\partial L}}{{\\partial x_{{n}}}} = {rhs}\n"
+    with pytest.raises(DerivationError) as e:
+        load(text)
+    assert message in e.value.message and e.value.line == 4, str(e.value)

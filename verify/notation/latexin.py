@@ -44,8 +44,9 @@ from typing import TypeVar
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from .. import limits
 from ..model import DerivationError
-from ..text import Line, Source
+from ..text import Line, Source, check_tree
 from .latexgrammar import parser
 from .statements import JacobianTarget, Parsed, Step
 
@@ -201,6 +202,8 @@ def parse(line: Line, file: str | None) -> list[Tex]:
         tree = parser().parse(text)
     except UnexpectedInput as e:
         raise _syntax_error(e, text, src) from None
+    except RecursionError:
+        raise _too_deep(src, line.number) from None
     out = []
     for statement in tree.children:
         if isinstance(statement, Tree):
@@ -1483,8 +1486,21 @@ def _letters(indices) -> list[str] | None:
 
 def read(tex: Tex, names: Names) -> Parsed:
     """One LaTeX statement as a `Parsed`, its symbols resolved against `names`. Steps that are not
-    formulas are left out and listed in `Parsed.unchecked` with the reason."""
-    return StatementReader(tex, names).statement()
+    formulas are left out and listed in `Parsed.unchecked` with the reason. Each step is held to the
+    limits on length and nesting of any formula (`check_tree`), before anything walks it recursively."""
+    try:
+        p = StatementReader(tex, names).statement()
+    except RecursionError:  # the reader walks the LaTeX tree recursively: 300 nested \left( is too deep
+        raise _too_deep(tex.src, tex.line) from None
+    for step in p.steps:
+        check_tree(step.rhs, step.src)
+    return p
+
+
+def _too_deep(src: Source, line: int) -> DerivationError:
+    return DerivationError(
+        f"expression nested too deeply (more than {limits.MAX_DEPTH} levels)", line, 1, src.file
+    )
 
 
 def symbol_key(text: str, line: Line, file: str | None) -> tuple:
