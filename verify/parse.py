@@ -856,6 +856,10 @@ class _Loader:
             if shape is None:
                 continue
             name, node, src, _ = shape
+            if name in out:
+                raise self.err(
+                    f"{name} is given twice in [inputs] (first on line {out[name][1]})", line.number
+                )
             elts = node.elts if isinstance(node, ast.Tuple) else [node]
             sizes = []
             for e in elts:
@@ -1085,10 +1089,17 @@ class _Loader:
         domains: dict[str, Domain] = {}
         if "inputs" not in self.sections:
             return fixed, domains
+        given: dict[str, int] = {}  # name -> the line that gave it: a second line would silently win
         for line in logical_lines(self.sections["inputs"][1], self.file):
             text = line.text
             eq = split_assignment(text)
             colon = text.find(":")
+            name = text[: eq if eq >= 0 and (colon < 0 or eq < colon) else max(colon, 0)].strip()
+            if name in given:
+                raise self.err(
+                    f"{name} is given twice in [inputs] (first on line {given[name]})", line.number
+                )
+            given[name] = line.number
             if eq >= 0 and (colon < 0 or eq < colon):
                 name = text[:eq].strip()
                 self._known_input(name, line)
@@ -1455,7 +1466,10 @@ class _Loader:
                 raise self.err("expected 'LaTeX symbol = name' in [symbols]", line.number)
             if reserved(name) and name not in FUNCTIONS:
                 raise self.err(f"{reserved(name)}: map the symbol to another name", line.number, eq + 2)
-            out[latexin.symbol_key(line.text[:eq], line, self.file)] = name
+            key = latexin.symbol_key(line.text[:eq], line, self.file)
+            if key in out:
+                raise self.err(f"{line.text[:eq].strip()} is mapped twice in [symbols]", line.number)
+            out[key] = name
         return out
 
     def _check_new_name(self, p: _Parsed, upstream: str, name: str | None = None):
