@@ -227,3 +227,25 @@ def test_codegen_of_a_division_by_zero_through_a_helper_is_a_positioned_error(tm
     assert done.stderr.strip() == (
         f"{path}:5:1: dw divides by zero once the helpers it reads are put in: no code computes it"
     )
+
+
+def test_values_past_float64_give_strict_json_and_finite_errors(tmp_path):
+    """exp(1000 x) in 50 digits passes the exact oracle with values past 1e308: its relative error is
+    computed before the conversion to float64 (a number, not nan), an absolute one float64 cannot hold is
+    null (NaN and Infinity are no JSON), and no NumPy warning reaches stderr."""
+    path = tmp_path / "big.deriv"
+    path.write_text(
+        "[forward]\ny[n,j] = exp(1000 * x[n,j])\n[gradients]\ndx[n,j] = 1000 * dy[n,j] * y[n,j]\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "verify", "check", str(path), "--json", "-"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in the JSON")
+
+    report = json.loads(r.stdout, parse_constant=refuse)
+    exact = report["derivations"][0]["gradients"][0]["oracles"]["exact"]
+    assert exact["status"] == "pass" and 0 <= exact["max_rel_err"] < 1e-30, exact
+    assert exact["max_abs_err"] is None and "Warning" not in r.stderr, r.stderr

@@ -192,8 +192,11 @@ class Comparison:
         bad = excess > 0
         mag = np.abs(r)
         largest = max(mag.max(), 0) if mag.size else 0
+        # relative figures divided before the conversion to float64: exact values past 1e308 (exp(1000 x))
+        # have a finite relative error, though their absolute one is no float64
+        per = max(largest, 1e-300)
         max_abs = float(diff.max()) if diff.size else 0.0
-        max_rel = max_abs / max(float(largest), 1e-300)
+        max_rel = float(diff.max() / per) if diff.size else 0.0
         at = _index(excess if bad.any() else diff) if diff.size else []
         bound = float(b.max()) if b.size else 0.0
         measured = Result(  # a pass unless beyond its bound or unresolvable, as found below
@@ -204,11 +207,13 @@ class Comparison:
             written=float(w[tuple(at)]) if diff.size else None,
             reference=float(r[tuple(at)]) if diff.size else None,
             bound=bound,
-            rel_bound=bound / max(float(largest), 1e-300),
+            rel_bound=float(b.max() / per) if b.size else 0.0,
         )
         if bad.any():
             worst = tuple(at)
-            reason = f"differs by {float(diff[worst]):.2g} at {_where(at)}, beyond its error bound {float(b[worst]):.1g}"
+            reason = (
+                f"differs by {_g(diff[worst], 2)} at {_where(at)}, beyond its error bound {_g(b[worst], 1)}"
+            )
             return replace(measured, status=Status.FAIL, reason=reason)
         size = float(truth.size)
         if size > 0 and bound > self.tol.resolution * size:
@@ -238,6 +243,14 @@ def _index(a: np.ndarray) -> list[int]:
     """The position of the largest entry (or the first True) of an array."""
     flat = int(np.argmax(np.asarray(a, dtype=float))) if a.dtype != bool else int(np.argmax(a))
     return [int(i) for i in np.unravel_index(flat, a.shape)] if a.ndim else []
+
+
+def _g(x, digits: int) -> str:
+    """A number in `digits` significant digits, an exact one past float64's range as it is (2.5e+1303)."""
+    value = float(x)
+    if math.isfinite(value) or not isinstance(x, mpmath.mpf) or not mpmath.isfinite(x):
+        return f"{value:.{digits}g}"
+    return mpmath.nstr(x, digits)
 
 
 def _where(at: list[int]) -> str:

@@ -850,7 +850,7 @@ class _Loader:
         """Shapes declared in [inputs] (`X: (N, D)`, `b: (K,)`, `t: (N, K), onehot(k)`): name -> (size
         names, line). Read before the forward, whose matrix statements need them."""
         self.hints: dict[str, tuple] = {}
-        out = {}
+        out: dict[str, tuple[tuple[str, ...], int]] = {}
         for line in logical_lines(self.sections.get("inputs", (0, []))[1], self.file):
             shape = _shape_part(line.text, line.number, self.file)
             if shape is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import textwrap
 from dataclasses import dataclass, field
@@ -174,7 +175,7 @@ class Report:
         return report_html(self)
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2)
+        return dumps(self.to_json())
 
     @property
     def proved(self) -> bool:
@@ -323,3 +324,19 @@ def _err(r: Result) -> str:
     if r.max_abs_err is None:
         return r.reason
     return f"max abs error {r.max_abs_err:.3g} at {r.worst_index}" + (f" ({r.reason})" if r.reason else "")
+
+
+def dumps(data) -> str:
+    """JSON text of a report: a number float64 cannot hold (an error of values past 1e308, a nan) is
+    null, since NaN and Infinity are no JSON and strict readers refuse the file."""
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(data), indent=2, allow_nan=False)

@@ -21,10 +21,10 @@ JSON (`python -m verify code ... --json FILE`):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from ..comparison import Result, Status
+from ..report import dumps
 from .explain import Mistake
 
 
@@ -111,7 +111,7 @@ class CodeReport:
         }
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2)
+        return dumps(self.to_json())
 
     def table(self) -> str:
         where = f" ({self.file})" if self.file else ""

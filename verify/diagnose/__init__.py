@@ -18,10 +18,11 @@ the fix search, whose edit names the kind when the numbers named none (`kinds` l
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 
 from .. import deadline, jacobians
-from ..comparison import Result, Status
+from ..comparison import Result, Status, finite
 from ..model import Derivation
 from . import windows
 from .causes import Cause, Numbers, floats, left_out, mixes_samples, multiple, propagated, shape
@@ -86,12 +87,14 @@ def unavailable(d: Derivation, name: str, error: Exception, worst: Worst | None 
 
 def _diagnose(d, name, written, true, sample, own, draws, seed, worst, rtol, budget) -> Mistake:
     st = d.statement(name)
-    w, t = floats(written), floats(true)
+    w, t = _in_range(written, true)
     if rtol is None:
         rtol = EXACT_RTOL if _high_precision(written) else FLOAT_RTOL
     worst = worst or _worst(w, t)
     num = Numbers(d, st, w, t, sample, truth(d, sample) if own else {}, rtol)
-    weak = _not_real(st.claim, w)  # a symptom, or a multiple by a plain number: the fix may name the cause
+    weak = _not_real(
+        st.claim, written
+    )  # a symptom, or a multiple by a plain number: the fix may name the cause
     cause = None
     if st.jacobian is not None:
         block = jacobians.block_mismatch(st, true, 1e-9)
@@ -133,7 +136,7 @@ def _elsewhere(d, st, sample, draws) -> list | None:
     for other in draws:
         if other is sample or st.target not in other.forward:
             continue
-        written, true = floats(other.forward[st.target]), floats(truth(d, other)[st.of])
+        written, true = _in_range(other.forward[st.target], truth(d, other)[st.of])
         out.append((multiple(written, true) if np.all(np.isfinite(written)) else None, _named(d, other)))
     return out or None
 
@@ -145,11 +148,21 @@ def _named(d, sample) -> dict:
     return {**sample.sizes, **{n: v for n, v in scalars.items() if v != 0}}
 
 
-def _not_real(claim: str, w: np.ndarray) -> Cause | None:
-    bad = ~np.isfinite(w)
+def _in_range(written, true) -> tuple[np.ndarray, np.ndarray]:
+    """Written and true values as float64, both divided by the largest true one where that is past
+    float64's range (exp(1000 x) in 50 digits): their ratios, which the causes read, survive."""
+    w, t = np.asarray(written, dtype=object), np.asarray(true, dtype=object)
+    largest = max((abs(x) for x in np.ravel(t)), default=0)
+    if isinstance(largest, mpmath.mpf) and mpmath.isfinite(largest) and largest > 1e300:
+        return floats(w / largest), floats(t / largest)
+    return floats(written), floats(true)
+
+
+def _not_real(claim: str, written) -> Cause | None:
+    bad = ~finite(np.asarray(written, dtype=object).reshape(np.shape(written)))
     if not bad.any():
         return None
-    at = np.unravel_index(int(np.argmax(bad)), w.shape) if w.ndim else ()
+    at = np.unravel_index(int(np.argmax(bad)), bad.shape) if bad.ndim else ()
     where = f"[{', '.join(str(int(i)) for i in at)}]" if at else ""
     return Cause(Kind.NOT_REAL, f"the written {claim}{where} is not a real number (a square root or logarithm of a "
                  "negative number, or a division by zero)", weak=True)  # fmt: skip

@@ -33,6 +33,7 @@ upstream-missing, propagated) names the cause; otherwise the kind is that of the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -93,6 +94,8 @@ class Worst:
     def describe(self, claim: str) -> str:
         where = f"{claim}[{', '.join(map(str, self.index))}]" if self.index else claim
         by = f" ({self.oracle})" if self.oracle else ""
+        if not (math.isfinite(self.written) and math.isfinite(self.true)):  # exact values past 1e308
+            return f"worst at {where}: written and true values past float64's range{by}"
         return f"worst at {where}: written {self.written:.6g}, true {self.true:.6g}{by}"
 
     def to_json(self) -> dict:

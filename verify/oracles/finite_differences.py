@@ -99,12 +99,14 @@ class FiniteDifferences(Oracle):
         def value_at(x_e):
             x = x0.copy()
             x[e] = x_e
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"):  # an overflow (inf - inf in the loss) is judged from the values
                 out, at = f(**{**base, v: x if x0.shape else float(x)})
+                value = (
+                    _loss(out[self.d.output], upstream) if of is None else np.asarray(out[of], dtype=float)
+                )
             crossed = len(at) != len(signs) or any(
                 not np.array_equal(a, b) for a, b in zip(at, signs, strict=True)
             )
-            value = _loss(out[self.d.output], upstream) if of is None else np.asarray(out[of], dtype=float)
             return value, crossed
 
         h0 = self.step * max(abs(float(x0[e])), 1.0)
