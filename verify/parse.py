@@ -402,6 +402,10 @@ class _Converter:
                 if len(a.elts) != 3 or not isinstance(a.elts[0], ast.Name):
                     raise self.err(a, f"limits are written (index, first, last), as in (l, -1, 0): {usage}")
                 limits = tuple(self.limit(e) for e in a.elts[1:])
+                if all(x.is_Integer for x in limits) and limits[0] > limits[1]:
+                    raise self.err(
+                        a, f"the range runs from {limits[0]} down to {limits[1]}: write the first one first"
+                    )
                 a = a.elts[0]
             if not isinstance(a, ast.Name) or a.id in FUNCTIONS:
                 raise self.err(a, usage)
