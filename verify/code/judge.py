@@ -158,7 +158,13 @@ class _Judgement:
         # a twin is a float64 run beside a float32 check: it counts only while the code computes in
         # float64 when given float64
         self.twin, self.valid, self.valid_why = twin, True, ""
-        self.inputs = [n for n in d.inputs if n not in d.fixed_values]
+        # a one-hot input the derivation states no gradient for is a label: the gradient code returns for
+        # it (zeros, as JAX code returns for an integer label) is no derivative anyone uses
+        self.labels = {
+            n for n in d.inputs if d.domain(n).kind == "onehot" and not any(st.of == n for st in d.claims)
+        }
+        self.labels_returned: set[str] = set()
+        self.inputs = [n for n in d.inputs if n not in d.fixed_values and n not in self.labels]
         self.forward = Comparison(self.tol, "forward")
         self.forward_draws: list[Status] = []
         self.comps = {v: Comparison(self.tol, f"d{v}") for v in self.inputs}
@@ -204,6 +210,7 @@ class _Judgement:
             self._raised(e, sample)
             return
         self.true_at[k] = {v: _floats(bounds.true[v]) for v in self.inputs}
+        self.labels_returned |= self.labels & set(grads)
         for v in self.inputs:
             self.written_ok[v] &= _states_truly(d, v, sample, bounds)
             if v not in grads:
@@ -254,7 +261,13 @@ class _Judgement:
             gradients=rows,
             inputs=dict(t.code.takes),
             conventions=t.conventions(),
-            notes=list(dict.fromkeys(t.code.notes)) + _built_in(d, t),
+            notes=list(dict.fromkeys(t.code.notes))
+            + _built_in(d, t)
+            + [
+                f"d{n}: {n} is one-hot (labels) and {d.name} states no d{n}: what your code returns for it "
+                "is not compared"
+                for n in sorted(self.labels_returned)
+            ],
             seed=seed,
             sizes=[dict(s.sizes) for s in draws],
             near=[s.near for s in draws],
