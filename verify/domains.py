@@ -67,6 +67,7 @@ def _need(node) -> tuple[str | None, sp.Expr | None]:
             return ("positive" if p < 0 else "nonnegative"), node.base
         if p < 0:
             return "nonzero", node.base
+        return None, None  # x**2, x**3: real for every x (inferring x > 0 hid |x| written for x)
     if isinstance(node, sp.Pow):  # a power whose exponent is a value: real for a positive base
         return "positive", node.base
     return None, None

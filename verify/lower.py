@@ -339,6 +339,10 @@ class _Lowering:
             i, j = e.args
             if i == j:  # delta(n, n)
                 return sp.Integer(1), ()
+            fixed = [a for a in (i, j) if not (a.free_symbols & set(self.ranges))]
+            if len(fixed) == 1:  # delta(j, 0): one-hot along j, the read of a one-entry array at j - 0
+                index = j if fixed[0] is i else i
+                return self.lower(Inside(index - fixed[0], sp.Integer(1)), pref)
             return self.temp(Eye(self.range_of(i), self.range_of(j)), (i, j))
         if isinstance(e, IndexMax):
             body, i, size = e.args
