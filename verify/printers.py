@@ -378,7 +378,9 @@ def window(a, pad, dilate, start, steps, shape, fill=0.0, copy=False):
         spread = np.zeros(np.multiply(np.subtract(a.shape, 1), dilate) + 1, dtype=a.dtype)
         spread[tuple(map(slice, a.ndim * (None,), a.ndim * (None,), dilate))] = a
         a = spread
-    padded = np.pad(a, pad, constant_values=fill) if np.any(pad) else a
+    # C order, so that the flat array below is a view of it and its strides are the ones applied: a
+    # transposed or Fortran-ordered input would otherwise be read through another array's strides
+    padded = np.ascontiguousarray(np.pad(a, pad, constant_values=fill) if np.any(pad) else a)
     flat = padded.reshape(-1)[np.dot(start, padded.strides) // padded.itemsize :]
     strides = tuple(np.dot(np.reshape(steps, (len(shape), a.ndim)), padded.strides))
     view = np.lib.stride_tricks.as_strided(flat, shape, strides, writeable=False)
