@@ -183,6 +183,20 @@ class Evaluator:
     def _ev_GreaterThan(self, e, env):
         return self._relation(e, env, ">=")
 
+    def _ev_And(self, e, env):
+        """SymPy joins the conditions of two where() factors of one product (inside a sum) with &: every
+        condition evaluated, so that each kink is watched; None (undecided) unless one is false."""
+        held = [self.ev(a, env) for a in e.args]
+        return False if any(h is False for h in held) else None if any(h is None for h in held) else True
+
+    def _ev_Or(self, e, env):
+        held = [self.ev(a, env) for a in e.args]
+        return True if any(h is True for h in held) else None if any(h is None for h in held) else False
+
+    def _ev_Not(self, e, env):
+        held = self.ev(e.args[0], env)
+        return None if held is None else not held
+
     def _ev_Equality(self, e, env):
         return self._relation(e, env, "==")
 

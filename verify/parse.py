@@ -142,6 +142,10 @@ class _Converter:
 
     def _walk_Name(self, node):
         self.check_name(node.id, node)
+        if node.id in self.targets or any(node.id in frame for frame in self.scope):
+            # read as a name, an index would become a scalar input of its own (y = x * i checked with a
+            # random i): positions are no values in the language
+            raise self.err(node, f"index {node.id} is used as a value: an index only subscripts a tensor")
         return _Walk(self.resolve_name(node.id, node), {})
 
     def check_name(self, name, node):
