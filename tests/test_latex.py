@@ -203,6 +203,22 @@ def test_catalogue_document_compiles(tmp_path):
 @pytest.mark.skipif(
     not (shutil.which("latexmk") or shutil.which("pdflatex")), reason="no latexmk or pdflatex on PATH"
 )
+def test_any_unicode_in_a_title_or_note_compiles(tmp_path):
+    """A file is UTF-8: every Greek letter (tonos and all), math symbols, accents, a CJK character and a
+    combining hat in a title or note compile with pdflatex (as math, as they are, or as U+XXXX), where
+    the document once stopped at the first sigma."""
+    greek = "".join(chr(c) for c in range(0x391, 0x3D0) if c != 0x3A2)
+    d = load(f"title: variance σ² of x̂ → ∂L/∂x, 日本\nnotes: {greek} ≤ ≥ × · é ü ñ\n[forward]\ny[n] = x[n]\n"
+             "[gradients]\ndx[n] = dy[n]\n")  # fmt: skip
+    tex = tmp_path / "gradverify.tex"
+    tex.write_text(document([d], check([d], oracles=FAST)), encoding="utf-8")
+    assert compile_pdf(tex) is None
+    assert r"\ensuremath{\sigma}" in tex.read_text() and "[U+65E5]" in tex.read_text()
+
+
+@pytest.mark.skipif(
+    not (shutil.which("latexmk") or shutil.which("pdflatex")), reason="no latexmk or pdflatex on PATH"
+)
 def test_tex_failure_is_one_line(tmp_path):
     """When TeX stops on a document, compile_pdf says so in one line with TeX's own first error."""
     tex = tmp_path / "broken.tex"

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -51,9 +52,44 @@ _LATEX_SPECIALS = {
 }
 
 
+# Characters a course note holds that pdflatex with T1 and utf8 cannot set as text: math in text.
+_MATH_TEXT = {
+    "∂": r"\partial", "→": r"\to", "←": r"\leftarrow", "⇒": r"\Rightarrow", "≤": r"\leq", "≥": r"\geq",
+    "≠": r"\neq", "≈": r"\approx", "×": r"\times", "·": r"\cdot", "∑": r"\sum", "∏": r"\prod",
+    "√": r"\surd", "∞": r"\infty", "∈": r"\in", "±": r"\pm", "−": "-", "∇": r"\nabla", "⊙": r"\odot",
+    "²": "^2", "³": "^3", "¹": "^1", "⁻": "^-", "ᵀ": "^T",
+}  # fmt: skip
+_GREEK_CAPITALS = {"Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega"}
+# Greek letters LaTeX writes as Latin ones (it has no \Alpha, no \omicron)
+_LATIN_LOOKALIKE = {
+    "Alpha": "A", "Beta": "B", "Epsilon": "E", "Zeta": "Z", "Eta": "H", "Iota": "I", "Kappa": "K", "Mu": "M",
+    "Nu": "N", "Omicron": "O", "Rho": "P", "Tau": "T", "Chi": "X", "omicron": "o",
+}  # fmt: skip
+
+
 def escape(text: str) -> str:
-    """Plain text from a derivation file, safe to place in a LaTeX paragraph."""
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+    """Plain text from a derivation file, safe to place in a LaTeX paragraph and to compile with
+    pdflatex: Greek letters and common math symbols as math, accents of T1 as they are, any other
+    character as its code point (U+0302), rather than an error of the PDF build."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) if ord(ch) < 128 else _non_ascii(ch) for ch in text)
+
+
+def _non_ascii(ch: str) -> str:
+    if ch in _MATH_TEXT:
+        return rf"\ensuremath{{{_MATH_TEXT[ch]}}}"
+    name = unicodedata.name(ch, "")
+    greek = re.fullmatch(r"GREEK (SMALL|CAPITAL) LETTER (?:FINAL )?([A-Z]+)", name)  # no tonos, no dialytika
+    if greek:
+        letter = greek[2].capitalize().replace("Lamda", "Lambda")
+        if greek[1] == "SMALL":
+            letter = letter.lower()
+        if letter in _LATIN_LOOKALIKE:
+            return _LATIN_LOOKALIKE[letter]
+        if greek[1] == "SMALL" or letter in _GREEK_CAPITALS:
+            return rf"\ensuremath{{\{letter}}}"
+    if ord(ch) < 0x180 and unicodedata.category(ch).startswith(("L", "S", "P", "Z")):
+        return ch  # Latin-1 and Latin Extended-A: T1 sets them
+    return rf"\texttt{{[U+{ord(ch):04X}]}}"
 
 
 # ---------------------------------------------------------------------------------------------------------
