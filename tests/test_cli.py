@@ -249,3 +249,22 @@ def test_values_past_float64_give_strict_json_and_finite_errors(tmp_path):
     exact = report["derivations"][0]["gradients"][0]["oracles"]["exact"]
     assert exact["status"] == "pass" and 0 <= exact["max_rel_err"] < 1e-30, exact
     assert exact["max_abs_err"] is None and "Warning" not in r.stderr, r.stderr
+
+
+def test_python_check_arguments():
+    """verify.check(path, oracles="exact") runs that one oracle (not the letters e, x, a, ...); an empty
+    oracle list or a seed that is no whole number is an error that says so."""
+    import verify
+
+    report = verify.check(str(ROOT / "derivations" / "relu.deriv"), oracles="exact")
+    assert set(report.derivations[0].gradients[0].oracles) == {"exact"}
+    with pytest.raises(ValueError, match="no oracle to run"):
+        verify.check(str(ROOT / "derivations" / "relu.deriv"), oracles=())
+    with pytest.raises(TypeError, match="seed must be a whole number"):
+        verify.check(str(ROOT / "derivations" / "relu.deriv"), seed="a")
+
+
+def test_new_in_a_missing_folder_exits_2(tmp_path):
+    """`new nodir/x` is a bad argument (exit 2, one line), not an internal error."""
+    r = run("new", "nodir/x", cwd=tmp_path)
+    assert r.returncode == 2 and "no folder nodir" in r.stderr and "Traceback" not in r.stderr

@@ -74,3 +74,15 @@ def test_wrong_derivation_is_refused():
     text = "[forward]\ny[n,i] = tanh(x[n,i])\n[gradients]\ndx[n,i] = dy[n,i] * (1 + y[n,i]**2)\n"
     with pytest.raises(export.NotVerifiedError, match="not every gradient is verified"):
         export.torch_function(text)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_a_wrong_number_of_inputs_names_them(framework):
+    """Calling an exported layer with too few or too many inputs is a TypeError naming the layer's
+    inputs, not zip()'s 'argument 2 is shorter than argument 1'."""
+    module = pytest.importorskip(framework)
+    layer = export.torch_function("batchnorm") if framework == "torch" else export.jax_function("batchnorm")
+    call = layer.apply if framework == "torch" else layer
+    x = module.ones((4, 3), dtype=module.float64) if framework == "torch" else module.numpy.ones((4, 3))
+    with pytest.raises(TypeError, match=r"batchnorm takes 3 inputs \(x, gamma, beta\), got 2"):
+        call(x, x[0])

@@ -40,6 +40,12 @@ def check(
     undiagnosed (the mutation tests, which judge only the verdict: a diagnosis verifies its fix with the
     exact oracle, most of the cost of a wrong convolution gradient)."""
     items = list(path_or_text) if isinstance(path_or_text, list | tuple) else [path_or_text]
+    if isinstance(oracles, str):  # check(d, oracles="exact"): one oracle, not five letters
+        oracles = (oracles,)
+    if oracles is not None and not oracles:
+        raise ValueError(f"no oracle to run: name some of {', '.join(ORACLES)}, or None for all")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be a whole number, not {seed!r}")
     names = tuple(oracles) if oracles else ORACLES
     unknown = [o for o in names if o not in ORACLE_CLASSES]
     if unknown:

@@ -413,6 +413,8 @@ def new(name: str) -> int:
         raise UsageError(f"{name}: a derivation's name is letters, digits and underscores")
     if path.exists():
         raise UsageError(f"{path} exists: choose another name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{name}: no folder {path.parent}")
     template = resources.files("verify").joinpath("template.deriv").read_text(encoding="utf-8")
     path.write_text(template.replace("NAME", path.stem, 1), encoding="utf-8")
     print(f"wrote {path}; edit it, then: gradverify check {path}")

@@ -32,6 +32,13 @@ def _prepare(derivation, verify_first: bool):
     return d, args, grads
 
 
+def _named(d, args: list[str], tensors) -> dict:
+    """The inputs by name, or a TypeError that names the layer's inputs when their count is wrong."""
+    if len(tensors) != len(args):
+        raise TypeError(f"{d.name} takes {len(args)} inputs ({', '.join(args)}), got {len(tensors)}")
+    return dict(zip(args, tensors, strict=True))
+
+
 def torch_function(derivation, verify_first: bool = True):
     """A torch.autograd.Function subclass: forward is the generated forward, backward the written
     gradients (only those whose `ctx.needs_input_grad` is set are computed)."""
@@ -46,7 +53,7 @@ def torch_function(derivation, verify_first: bool = True):
 
         @staticmethod
         def forward(ctx, *tensors):
-            values = dict(zip(args, tensors, strict=True))
+            values = _named(d, args, tensors)
             fwd = gen.forward(**values)
             ctx.save_for_backward(*tensors, *fwd.values())
             ctx.names = [*args, *fwd]
@@ -80,10 +87,10 @@ def jax_function(derivation, verify_first: bool = True):
 
     @jax.custom_vjp
     def layer(*tensors):
-        return gen.forward(**dict(zip(args, tensors, strict=True)))[d.output]
+        return gen.forward(**_named(d, args, tensors))[d.output]
 
     def layer_fwd(*tensors):
-        values = dict(zip(args, tensors, strict=True))
+        values = _named(d, args, tensors)
         fwd = gen.forward(**values)
         return fwd[d.output], (values, fwd)
 
