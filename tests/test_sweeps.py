@@ -41,7 +41,7 @@ def test_catalogue_verified_under_seed(path, seed):
 
 @pytest.mark.parametrize("edge", EDGES, ids=[e.label.replace(" ", "-") for e in EDGES])
 def test_edge_case_has_no_false_alarm(edge):
-    """Each size fixed to 1, eps = 1e-8 at a batch of 2, inputs within 1% of a constant, logits near 950:
+    """Each size fixed to 1, eps = 1e-8 at a batch of 2, inputs within 4% of a constant, logits near 950:
     no correct formula is wrong, and whatever float64 cannot resolve says why."""
     assert_no_false_verdict(verify.check(edge.derivation(), oracles=("exact", "fd", "numpy", "torch")))
 
@@ -51,7 +51,7 @@ def test_edges_cover_the_issue():
     batch and layer norm near a constant, and the softmax cross-entropies near 950."""
     labels = {e.label for e in EDGES}
     assert {
-        "batchnorm N=1", "batchnorm eps=1e-8 N=2", "batchnorm within 1% of 1", "layernorm within 1% of 1",
+        "batchnorm N=1", "batchnorm eps=1e-8 N=2", "batchnorm within 4% of 1", "layernorm within 4% of 1",
         "softmax logits near 950", "softmax_cross_entropy logits near 950",
         "softmax_cross_entropy_mean logits near 950",
     } <= labels  # fmt: skip

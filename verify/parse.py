@@ -1097,17 +1097,20 @@ class _Loader:
         domains: dict[str, Domain] = {}
         if "inputs" not in self.sections:
             return fixed, domains
-        given: dict[str, int] = {}  # name -> the line that gave it: a second line would silently win
+        given: dict[str, int] = {}  # name -> the line that gave its value or domain: a second would win
         for line in logical_lines(self.sections["inputs"][1], self.file):
             text = line.text
             eq = split_assignment(text)
             colon = text.find(":")
-            name = text[: eq if eq >= 0 and (colon < 0 or eq < colon) else max(colon, 0)].strip()
-            if name in given:
-                raise self.err(
-                    f"{name} is given twice in [inputs] (first on line {given[name]})", line.number
-                )
-            given[name] = line.number
+            valued = eq >= 0 and (colon < 0 or eq < colon)
+            shape = None if valued or colon < 0 else _shape_part(text, line.number, self.file)
+            if (valued or colon >= 0) and (shape is None or shape[3] is not None):  # a shape alone: apart
+                name = text[: eq if valued else colon].strip()
+                if name in given:
+                    raise self.err(
+                        f"{name} is given twice in [inputs] (first on line {given[name]})", line.number
+                    )
+                given[name] = line.number
             if eq >= 0 and (colon < 0 or eq < colon):
                 name = text[:eq].strip()
                 self._known_input(name, line)
