@@ -316,3 +316,33 @@ def test_near_draw_stops_placing_at_its_budget(monkeypatch, tmp_path):
     evaluations.clear()
     monkeypatch.setattr(verify.limits, "MAX_PLACING", 0)
     assert sampling.near(d, 3) is None and not evaluations
+
+
+RELU_THEN_MAXPOOL = """[forward]
+h[n,c,a,b] = max(x[n,c,a,b], 0)
+y[n,c,i,j] = max(h[n,c, S*i + kh, S*j + kw], kh, kw)
+[gradients]
+dh[n,c,a,b] = sum(where(h[n,c,a,b] == y[n,c,i,j], dy[n,c,i,j], 0) * delta(a, S*i + kh) * delta(b, S*j + kw),
+                  i, j, kh, kw)
+dx[n,c,a,b] = where(x[n,c,a,b] > 0, dh[n,c,a,b], 0)
+[inputs]
+x: (N, C, A, B)
+[sizes]
+I = (A - KH) / S + 1
+J = (B - KW) / S + 1
+KH = 2
+KW = 2
+S = 2
+"""
+
+
+def test_draws_that_cannot_keep_kinks_clear_are_inconclusive_not_invalid():
+    """A max pool of ReLU outputs ties zeros in some window at nearly every draw, so no draw keeps every
+    kink clear: the file is correct, nothing was compared, and each gradient is inconclusive with that
+    reason (exit 3), where the file was once called invalid (exit 2)."""
+    report = verify.check(RELU_THEN_MAXPOOL, oracles=("exact",))
+    d = report.derivations[0]
+    assert d.status == "inconclusive" and d.error is None, d.status
+    assert {g.name: g.status for g in d.gradients} == {"dh": "inconclusive", "dx": "inconclusive"}
+    assert all("no draw of" in g.reason and "no oracle compared anything" in g.reason for g in d.gradients)
+    assert report.exit_code == 3

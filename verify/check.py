@@ -105,7 +105,19 @@ def _prepare(item, seed):
         return DerivationReport(name, e.file, "invalid", error=e)
     try:
         return d, sampling.samples(d, seed)
-    except DerivationError as e:  # no valid sample, or a statement too large to check exactly
+    except sampling.NoSample as e:
+        if not e.undecided:
+            return DerivationReport(d.name, d.file, "invalid", d.title, error=e)
+        # the file is fine; no draw kept every kink clear: no oracle compared anything
+        why = f"{e.message[0].upper()}{e.message[1:]} (line {e.line}); no oracle compared anything"
+        gradients = [
+            GradientReport(g.label, g.line, "inconclusive", {}, statement=g, reason=why) for g in d.claims
+        ]
+        return DerivationReport(
+            d.name, d.file, "inconclusive", d.title, None, gradients, domains=_domains(d),
+            warnings=caveats.warnings(d),
+        )  # fmt: skip
+    except DerivationError as e:  # a statement too large to check exactly
         return DerivationReport(d.name, d.file, "invalid", d.title, error=e)
 
 

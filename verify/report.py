@@ -127,6 +127,11 @@ class DerivationReport:
                     shared.setdefault((oracle, str(r.status), r.reason), []).append(g.name)
         for (oracle, status, reason), names in shared.items():
             out.append(f"{self.name}: {oracle} {status} for {', '.join(names)}: {reason}")
+        unrun: dict[str, list[str]] = {}  # inconclusive with no oracle run (no sample): one line per reason
+        for g in self.gradients:
+            if not g.oracles and g.reason:
+                unrun.setdefault(g.reason, []).append(g.name)
+        out += [f"{self.name}: {', '.join(names)} inconclusive: {reason}" for reason, names in unrun.items()]
         for g in self.gradients:
             if g.diagnosis:
                 kind = f" [{g.mistake.kind}]" if g.mistake is not None else ""

@@ -56,7 +56,9 @@ DENOMINATOR = 256
 PLACE = Fraction(1, 2**24)  # the grid a moved input element lands on: float64 holds it exactly
 PROBE = Fraction(1, 64)  # the secant's first step
 SOURCES = 16  # input elements tried per kink element
-REACH = 8  # how far a moved element may go from its draw: a clip at 6 (ReLU6) is in reach, an outlier no further
+REACH = (
+    8  # how far a moved element may go from its draw: a clip at 6 (ReLU6) is in reach, an outlier no further
+)
 
 
 @dataclass(frozen=True)
@@ -274,7 +276,11 @@ def _not_real(d: Derivation, sample: Sample) -> tuple[str, str] | None:
 
 
 class NoSample(DerivationError, ValueError):
-    """No draw qualifies: an invalid derivation, at the forward statement that failed the draws."""
+    """No draw qualifies, at the forward statement that failed the draws: an invalid derivation where the
+    forward is not real, `undecided` where it only could not keep every kink clear (a max pool of ReLU
+    outputs ties zeros in some window at nearly every draw): nothing is wrong with the file then."""
+
+    undecided = False
 
 
 def draw(d: Derivation, seed: int, avoid: dict[str, int] | None = None) -> Sample:
@@ -332,7 +338,9 @@ def _draw(d: Derivation, seed: int, avoid: dict[str, int] | None) -> tuple[Sampl
                 f"no draw of {ATTEMPTS} is real and finite and keeps clear of every kink (first: {not_real})"
             )
         at = next((st for st in d.forward if st.target == blame), d.forward[0])
-        raise NoSample(f"no valid sample: {why}", at.line, at.column, d.file)
+        failed = NoSample(f"no valid sample: {why}", at.line, at.column, d.file)
+        failed.undecided = not_real is None
+        raise failed
     return best
 
 
