@@ -346,3 +346,12 @@ def test_draws_that_cannot_keep_kinks_clear_are_inconclusive_not_invalid():
     assert {g.name: g.status for g in d.gradients} == {"dh": "inconclusive", "dx": "inconclusive"}
     assert all("no draw of" in g.reason and "no oracle compared anything" in g.reason for g in d.gradients)
     assert report.exit_code == 3
+
+
+def test_a_condition_that_never_changes_side_is_a_warning():
+    """A written gradient's where(x > 4, ...) is never true at the draws (normal values): what it does
+    there was never compared, and the report says so rather than let the verdict look complete."""
+    text = "[forward]\ny[n,i] = max(x[n,i], 0)\n[gradients]\ndx[n,i] = where(x[n,i] > 0, where(x[n,i] > 4, 2*dy[n,i], dy[n,i]), 0)\n"
+    d = verify.check(text, oracles=("exact",)).derivations[0]
+    assert any("x[n, i] > 4 (dx, line 4) kept one side of its threshold" in w for w in d.warnings), d.warnings
+    assert not any("x[n, i] > 0" in w for w in d.warnings), d.warnings

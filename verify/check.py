@@ -261,9 +261,19 @@ def _assemble(
         status = Status.INCONCLUSIVE
     return DerivationReport(
         d.name, d.file, str(status), d.title, None, gradients, forward, seed,
-        [dict(s.sizes) for s in draws], d.unchecked, domains=_domains(d), warnings=caveats.warnings(d),
-        near=[s.near for s in draws],
+        [dict(s.sizes) for s in draws], d.unchecked, domains=_domains(d),
+        warnings=caveats.warnings(d) + _one_sided(draws), near=[s.near for s in draws],
     )  # fmt: skip
+
+
+def _one_sided(draws) -> list[str]:
+    """Conditions that kept one side of their threshold at every draw: the draws are repeated until
+    every condition takes both sides where they can, and one that never did left a branch uncompared."""
+    return [
+        f"{condition} ({target}, line {line}) kept one side of its threshold at every draw: its other "
+        "branch was never compared"
+        for target, line, condition, _ in sampling.one_sided(draws)
+    ]
 
 
 def _domains(d: Derivation) -> dict[str, dict[str, str]]:

@@ -232,6 +232,7 @@ class _Kinks:
         self.forward: dict[tuple, mpmath.mpf] = {}  # (statement target, site, element) -> kink argument
         self.windows: list = []  # the gap between each window's two largest values
         self.sides: dict[object, set[int]] = {}
+        self.where: dict[object, tuple[str, int]] = {}  # site -> (statement target, line)
 
     def __call__(self, st, kind, site, value, env):
         if kind == "window":  # never negative, and no single element moves it: kept clear, not placed
@@ -240,6 +241,7 @@ class _Kinks:
         if st.target in self.forward_targets:
             self.forward[st.target, site, _key(env)] = value
         self.sides.setdefault(site, set()).add(1 if value > 0 else -1)
+        self.where.setdefault(site, (st.target, st.line))
 
     def closest(self):
         return min([*(abs(v) for v in self.forward.values()), *self.windows], default=None)
@@ -286,7 +288,26 @@ class NoSample(DerivationError, ValueError):
 def draw(d: Derivation, seed: int, avoid: dict[str, int] | None = None) -> Sample:
     """One sample: the first draw (from `seed` onwards) where the forward is real and finite and keeps
     clear of every kink of the forward, preferring one on which every kink site takes both branches."""
-    return _draw(d, seed, avoid)[0]
+    sample, _, kinks = _draw(d, seed, avoid)
+    _keep_sides(sample, kinks)
+    return sample
+
+
+def _keep_sides(sample: Sample, kinks: _Kinks) -> None:
+    """The sides each condition took at this sample, by (statement, line, condition): one-sided over
+    every draw, a condition's other branch was never compared (`one_sided`)."""
+    sample.cache["sides"] = {
+        (*kinks.where[site], str(site)): frozenset(sides) for site, sides in kinks.sides.items()
+    }
+
+
+def one_sided(draws: list[Sample]) -> list[tuple[str, int, str, int]]:
+    """(statement, line, condition, the one side) of each condition that took one side at every draw."""
+    seen: dict[tuple, set[int]] = {}
+    for sample in draws:
+        for key, sides in sample.cache.get("sides", {}).items():
+            seen.setdefault(key, set()).update(sides)
+    return [(*key, next(iter(sides))) for key, sides in seen.items() if len(sides) == 1]
 
 
 def _draw(d: Derivation, seed: int, avoid: dict[str, int] | None) -> tuple[Sample, dict, _Kinks]:
@@ -389,10 +410,12 @@ def near(d: Derivation, seed: int, avoid=None) -> Sample | None:
                 placed.append((key, side))
     if not placed:
         return None
-    sample, _ = _evaluate(d, seed, sample.sizes, exact)
+    sample, kinks = _evaluate(d, seed, sample.sizes, exact)
     if _not_real(d, sample) is not None:  # a moved element broke a later statement
         return None
-    return Sample(seed, sample.sizes, sample.exact, sample.values, sample.forward, near=True)
+    placed_sample = Sample(seed, sample.sizes, sample.exact, sample.values, sample.forward, near=True)
+    _keep_sides(placed_sample, kinks)
+    return placed_sample
 
 
 @dataclass
