@@ -448,6 +448,29 @@ class _Converter:
         """A LaTeX sum's upper limit over its whole range: whole numbers and names, + - *. A name may be
         the document's own for the size (the handout's K or m), so it is resolved only when it is held to
         the size (`_check_uppers`); an index of the statement is none."""
+
+        def name(n: ast.Name) -> sp.Expr:
+            if n.id in self.targets or any(n.id in frame for frame in self.scope):
+                raise self.err(n, f"a sum's upper limit is a size, not the index {n.id}")
+            return sp.Symbol(n.id, real=True)
+
+        return self._whole(node, name, "a sum's upper limit is its index's size (N, or N-1 from 0)")
+
+    def limit(self, node) -> sp.Expr:
+        """A limit of an explicit range: whole numbers, sizes and constants, + - *."""
+        why = "a limit is a whole number, a size or a constant, with + - *"
+
+        def name(n: ast.Name) -> sp.Expr:
+            if n.id in FUNCTIONS:
+                raise self.err(n, why)
+            self.check_name(n.id, n)
+            self.resolve_constant(n.id, n)
+            return sp.Symbol(n.id, real=True)
+
+        return self._whole(node, name, why)
+
+    def _whole(self, node, name, why: str) -> sp.Expr:
+        """An expression of whole numbers and names (each read by `name`) with + - *; else `why`."""
         if (
             isinstance(node, ast.Constant)
             and isinstance(node.value, int)
@@ -455,34 +478,13 @@ class _Converter:
         ):
             return sp.Integer(node.value)
         if isinstance(node, ast.Name):
-            if node.id in self.targets or any(node.id in frame for frame in self.scope):
-                raise self.err(node, f"a sum's upper limit is a size, not the index {node.id}")
-            return sp.Symbol(node.id, real=True)
+            return name(node)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -self.upper(node.operand)
+            return -self._whole(node.operand, name, why)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
-            a, b = self.upper(node.left), self.upper(node.right)
+            a, b = self._whole(node.left, name, why), self._whole(node.right, name, why)
             return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(node.op)]
-        raise self.err(node, "a sum's upper limit is its index's size (N, or N-1 from 0)")
-
-    def limit(self, node) -> sp.Expr:
-        """A limit of an explicit range: whole numbers, sizes and constants, + - *."""
-        if (
-            isinstance(node, ast.Constant)
-            and isinstance(node.value, int)
-            and not isinstance(node.value, bool)
-        ):
-            return sp.Integer(node.value)
-        if isinstance(node, ast.Name) and node.id not in FUNCTIONS:
-            self.check_name(node.id, node)
-            self.resolve_constant(node.id, node)
-            return sp.Symbol(node.id, real=True)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -self.limit(node.operand)
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
-            a, b = self.limit(node.left), self.limit(node.right)
-            return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}[type(node.op)]
-        raise self.err(node, "a limit is a whole number, a size or a constant, with + - *")
+        raise self.err(node, why)
 
 
 def _placeholder(var: _IndexVar) -> sp.Symbol:
