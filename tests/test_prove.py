@@ -503,3 +503,13 @@ def test_cli_time_limit_must_be_positive(limit, capsys):
     assert main(["prove", "relu", "--time-limit", limit]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a positive number of seconds" in err[0]
+
+
+def test_a_proof_at_a_size_the_file_fixes_says_so_in_the_text():
+    """With N = 1 fixed, dy - dy/N is proved only at N = 1 (where it is the true gradient of centering):
+    the table's notes and its summary say so, as the JSON and the LaTeX do, rather than "proved for all
+    sizes" alone."""
+    text = "[forward]\ny[n,j] = x[n,j] - sum(x[m,j], m) / N\n[gradients]\ndx[n,j] = dy[n,j] - dy[n,j] / N\n[sizes]\nN = 1\n"
+    table = verify.check(text, oracles=("exact",), prove=True).table()
+    assert "dx: proved for all J (N = 1 as stated)" in table, table
+    assert "1 proved for all sizes (1 at the sizes their file fixes)" in table, table

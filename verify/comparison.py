@@ -207,7 +207,8 @@ class Comparison:
             written=float(w[tuple(at)]) if diff.size else None,
             reference=float(r[tuple(at)]) if diff.size else None,
             bound=bound,
-            rel_bound=float(b.max() / per) if b.size else 0.0,
+            # relative to a true value that is all zero, a bound is no number worth printing (2e+253)
+            rel_bound=float(b.max() / per) if b.size and largest > 0 else None,
         )
         if bad.any():
             worst = tuple(at)

@@ -204,7 +204,7 @@ class Report:
                 cells = [_cell(g.oracles.get(o)) for o in self.oracles]
                 proof = [_proof_cell(g.proof)] if self.proved else []
                 rows.append([d.name, g.name, *cells, str(g.status), *proof])
-                if g.proof is not None and (g.proof.stated or g.proof.status != "proved"):
+                if g.proof is not None and (g.proof.stated or g.proof.fixed or g.proof.status != "proved"):
                     notes.append(f"{d.name}: {g.name}: {g.proof.summary()}")
             notes += d.notes()
         widths = [max(len(str(r[k])) for r in [head, *rows]) for k in range(len(head))]
@@ -257,8 +257,10 @@ class Report:
         grads = [g for d in self.derivations for g in d.gradients]
         ok = sum(g.status == Status.VERIFIED for g in grads)
         parts = [f"{by[k]} {k}" for k in kinds if by[k] or k != "inconclusive"]
-        proved = (
-            f", {sum(g.proof is not None and g.proof.status == 'proved' for g in grads)} proved for all sizes"
+        done = [g.proof for g in grads if g.proof is not None and g.proof.status == "proved"]
+        pinned = sum(bool(p.fixed) for p in done)  # proved for the sizes the derivation fixes (KH = 3, N = 1)
+        proved = f", {len(done)} proved for all sizes" + (
+            f" ({pinned} at the sizes their file fixes)" if pinned else ""
         )
         return (
             f"{n} derivation{'s' * (n != 1)}: "
