@@ -190,12 +190,9 @@ class Evaluator:
         return False if any(h is False for h in held) else None if any(h is None for h in held) else True
 
     def _ev_Or(self, e, env):
+        """SymPy joins the conditions of nested where()s with equal values with |."""
         held = [self.ev(a, env) for a in e.args]
         return True if any(h is True for h in held) else None if any(h is None for h in held) else False
-
-    def _ev_Not(self, e, env):
-        held = self.ev(e.args[0], env)
-        return None if held is None else not held
 
     def _ev_Equality(self, e, env):
         return self._relation(e, env, "==")

@@ -259,16 +259,9 @@ class Derivation:
 
     def window_sizes(self) -> set[str]:
         """The sizes of windows: fixed ones (a pooling's 3 x 3) and those an output size relation shrinks
-        with (KH in I = (H + 2*P - KH) / S + 1: every size at 64, the one tried at 128)."""
+        with (`shrinking`)."""
         values = {constant(k): v for k, v in self.constants.items()}
-        typical = {s: 64 for s in self.sizes.values()}
-        out = set(self.fixed_sizes)
-        for relation in self.size_relations.values():
-            r = relation.xreplace(values)
-            for s in r.free_symbols:
-                if r.xreplace({**typical, s: 128}) < r.xreplace(typical):
-                    out.add(s.name)
-        return out
+        return set(self.fixed_sizes) | {s.name for s in shrinking(self.size_relations.values(), values)}
 
     @property
     def windowed(self) -> bool:
@@ -277,6 +270,17 @@ class Derivation:
             st.rhs.has(WindowMax) or any(not i.is_Symbol for a in st.rhs.atoms(sp.Indexed) for i in a.indices)
             for st in self.forward + self.gradients
         )
+
+
+def shrinking(relations, values: Mapping) -> set[sp.Symbol]:
+    """The sizes the output sizes of `relations` shrink with, the others at `values`: the windows (KH in
+    I = (H + 2*P - KH) / S + 1; every size at 64, the one tried at 128)."""
+    out: set[sp.Symbol] = set()
+    for relation in relations:
+        r = relation.xreplace(values)
+        typical = {s: 64 for s in r.free_symbols}
+        out |= {s for s in r.free_symbols if r.xreplace({**typical, s: 128}) < r.xreplace(typical)}
+    return out
 
 
 def base(name: str) -> sp.IndexedBase:

@@ -29,6 +29,7 @@ from .model import (
     base,
     constant,
     index,
+    shrinking,
     size,
     step_name,
     step_of,
@@ -142,11 +143,15 @@ class _Converter:
 
     def _walk_Name(self, node):
         self.check_name(node.id, node)
-        if node.id in self.targets or any(node.id in frame for frame in self.scope):
+        if self.is_index(node.id):
             # read as a name, an index would become a scalar input of its own (y = x * i checked with a
             # random i): positions are no values in the language
             raise self.err(node, f"index {node.id} is used as a value: an index only subscripts a tensor")
         return _Walk(self.resolve_name(node.id, node), {})
+
+    def is_index(self, name: str) -> bool:
+        """Whether `name` is an index here: the target's, or one a subscript or an enclosing sum bound."""
+        return name in self.targets or any(name in frame for frame in self.scope)
 
     def check_name(self, name, node):
         why = reserved(name)
@@ -450,7 +455,7 @@ class _Converter:
         the size (`_check_uppers`); an index of the statement is none."""
 
         def name(n: ast.Name) -> sp.Expr:
-            if n.id in self.targets or any(n.id in frame for frame in self.scope):
+            if self.is_index(n.id):
                 raise self.err(n, f"a sum's upper limit is a size, not the index {n.id}")
             return sp.Symbol(n.id, real=True)
 
@@ -664,9 +669,8 @@ class _Loader:
         self.defined_at: dict[str, int] = {}
         self.axes = _Axes()
         self.sizes: dict[str, sp.Symbol] = {}
-        self.uppers: list[
-            tuple[_IndexVar, sp.Expr, sp.Expr]
-        ] = []  # LaTeX sums' upper limits, see _check_uppers
+        # LaTeX sums' upper limits (the index, the limit, the size it must state), see _check_uppers
+        self.uppers: list[tuple[_IndexVar, sp.Expr, sp.Expr]] = []
         self.class_name: dict[tuple[str, int], str] = {}  # axis class root -> its size's name
         # [sizes] is read before the forward: a name set there that is not a size is an integer constant
         self.sizes_lines = self._sizes_lines()
@@ -861,15 +865,13 @@ class _Loader:
         names, line). Read before the forward, whose matrix statements need them."""
         self.hints: dict[str, tuple] = {}
         out: dict[str, tuple[tuple[str, ...], int]] = {}
+        given: dict[str, int] = {}
         for line in logical_lines(self.sections.get("inputs", (0, []))[1], self.file):
             shape = _shape_part(line.text, line.number, self.file)
             if shape is None:
                 continue
             name, node, src, _ = shape
-            if name in out:
-                raise self.err(
-                    f"{name} is given twice in [inputs] (first on line {out[name][1]})", line.number
-                )
+            self._given_once(name, given, line.number)
             elts = node.elts if isinstance(node, ast.Tuple) else [node]
             sizes = []
             for e in elts:
@@ -1104,18 +1106,10 @@ class _Loader:
             text = line.text
             eq = split_assignment(text)
             colon = text.find(":")
-            valued = eq >= 0 and (colon < 0 or eq < colon)
-            shape = None if valued or colon < 0 else _shape_part(text, line.number, self.file)
-            if (valued or colon >= 0) and (shape is None or shape[3] is not None):  # a shape alone: apart
-                name = text[: eq if valued else colon].strip()
-                if name in given:
-                    raise self.err(
-                        f"{name} is given twice in [inputs] (first on line {given[name]})", line.number
-                    )
-                given[name] = line.number
             if eq >= 0 and (colon < 0 or eq < colon):
                 name = text[:eq].strip()
                 self._known_input(name, line)
+                self._given_once(name, given, line.number)
                 if self.tensors[name].shape:
                     raise self.err(
                         f"{name} is a tensor: '= number' fixes scalars only; give a domain with ':'",
@@ -1130,11 +1124,19 @@ class _Loader:
                 shape = _shape_part(text, line.number, self.file)
                 if shape is not None:  # a declared shape (read before the forward), then perhaps a domain
                     node = shape[3]
-                if node is not None:
+                if node is not None:  # a shape alone is held once by _declared_shapes
+                    self._given_once(name, given, line.number)
                     domains[name] = self._domain(name, node, src)
             else:
                 raise self.err("expected 'name = number' or 'name: domain'", line.number)
         return fixed, domains
+
+    def _given_once(self, name: str, given: dict[str, int], line: int) -> None:
+        """An input's shape, or its value or domain, given on a second line of [inputs] would silently
+        replace the first: an error naming both lines."""
+        if name in given:
+            raise self.err(f"{name} is given twice in [inputs] (first on line {given[name]})", line)
+        given[name] = line
 
     def _known_input(self, name, line):
         if not _NAME.match(name):
@@ -1300,16 +1302,10 @@ class _Loader:
                         self.sizes_lines[name][0].number,
                     )
         free = [s for n, s in self.sizes.items() if n not in fixed and n not in relations]
-        typical = {s: sp.Integer(64) for s in free}
-        shrinking = {  # a window's size: the relation it enters (an output size) shrinks as it grows
-            s
-            for r in relations.values()
-            for s in free
-            if r.xreplace(values).xreplace({**typical, s: 128}) < r.xreplace(values).xreplace(typical)
-        }
+        windows = shrinking(relations.values(), values)
         low: str | None = None
         for v in range(1, limits.MAX_SIZE + 1):  # windows at 2, the smallest drawn; the other sizes at v
-            at = dict(values) | {s: sp.Integer(2 if s in shrinking else v) for s in free}
+            at = dict(values) | {s: sp.Integer(2 if s in windows else v) for s in free}
             low = None
             for name, relation in relations.items():
                 value = int(relation.xreplace(at))

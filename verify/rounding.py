@@ -245,13 +245,10 @@ class Bounder(Evaluator):
         """(the condition's exact truth, whether float64 decides it the same way for certain)."""
         if cond is sp.true:
             return True, True
-        if isinstance(cond, sp.And | sp.Or):  # two where() factors of one product, joined by SymPy
+        if isinstance(cond, sp.And | sp.Or):  # where()s SymPy joined: factors of a product, equal branches
             parts = [self.condition(c, env) for c in cond.args]
             truth = all(t for t, _ in parts) if isinstance(cond, sp.And) else any(t for t, _ in parts)
             return truth, all(decided for _, decided in parts)
-        if isinstance(cond, sp.Not):
-            truth, decided = self.condition(cond.args[0], env)
-            return not truth, decided
         relation = _RELATIONS.get(type(cond))
         if relation is None:
             return bool(self.indices.ev(cond, env)), True

@@ -56,9 +56,8 @@ DENOMINATOR = 256
 PLACE = Fraction(1, 2**24)  # the grid a moved input element lands on: float64 holds it exactly
 PROBE = Fraction(1, 64)  # the secant's first step
 SOURCES = 16  # input elements tried per kink element
-REACH = (
-    8  # how far a moved element may go from its draw: a clip at 6 (ReLU6) is in reach, an outlier no further
-)
+# how far a moved element may go from its draw: a clip at 6 (ReLU6) is in reach, an outlier no further
+REACH = 8
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,8 @@ def _diagnose(d, name, written, true, sample, own, draws, seed, worst, rtol, bud
         rtol = EXACT_RTOL if _high_precision(written) else FLOAT_RTOL
     worst = worst or _worst(w, t)
     num = Numbers(d, st, w, t, sample, truth(d, sample) if own else {}, rtol)
-    weak = _not_real(
-        st.claim, written
-    )  # a symptom, or a multiple by a plain number: the fix may name the cause
+    # a symptom, or a multiple by a plain number: the fix may name the cause
+    weak = _not_real(st.claim, written)
     cause = None
     if st.jacobian is not None:
         block = jacobians.block_mismatch(st, true, 1e-9)

@@ -92,7 +92,7 @@ def shape(w: np.ndarray, r: np.ndarray, sizes: dict[str, int], others: list | No
         return Cause(Kind.UNKNOWN, "the true gradient is zero here and the written one is not", weak=True)
     c = multiple(w, r)
     if c is not None:
-        if r.size == 1 and not (others and all(k is not None and _close(k, c) for k, _ in others)):
+        if r.size == 1 and not (others and everywhere(others, lambda at: c)):
             return None  # one number is a multiple of any other: that says nothing
         return _multiple(c, sizes, others or [])
     if w.ndim >= 2:
@@ -113,10 +113,15 @@ def multiple(w: np.ndarray, r: np.ndarray) -> float | None:
     return None
 
 
+def everywhere(others: list, factor) -> bool:
+    """Whether at each other draw the written values are `factor(that draw's sizes)` times the true ones."""
+    return all(k is not None and _close(k, factor(at)) for k, at in others)
+
+
 def _multiple(c: float, sizes: dict[str, int], others: list) -> Cause:
     if _close(c, 0.0):
         return Cause(Kind.UNKNOWN, "is zero where the true gradient is not", weak=True)
-    if _close(c, -1.0) and all(k is not None and _close(k, -1.0) for k, _ in others):
+    if _close(c, -1.0) and everywhere(others, lambda at: -1.0):
         return Cause(Kind.SIGN, "has the wrong sign")
     for s, v in sizes.items():
         for factor, text in (
@@ -125,11 +130,11 @@ def _multiple(c: float, sizes: dict[str, int], others: list) -> Cause:
             (lambda n: -n, f"is -{s} times the true gradient (wrong sign and a missing 1/{s}?)"),
             (lambda n: -1 / n, f"is -1/{s} of the true gradient (wrong sign and an extra 1/{s}?)"),
         ):
-            if _close(c, factor(v)) and all(
-                k is not None and s in at and _close(k, factor(at[s])) for k, at in others
+            if _close(c, factor(v)) and everywhere(
+                others, lambda at, f=factor, s=s: f(at[s]) if s in at else float("nan")
             ):
                 return Cause(Kind.SCALE, text)
-    if others and not all(k is not None and _close(k, c) for k, _ in others):
+    if others and not everywhere(others, lambda at: c):
         return Cause(
             Kind.SCALE, f"is {c:.6g} times the true gradient here, another multiple elsewhere", weak=True
         )

@@ -820,6 +820,8 @@ class Reader:
                 for item in arg.children[0].children:
                     if len(item.children) == 3:  # i = 1: the lower limit, 1 or 0 (the whole range)
                         low = re.sub(r"\s+", "", source_of(item.children[2], self.tex.text))
+                        # (a node's source may start at the brace before it)
+                        name = re.sub(r"[\s{}]", "", source_of(item.children[0], self.tex.text))
                         if low not in ("0", "1"):
                             # another lower limit: the sum runs between the two numbers written
                             if not (re.fullmatch(r"-?\d+", low) and high and re.fullmatch(r"-?\d+", high)):
@@ -828,11 +830,8 @@ class Reader:
                                     f"a sum from {low} runs between two whole numbers (\\sum_{{l=-1}}^{{0}}); "
                                     "from 0 or 1 it runs over its index's whole range",
                                 )
-                            # (a node's source may start at the brace before it)
-                            name = re.sub(r"[\s{}]", "", source_of(item.children[0], self.tex.text))
                             limits[name] = (int(low), int(high))
                         else:
-                            name = re.sub(r"[\s{}]", "", source_of(item.children[0], self.tex.text))
                             whole[name] = int(low)
                         item = Tree("item", [item.children[0]], item.meta)
                     kept.append(item)
@@ -885,19 +884,15 @@ class Reader:
         return _place(ast.Call(func=func, args=[body, *names], keywords=[]), factor, self.src)
 
     def _upper(self, sup: Tree) -> ast.expr:
-        """A sum's upper limit as an expression of sizes and whole numbers, placed at its superscript."""
+        """A sum's upper limit as an expression, placed at its superscript; the parser holds it to whole
+        numbers and sizes (`_Converter.upper`)."""
         text = self._plain(sup.children[1]) or ""
         try:
             upper = ast.parse(text, mode="eval").body
-        except SyntaxError:
-            upper = None
-        if upper is None or not all(
-            isinstance(
-                n, ast.Name | ast.Constant | ast.BinOp | ast.UnaryOp | ast.operator | ast.unaryop | ast.Load
-            )
-            for n in ast.walk(upper)
-        ):
-            raise self.err(sup, f"a sum's upper limit is its index's size (N, or N-1 from 0), not {text}")
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a NUL character
+            raise self.err(
+                sup, f"a sum's upper limit is its index's size (N, or N-1 from 0), not {text}"
+            ) from None
         for node in ast.walk(upper):
             if isinstance(node, ast.Name):  # [symbols] m = N: the handout's batch size is N
                 node.id = self.names.symbols.get(Symbol(node.id).key, node.id)
