@@ -101,8 +101,9 @@ def test_a_missing_hand_written_module_is_a_reported_skip(quick):
 
 
 def test_jax_from_inputs_is_for_information(quick):
-    """Each JAX pair (the pullback, with the residuals its forward saved) has a twin against jax.vjp as
-    one jitted function of the inputs and the upstream gradient: timed, printed, never judged as a goal."""
+    """Each JAX pair (the generated backward and the pullback, each reading what its forward saved) has a
+    twin with nothing saved: the generated backward from the inputs and forward values against jax.vjp
+    as one jitted function of the inputs and the upstream gradient: timed, printed, never a goal."""
     data, stdout = quick
     jax = [e for e in data["entries"] if e["backend"] == "jax"]
     if not jax:
@@ -178,7 +179,7 @@ def test_input_gradients_only_backward(backend):
     pytest.importorskip(backend)
     d = load("batchnorm")
     values = entries.draw_inputs(d, entries.sizes_for(d, quick=True))
-    fwd = codegen.compile_derivation(d, "numpy").forward(**values)
+    fwd = codegen.compile_derivation(d, "numpy", saved=True).forward(**values)  # what the bench times
     full, only = entries.backward_functions(d, backend)
     if backend == "torch":
         import torch

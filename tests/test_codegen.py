@@ -91,6 +91,29 @@ def test_generated_matches_exact(path, sizes, backend, dtype):
     assert set(fwd) | set(grads) == {st.target for st in d.forward + d.checked}
 
 
+SAVED_CASES = [(path, sizes) for path in CATALOGUE + SHAPES for sizes in ("distinct", "ones")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("path", "sizes"), SAVED_CASES, ids=[f"{p.stem}-{s}" for p, s in SAVED_CASES])
+def test_saved_for_backward_matches_exact(path, sizes, backend):
+    """The code whose forward keeps what its backward reads of it alone (relu's mask; what `verify bench`
+    times and `export` runs) computes the same values as the exact oracle, and its forward returns the
+    derivation's values and exactly the arrays it names as saved."""
+    d, sample = exact_sample(path, sizes)
+    gen = codegen.compile_derivation(d, backend, saved=True)
+    values = {k: to_backend(v, backend, "float64") for k, v in sample.values.items()}
+    fwd = gen.forward(**values)
+    grads = gen.backward(**values, **fwd)
+    assert set(fwd) == {st.target for st in d.forward} | set(gen.saved)
+    for name, value in {**{k: v for k, v in fwd.items() if k not in gen.saved}, **grads}.items():
+        got, want = to_numpy(value), np.array(sample.forward[name], dtype=np.float64)
+        scale = max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
+        assert np.allclose(got, want, rtol=1e-9, atol=1e-9 * scale), (
+            f"{name}: max err {np.max(np.abs(got - want))}"
+        )
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_generated_keeps_dtype(backend, dtype):
@@ -152,6 +175,26 @@ def test_row_divisor_is_one_reciprocal_per_row():
         and any(p.exp.is_Number and p.exp < 0 for p in a.expr.atoms(sp.Pow))
     ]  # fmt: skip
     assert [len(a.axes) for a in reciprocals] == [1]
+
+
+def test_saved_for_backward_is_what_autograd_keeps():
+    """With `saved`, relu's backward reads the boolean mask its forward kept (1 byte an entry, as
+    jax.vjp's pullback does), never x; softplus's reads sigmoid(x) computed once in the forward; a
+    gradient with no upstream (the MLP's loss) keeps its own statements, no window's scatter is looked
+    into (maxpool saves nothing), and PyTorch's code keeps no mask."""
+    relu = codegen.compile_derivation(load("relu"), "numpy", saved=True)
+    x = np.array([[-1.0, 0.0, 2.0]])
+    kept = relu.forward(x=x)
+    assert relu.saved == ("saved0",) and kept["saved0"].dtype == bool
+    assert codegen._names(relu._backward) == ("saved0", "dy")
+    assert relu.backward(**kept, dy=np.ones_like(x))["dx"].tolist() == [[0.0, 0.0, 1.0]]
+    softplus = codegen.source(load("softplus"), "jax", saved=True)
+    assert "def backward(saved0, dy)" in softplus and softplus.count("sigmoid") == 1
+    mlp = codegen.source(load("mlp"), "numpy", saved=True)
+    assert "dz = (p - t)/N" in mlp and "saved" not in mlp.split("dz =")[1].split("\n")[0]
+    assert codegen.compile_derivation(load("maxpool2d"), "torch", saved=True).saved == ()
+    # PyTorch keeps no boolean array: torch.compile's loop over a boolean argument is scalar
+    assert "dx = dy*(x > 0)" in codegen.source(load("relu"), "torch", saved=True)
 
 
 def test_fused_torch_code_equals_eager():

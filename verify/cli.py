@@ -144,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     p = command("codegen", help="the generated source")
     p.add_argument("target", metavar="NAME|FILE")
     p.add_argument("--backend", choices=("numpy", "jax", "torch"), default="numpy")
+    p.add_argument(
+        "--saved",
+        action="store_true",
+        help="the forward keeps what the backward reads of it alone (relu's mask), as autograd does; "
+        "the code bench times and export runs",
+    )
     p = command("latex", help="LaTeX (and PDF) of the derivations")
     p.add_argument("targets", nargs="*", metavar="NAME|FILE")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -421,14 +427,14 @@ def new(name: str) -> int:
     return 0
 
 
-def _codegen(d: Derivation, backend: str) -> int:
+def _codegen(d: Derivation, backend: str, saved: bool = False) -> int:
     """Print the generated source; first check the derivation with the exact oracle (a fraction of a
     second), and when a gradient is wrong say so on stderr and exit 1: the code computes the formula as
     written, and a script writing it to a file should not take it for verified."""
     from .check import check
     from .codegen import display_source
 
-    source = display_source(d, backend)
+    source = display_source(d, backend, saved)
     wrong = [g for g in check(d, oracles=("exact",)).derivations[0].gradients if g.status == "wrong"]
     for g in wrong:
         print(
@@ -495,7 +501,7 @@ def _dispatch(args, own_process: bool = False) -> int:
             print(show_text(d))
         return 0
     if args.command == "codegen":
-        return _codegen(load(args.target), args.backend)
+        return _codegen(load(args.target), args.backend, args.saved)
     if args.command == "latex":
         from .latex import main as latex_main
 

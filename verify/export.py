@@ -6,7 +6,9 @@
 
 Inputs fixed in the file's [inputs] (such as eps) are not arguments. Inputs with no written gradient
 get none (PyTorch: None; JAX: zeros). When the output is a scalar loss the written gradients are for an
-upstream gradient of 1, so they are scaled by the upstream gradient that arrives.
+upstream gradient of 1, so they are scaled by the upstream gradient that arrives. The forward keeps
+for the backward what that reads of it alone (relu's mask, softplus's sigmoid), as autograd does:
+`codegen.compile_derivation(..., saved=True)`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def torch_function(derivation, verify_first: bool = True):
     import torch
 
     d, args, grads = _prepare(derivation, verify_first)
-    gen = compile_derivation(d, "torch")
+    gen = compile_derivation(d, "torch", saved=True)
     scalar_output = d.upstream not in d.tensors
 
     class Layer(torch.autograd.Function):
@@ -82,7 +84,7 @@ def jax_function(derivation, verify_first: bool = True):
     import jax.numpy as jnp
 
     d, args, grads = _prepare(derivation, verify_first)
-    gen = compile_derivation(d, "jax")
+    gen = compile_derivation(d, "jax", saved=True)
     scalar_output = d.upstream not in d.tensors
 
     @jax.custom_vjp

@@ -203,6 +203,7 @@ class Program:
     body: list[Assign]
     results: list[str]
     sizes: dict[str, tuple[str, int]] = field(default_factory=dict)  # size name -> (array, axis) giving it
+    saved: dict[str, tuple] = field(default_factory=dict)  # what a forward keeps for its backward: shapes
 
 
 class _Lowering:
@@ -1353,6 +1354,113 @@ def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None, folds
     params = _complete(d, [n for n in order if n in used], low.body, order)
     results = [st.target for st in d.gradients if st.checked and st.target in (wanted or keep)]
     return Program(params, low.body, results, _size_sources(d, params))
+
+
+# -- what a backward reads from the forward alone -------------------------------------------------------
+
+# Array nodes: what they compute is no elementwise function of their arguments' entries, so no
+# subexpression holding one is saved. The opaque ones are never looked into either: their printers read
+# their arguments' structure (a window's geometry, a scatter's terms).
+_ARRAY_NODES = (Einsum, ReduceSum, Align, Zeros, AsArray, ReduceMax, IndexMax, MaxOver, Window, Conv, Pad,
+                Inside, Ones, Merge, Scatter, Fold, Eye, sp.Tuple, sp.Indexed, sp.Sum)  # fmt: skip
+_OPAQUE = (IndexMax, MaxOver, Window, Conv, Pad, Inside, Merge, Scatter, Fold)
+
+
+def saved_for_backward(d: Derivation, bwd: Program, masks: bool = True) -> dict[sp.Expr, Assign]:
+    """What the backward `bwd` computes from inputs and forward values alone, elementwise, for its forward
+    to compute instead and keep: relu's mask `x > 0`, softplus's `sigmoid(x)`, sigmoid's `y*(1 - y)`.
+    That is what autograd saves for backward (jax.vjp's pullback reads relu's 1-byte mask, not x), so a
+    backward reading these is timed like with like beside a library's. Each is a largest subexpression,
+    of a statement that reads the upstream gradient, whose arrays all share one shape (or are scalars)
+    and which does more than read one array (a comparison, a function, a power, or two arrays met): a
+    `saved<k>` array of that shape, keyed by the expression so that every backward of `d` names it alike.
+    Without `masks`, no comparison is saved (a boolean array: see the printers' `saves_masks`).
+    """
+    known = {n for n in [*d.inputs, *(st.target for st in d.forward)] if n in d.tensors}
+    taken = set(d.tensors) | set(d.sizes) | set(d.constants) | {a.name for a in bwd.body}
+    found: dict[sp.Expr, Assign] = {}
+
+    def arrays(e) -> list[sp.Symbol]:
+        return [s for s in sp.preorder_traversal(e) if isinstance(s, sp.Symbol) and s.name in known]
+
+    def reads_forward_only(e) -> bool:
+        if any(isinstance(n, _ARRAY_NODES) for n in sp.preorder_traversal(e)):
+            return False
+        names = {s.name for s in e.free_symbols}
+        if names - known - set(d.sizes) - set(d.constants):
+            return False  # the upstream gradient, an adjoint, a temporary of the backward
+        shapes = {d.shape(s.name) for s in arrays(e)} - {()}
+        return len(shapes) == 1
+
+    def worth(e) -> bool:
+        ops = (Relational, sp.logic.boolalg.BooleanFunction, sp.Piecewise, sp.Pow, sp.Function)
+        costly = any(isinstance(n, ops) and arrays(n) for n in sp.preorder_traversal(e))
+        return costly or len([s for s in arrays(e) if d.shape(s.name)]) > 1
+
+    def save(e) -> None:
+        if e not in found:
+            k = len(found)
+            while f"saved{k}" in taken:
+                k += 1
+            taken.add(f"saved{k}")
+            axes = d.shape(next(s.name for s in arrays(e) if d.shape(s.name)))
+            found[e] = Assign(f"saved{k}", e, axes, statement=True)
+
+    def visit(e) -> None:
+        if e.is_Atom or isinstance(e, _OPAQUE):
+            return
+        if reads_forward_only(e):
+            if worth(e) and (masks or not isinstance(e, Relational | sp.logic.boolalg.BooleanFunction)):
+                save(e)
+            return
+        args = list(e.args)
+        if isinstance(e, sp.Mul | sp.Add):  # the factors (terms) that read the forward alone, as one
+            alone = [a for a in args if reads_forward_only(a)]
+            group = e.func(*alone)
+            if len(alone) > 1 and reads_forward_only(group) and worth(group):
+                save(group)
+                args = [a for a in args if a not in alone]
+        elif isinstance(e, Einsum):  # its operands, not its spec
+            args = args[1:]
+        elif isinstance(e, Align):  # its operand, not its axes
+            args = args[:1]
+        for a in args:
+            visit(a)
+
+    for a in bwd.body:
+        if not reads_forward_only(a.expr):
+            visit(a.expr)
+    return found
+
+
+def reading_saved(d: Derivation, prog: Program, saved: dict[sp.Expr, Assign]) -> Program:
+    """The backward `prog` with each expression in `saved` read from its array, which it takes as a
+    parameter (after the derivation's own: x, then saved0, then dy where they remain)."""
+    names = {e: array(a.name) for e, a in saved.items()}
+    body = [Assign(a.name, _replaced(a.expr, names), a.axes, a.statement) for a in prog.body]
+    read = {s.name for a in body for s in a.expr.free_symbols}
+    params = [p for p in prog.params if p in read]
+    at = next((k for k, p in enumerate(params) if p == d.upstream), len(params))
+    params[at:at] = [a.name for a in saved.values() if a.name in read]
+    order = d.inputs + [st.target for st in d.forward] + [d.upstream] * (d.upstream in d.tensors)
+    params = _complete(d, params, body, order)
+    shapes = {a.name: a.axes for a in saved.values()}
+    return Program(params, body, prog.results, _size_sources(d, params), shapes)
+
+
+def _replaced(e, names: dict):
+    """`e` with each subexpression in `names` replaced: whole nodes, and groups of a product's factors or
+    a sum's terms (what `saved_for_backward` saves of a Mul or an Add)."""
+    if e in names:
+        return names[e]
+    if e.is_Atom or isinstance(e, _OPAQUE):
+        return e
+    if isinstance(e, sp.Mul | sp.Add):
+        for group, name in names.items():
+            if isinstance(group, e.func) and set(group.args) <= set(e.args) and group != e:
+                rest = [a for a in e.args if a not in group.args]
+                return e.func(name, *(_replaced(a, names) for a in rest))
+    return e.func(*(_replaced(a, names) for a in e.args))
 
 
 def _size_sources(d: Derivation, params: list[str]) -> dict[str, tuple[str, int]]:

@@ -5,7 +5,10 @@ Sizes are FULL (QUICK with --quick) unless the derivation's catalogue record fix
 (`bench_sizes`, `bench_quick_sizes`). Inputs are drawn from each input's domain as the checks draw
 them (`sampling.float_values`). The references come from the catalogue record: the backward of the
 hand-written NumPy module the `numpy` oracle checks (its `verify.code` target's `prepare`: built and
-run forward once, untimed), and `torch.autograd` and `jax.vjp` of its library ops. A reference the derivation lacks (no
+run forward once, untimed), and `torch.autograd` and `jax.vjp` of its library ops. Each of these reads
+what its forward kept (relu's mask, softplus's sigmoid, the module's cache), so the generated backward
+timed is the one whose forward keeps what it reads of it alone (`codegen.compile_derivation(...,
+saved=True)`), run on that backend's own forward values. A reference the derivation lacks (no
 hand-written module, no library op, a framework not installed, torch.compile failing) is reported as
 skipped with the reason, never raised.
 """
@@ -74,12 +77,15 @@ class Plan:
         compiled()
         self.add(label, compiled, time.perf_counter() - start)
 
-    def add_generated(self, d: Derivation, backend: str, args: dict, label: str, wrap=None) -> str | None:
-        """Add `d`'s generated backward in `backend`, called on `args`, under `label`, and where there is
-        one the backward of the input gradients alone under `label + " inputs only"` (that label is
-        returned, else None). `wrap` (torch.compile, jax.jit) makes the function timed of each; a wrapped
-        function's first call is timed apart, as its compilation."""
-        full, only = backward_functions(d, backend)
+    def add_generated(
+        self, d: Derivation, backend: str, args: dict, label: str, wrap=None, saved: bool = True
+    ) -> str | None:
+        """Add `d`'s generated backward in `backend` (reading what its forward saved, or with `saved`
+        false computing everything from the inputs and forward values), called on `args`, under `label`,
+        and where there is one the backward of the input gradients alone under `label + " inputs only"`
+        (that label is returned, else None). `wrap` (torch.compile, jax.jit) makes the function timed of
+        each; a wrapped function's first call is timed apart, as its compilation."""
+        full, only = backward_functions(d, backend, saved)
         if f"{backend} floor" not in self.timings:  # one per backend: eager and compiled share it
             floor = traffic_floor(backend, full, _kwargs(full, args))
             if floor is not None:
@@ -178,15 +184,21 @@ def _wrt(d: Derivation) -> list[str]:
     return [g.of for g in d.checked if g.of in d.inputs]
 
 
-def backward_functions(d: Derivation, backend: str):
+def backward_functions(d: Derivation, backend: str, saved: bool = True):
     """The generated backward (every written gradient), and, where the derivation also writes adjoints
     of intermediates (batchnorm's dxhat, dvar, dmu; the MLP's deltas), a backward that returns only the
     input gradients, as autograd and jax.vjp do: None otherwise."""
-    full = codegen.compile_derivation(d, backend)._backward
+    full = codegen.compile_derivation(d, backend, saved=saved)._backward
     wanted = tuple(g.target for g in d.checked if g.of in d.inputs)
     if len(wanted) == len(d.checked):
         return full, None
-    return full, codegen.backward_only(d, backend, wanted)
+    return full, codegen.backward_only(d, backend, wanted, saved=saved)
+
+
+def forward_values(d: Derivation, backend: str, inputs: dict, saved: bool = True) -> dict:
+    """The inputs and everything the generated forward in `backend` returns (what it saved for the
+    backward too, with `saved`), run once, untimed."""
+    return {**inputs, **codegen.compile_derivation(d, backend, saved=saved).forward(**inputs)}
 
 
 # -- the functions timed, per backend --------------------------------------------------------------------
@@ -195,8 +207,7 @@ def backward_functions(d: Derivation, backend: str):
 def plan_for(d: Derivation, values: dict, compiled: bool, log) -> Plan:
     """The generated backward passes of `d` in every backend beside their references."""
     plan = Plan()
-    everything = {**values, **codegen.compile_derivation(d, "numpy").forward(**values)}
-    add_numpy(d, values, everything, plan)
+    add_numpy(d, values, plan)
     record = catalogue.entry(d.name)
     for backend, add in (("torch", add_torch), ("jax", add_jax)):
         op = record.library(backend)
@@ -206,18 +217,19 @@ def plan_for(d: Derivation, values: dict, compiled: bool, log) -> Plan:
             )
             continue
         try:
-            add(d, op, values, everything, plan, compiled, log)
+            add(d, op, values, plan, compiled, log)
         except ImportError as e:
             plan.skipped.append(Skipped(backend, str(e)))
     return plan
 
 
-def add_numpy(d: Derivation, values: dict, everything: dict, plan: Plan) -> None:
+def add_numpy(d: Derivation, values: dict, plan: Plan) -> None:
     try:
         target = HandWritten(d).target()  # the numpy oracle's module, or its reason for skipping
     except Skip as e:
         plan.skipped.append(Skipped("numpy", str(e)))
         return
+    everything = forward_values(d, "numpy", values)
     only = plan.add_generated(d, "numpy", everything, "numpy generated")
     expected = np.asarray(everything[d.output], dtype=np.float64)
     # the layer runs in the inputs' format (float32 figures time a float32 layer), its settings (stride,
@@ -228,13 +240,13 @@ def add_numpy(d: Derivation, values: dict, everything: dict, plan: Plan) -> None
     plan.pairs.append(Pair("numpy", "", "numpy generated", "numpy hand", "hand-written numpy", only))
 
 
-def add_torch(d: Derivation, op: catalogue.LibraryOp, values, everything, plan: Plan, compiled: bool, log):
+def add_torch(d: Derivation, op: catalogue.LibraryOp, values, plan: Plan, compiled: bool, log):
     import torch
 
     def tensor(x):
         return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
 
-    tv = {k: tensor(x) for k, x in everything.items()}
+    tv = forward_values(d, "torch", {k: tensor(x) for k, x in values.items()})
     only = plan.add_generated(d, "torch", tv, "torch generated")
     # the library op under autograd, the graph built once
     namespace = catalogue.torch_namespace()
@@ -261,7 +273,7 @@ def add_torch(d: Derivation, op: catalogue.LibraryOp, values, everything, plan: 
         log(f"  torch.compile failed for {d.name}: {plan.skipped[-1]}")
 
 
-def add_jax(d: Derivation, op: catalogue.LibraryOp, values, everything, plan: Plan, compiled: bool, log):
+def add_jax(d: Derivation, op: catalogue.LibraryOp, values, plan: Plan, compiled: bool, log):
     """jax.jit always compiles: `compiled` and `log` concern torch.compile only."""
     import jax
 
@@ -275,10 +287,9 @@ def add_jax(d: Derivation, op: catalogue.LibraryOp, values, everything, plan: Pl
         under_jit = jax.jit(fn)
         return lambda **kw: jax.block_until_ready(under_jit(**kw))
 
-    jv = {k: array(x) for k, x in everything.items()}
-    only = plan.add_generated(d, "jax", jv, "jax generated", wrap=jitted)
-    namespace = catalogue.jax_namespace()
     inputs = {k: array(x) for k, x in values.items()}
+    only = plan.add_generated(d, "jax", forward_values(d, "jax", inputs), "jax generated", wrap=jitted)
+    namespace = catalogue.jax_namespace()
     leaves = {n: inputs[n] for n in _wrt(d)}
     out, pullback = jax.vjp(lambda p: op.fn(namespace, {**inputs, **p, **settings(d)}), leaves)
     upstream = inputs.get(d.upstream)
@@ -287,15 +298,25 @@ def add_jax(d: Derivation, op: catalogue.LibraryOp, values, everything, plan: Pl
     apply = jax.jit(lambda f, ct: f(ct))  # the pullback is a pytree: its residuals are arguments
     plan.add_compiled("jax vjp", lambda: jax.block_until_ready(apply(pullback, upstream)))
     plan.pairs.append(Pair("jax", "jit", "jax generated", "jax vjp", "jax.vjp", only))
-    # That pullback reads what the forward saved (relu's mask, softplus's sigmoid), which the generated
-    # backward computes from the inputs it takes. The same jax.vjp as one jitted function of the inputs
-    # and the upstream gradient takes what the generated backward takes: like with like, for information
-    # (the goal stays on the pullback). Every input is an argument, so that XLA folds none as a constant.
+    # That pullback and the generated backward both read what their forward saved (relu's mask,
+    # softplus's sigmoid). For information, both from the inputs as well: the generated backward that
+    # computes everything from the inputs and forward values, beside jax.vjp as one jitted function of
+    # the inputs and the upstream gradient. Every input is an argument, so that XLA folds none.
+    plain = forward_values(d, "jax", inputs, saved=False)
+    plain_only = plan.add_generated(d, "jax", plain, "jax generated from inputs", wrap=jitted, saved=False)
     rest = {k: v for k, v in inputs.items() if k not in leaves}
     whole = jax.jit(lambda p, r, ct: jax.vjp(lambda q: op.fn(namespace, {**r, **q, **settings(d)}), p)[1](ct))
     plan.add_compiled("jax vjp from inputs", lambda: jax.block_until_ready(whole(leaves, rest, upstream)))
     plan.pairs.append(
-        Pair("jax", "from inputs", "jax generated", "jax vjp from inputs", "jax.vjp", only, goal=False)
+        Pair(
+            "jax",
+            "from inputs",
+            "jax generated from inputs",
+            "jax vjp from inputs",
+            "jax.vjp",
+            plain_only,
+            goal=False,
+        )  # fmt: skip
     )
 
 

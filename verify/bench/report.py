@@ -110,15 +110,17 @@ def summary(result: dict) -> str:
     floors = [e for e in goal if "floor_ratio" in e]
     if floors:
         lines.append(
-            "floor / reference, an elementwise layer's arrays read and written in one pass (their sum: the "
-            "written formula reads and writes no less): "
+            "floor / reference, the arrays an elementwise layer's backward reads (what its forward saved "
+            "for it, the upstream gradient) and writes, in one pass (their sum: the written formula reads "
+            "and writes no less): "
             + ", ".join(f"{e['name']} {e['backend']} {e['floor_ratio']:.2f}" for e in floors)
         )
     alike = [e for e in result["entries"] if e.get("variant") == "from inputs"]
     if alike:
         lines.append(
-            "jax x against jax.vjp as one jitted function of the inputs and the upstream gradient, the "
-            "arguments the generated backward takes (no residuals saved by a forward; for information): "
+            "jax x with nothing saved by a forward, for information: the generated backward computing "
+            "everything from the inputs and forward values, against jax.vjp as one jitted function of the "
+            "inputs and the upstream gradient: "
             + ", ".join(
                 f"{e['name']}{'' if e['dtype'] == 'float64' else ' ' + e['dtype']} {e['goal_ratio']:.2f}"
                 for e in alike
