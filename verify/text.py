@@ -35,28 +35,42 @@ def physical_lines(text: str) -> list[str]:
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
+# LaTeX's display environments: their rows are one statement, laid out (`notation.latexin.layout`)
+ENVIRONMENTS = r"aligned|align\*?|split|equation\*?|gathered|gather\*?|multline\*?|eqnarray\*?"
+_ENVIRONMENT = re.compile(rf"\\(begin|end)\s*\{{({ENVIRONMENTS})\}}")
+
+
 def logical_lines(lines: list[tuple[int, str]], file: str | None) -> list[Line]:
-    """Join physical lines into statements: a statement goes on while a bracket is open or the next line
-    is indented."""
+    """Join physical lines into statements: a statement goes on while a bracket or a LaTeX display
+    environment (`\\begin{aligned}` ... `\\end{aligned}`, pasted as a report has it, unindented) is
+    open, or the next line is indented."""
     out: list[Line] = []
     parts: list[str] = []
-    start, depth = 0, 0
+    start, depth, inside = 0, 0, 0
+    opened: tuple[int, int, str] | None = None  # where the outermost open environment begins
     for number, text in lines:
         if not text.strip():
             continue
-        if parts and (depth > 0 or text[:1] in " \t"):
+        if parts and (depth > 0 or inside > 0 or text[:1] in " \t"):
             parts.append(text)
         else:
             if parts:
                 out.append(Line(start, "\n".join(parts)))
             if text[:1] in " \t":
                 raise DerivationError("unexpected indentation", number, 1, file)
-            start, parts, depth = number, [text], 0
+            start, parts, depth, inside = number, [text], 0, 0
+        for m in _ENVIRONMENT.finditer(text):
+            if m.group(1) == "begin" and inside <= 0:
+                opened = (number, m.start() + 1, m.group(2))
+            inside += 1 if m.group(1) == "begin" else -1
         for ch in text:
             depth += ch in "([{"
             depth -= ch in ")]}"
             if depth < 0:
                 raise DerivationError(f"unmatched '{ch}'", number, text.index(ch) + 1, file)
+    if inside > 0 and opened is not None:
+        line, column, name = opened
+        raise DerivationError(f"\\begin{{{name}}} is never ended: add \\end{{{name}}}", line, column, file)
     if parts:
         out.append(Line(start, "\n".join(parts)))
     if len(out) > limits.MAX_STATEMENTS:

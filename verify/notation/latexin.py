@@ -46,7 +46,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from .. import limits
 from ..model import DerivationError
-from ..text import Line, Source, check_tree
+from ..text import ENVIRONMENTS, Line, Source, check_tree
 from .latexgrammar import parser
 from .statements import JacobianTarget, Parsed, Step
 
@@ -70,7 +70,6 @@ FUNCTIONS = {"exp": "exp", "log": "log", "ln": "log", "tanh": "tanh", "max": "ma
 WORD_FUNCTIONS = {"diag": "diag", "softplus": "softplus", "sigmoid": "sigmoid", "exp": "exp", "log": "log"}
 TRANSPOSE = frozenset({"T", "top", "intercal", "mathsf{T}", "mathrm{T}"})
 LOSSES = frozenset({"L", "ell"})
-_ENVIRONMENTS = r"aligned|align\*?|split|equation\*?|gathered|gather\*?|multline\*?|eqnarray\*?"
 
 
 class Juxtapose(ast.MatMult):
@@ -100,7 +99,7 @@ def layout(text: str) -> str:
     chain; keep a row break before a row with its own left-hand side (a new statement), as a separator."""
     for pattern in (
         r"\$",
-        rf"\\(begin|end)\s*\{{({_ENVIRONMENTS})\}}",
+        rf"\\(begin|end)\s*\{{({ENVIRONMENTS})\}}",
         r"\\(tag\*?|label)\s*\{[^{}]*\}",
     ):
         for m in reversed(list(re.finditer(pattern, text))):
@@ -705,7 +704,7 @@ class Reader:
             elif (fn := self._function(factor)) is not None:
                 if k + 1 >= len(items):
                     raise self.err(factor, f"{source_of(factor, self.tex.text)} needs an argument")
-                value = self._call(fn, factor, items[k + 1][1])
+                value = self._scripted(self._call(fn, factor, items[k + 1][1]), factor.children[1:], factor)
                 k += 2
             else:
                 value = self._factor(factor)
@@ -759,8 +758,13 @@ class Reader:
 
     def _function(self, factor: Tree) -> str | None:
         """The function a factor names, when it is one applied to the next factor: \\exp, \\log, \\max,
-        \\text{diag}, \\sigma (the sigmoid, unless sigma is a name)."""
+        \\text{diag}, \\sigma (the sigmoid, unless sigma is a name). `\\tanh^2 x` is (tanh x)^2, as
+        reports write it: a whole power above \\tanh, \\exp, \\log or \\ln (never `^{-1}`, an inverse)."""
         primary = factor.children[0]
+        if primary.data == "command" and len(factor.children) == 2 and factor.children[1].data == "sup":
+            name, power = str(primary.children[0])[1:], self._plain(factor.children[1].children[1])
+            whole = power is not None and power.isdigit() and int(power) > 0
+            return FUNCTIONS[name] if whole and name in FUNCTIONS and name not in ("max", "min") else None
         if len(factor.children) > 1:
             return None
         if primary.data == "command":
