@@ -171,6 +171,11 @@ def parse_fragment(text: str, src: Source) -> ast.expr:
             ast.Constant(value=0, lineno=e.lineno or 1, col_offset=max((e.offset or 1) - 1, 0))
         )
         msg = (e.msg or "invalid syntax").split(" (", 1)[0]
+        if "forgot a comma" in msg:  # Python's guess inside the brackets a statement is parsed in
+            msg = (
+                "two terms side by side: join them with * (@ for a matrix product), or write the line in "
+                "LaTeX, which starts with a command (\\mathbf{X}) or holds one (\\cdot)"
+            )
         raise DerivationError(f"syntax error: {msg}", line, col, src.file) from None
     check_tree(tree.body, src)
     return tree.body
