@@ -53,6 +53,7 @@ SIGMOID = """
         ("def f(:\n", "mine.py:f", "mine.py:1:"),
         ("raise SystemExit(3)\n", "mine.py:f", "called sys.exit(3)"),
         (SIGMOID, "mine.py:nothing", "no 'nothing' in it (it defines: backward, forward, np)"),
+        (SIGMOID, "mine.py:np", "mine.py:np is the module numpy, not a layer"),
         ("f = 3\n", "mine.py:f", "is an int, none of the kinds gradverify checks"),
         ("x = 1\n", "mine.py", "defines no functions forward and backward"),
         (
@@ -63,8 +64,9 @@ SIGMOID = """
     ],
 )
 def test_code_that_cannot_be_checked_is_one_line_and_exit_2(tmp_path, text, spec, message):
-    """A file that does not import, a name it lacks, an object of no supported kind, an argument that
-    matches no derivation input: exit 2 and one line on stderr, no traceback, no verdict."""
+    """A file that does not import, a name it lacks, a library it imports named instead of a layer, an
+    object of no supported kind, an argument that matches no derivation input: exit 2 and one line on
+    stderr, no traceback, no verdict."""
     write(tmp_path, text)
     r = run_cli(tmp_path / spec, "--against", "sigmoid")
     assert r.returncode == 2, r.stderr + r.stdout

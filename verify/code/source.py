@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import sys
 import traceback
+import types
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,6 +54,11 @@ def _attribute(module, dotted: str, path: Path):
                 f"{path}: no {dotted!r} in it (it defines: {', '.join(defined[:12]) or 'nothing'})"
             )
         obj = getattr(obj, part)
+    if isinstance(obj, types.ModuleType):  # `FILE.py:np`: a library the file imports, not its layer
+        raise CodeError(
+            f"{path}:{dotted} is the module {obj.__name__}, not a layer: name a class, an object or a "
+            "function (forward,backward) that the file defines"
+        )
     return obj
 
 
