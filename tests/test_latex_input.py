@@ -134,6 +134,8 @@ m = N
             "ends too early",
         ),
         (r"\frac{\partial L}{\partial x_{n}} = 2 \sum_n", 6, 39, "a sum needs a summand"),
+        # a control character is named, never echoed into the one-line message
+        ("\\frac{\\partial L}{\\partial x_{n}} = 2 \0 y_n", 6, 39, "unexpected character U+0000 in LaTeX"),
         (
             "\\frac{\\partial L}{\\partial x_{n}}\n  = 2 \\frac{\\partial L}{\\partial y_{n}} \\zeta",
             7,

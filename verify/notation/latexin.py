@@ -221,7 +221,9 @@ def _syntax_error(e: UnexpectedInput, text: str, src: Source) -> DerivationError
     elif isinstance(e, UnexpectedToken):
         what = f"unexpected '{e.token}' in LaTeX"
     elif isinstance(e, UnexpectedCharacters):
-        what = f"unexpected character '{text.split(chr(10))[line - 1][column - 1 : column]}' in LaTeX"
+        ch = text.split("\n")[line - 1][column - 1 : column]
+        # a control character (a NUL) is named, never echoed into the one-line message
+        what = f"unexpected character {repr(ch) if ch.isprintable() else f'U+{ord(ch):04X}'} in LaTeX"
     else:
         what = "cannot read this LaTeX"
     if line < 1 or column < 1:
