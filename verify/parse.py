@@ -182,12 +182,11 @@ class _Converter:
         x, y = a.expr, b.expr
         if (op is ast.Div and y == 0) or (op is ast.Pow and x == 0 and y.is_Number and y < 0):
             raise self.err(node, "division by zero")
-        # SymPy takes the power of a product's numeric factor too: (100 * v[n])**1e300 holds 100**1e300
-        base = x.args[0] if x.is_Mul and x.args[0].is_Number else x
-        if op is ast.Pow and base.is_number and y.is_Number:
-            problem = limits.power_problem(base, y)
-            if problem:
-                raise self.err(node, f"the power {_text(self.src, node)} {problem}")
+        if op is ast.Pow and y.is_Number:
+            for base in _raised(x):
+                problem = limits.power_problem(base, y)
+                if problem:
+                    raise self.err(node, f"the power {_text(self.src, node)} {problem}")
         if op is ast.Add:
             value = x + y
         elif op is ast.Sub:
@@ -521,6 +520,19 @@ def _conditions_moved(before: sp.Basic, after: sp.Basic) -> str:
         if lost and not any(old_rel == rel and old == scope for old_rel, old in was):
             return str(lost[0])
     return ""
+
+
+def _raised(e: sp.Expr):
+    """The numbers SymPy raises to y when it takes e**y: e itself, each factor of a product and each
+    branch of a where(), which it distributes the power over ((100 * v[n])**1e300 holds 100**1e300)."""
+    if e.is_Number:
+        yield e
+    elif e.is_Mul:
+        for factor in e.args:
+            yield from _raised(factor)
+    elif isinstance(e, sp.Piecewise):
+        for branch, _ in e.args:
+            yield from _raised(branch)
 
 
 def _has_index(e: sp.Expr) -> bool:
