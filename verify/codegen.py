@@ -33,6 +33,9 @@ from .model import Derivation, DerivationError, constant
 from .printers import kink_printer, printer, size_text
 
 BACKENDS = ("numpy", "jax", "torch")
+# generated programs and compiled functions by (id of the derivation, backend, what); each entry holds
+# its derivation too, so that the id is not reused while the entry lives
+_CACHE: dict[tuple, Any] = {}
 
 
 def _shape_text(d: Derivation, name: str, saved: dict[str, tuple] | None = None) -> str:
@@ -160,18 +163,29 @@ def source(
     return "\n".join(head) + "\n\n" + "\n\n\n".join(parts) + "\n"
 
 
-def _programs(d: Derivation, backend: str, saved: bool, wanted: tuple[str, ...] | None = None):
+def _programs(
+    d: Derivation, backend: str, saved: bool, wanted: tuple[str, ...] | None = None
+) -> tuple[Program, Program]:
     """The forward and the backward program (of the gradients in `wanted`, or all); with `saved`, the
-    forward keeping what the whole backward reads of it, and the backward reading that."""
-    pr = printer(backend)
-    fwd, bwd = forward_program(d), backward_program(d, wanted, folds=pr.folds)
-    if not saved:
-        return fwd, bwd
-    whole = bwd if wanted is None else backward_program(d, folds=pr.folds)
-    kept = saved_for_backward(d, whole, masks=pr.saves_masks)
-    shapes = {a.name: a.axes for a in kept.values()}
-    fwd = Program(fwd.params, fwd.body + list(kept.values()), fwd.results + list(shapes), fwd.sizes, shapes)
-    return fwd, reading_saved(d, bwd, kept)
+    forward keeping what the whole backward reads of it, and the backward reading that. Lowered once
+    per derivation, backend and form: the module's text and `Generated.saved` both come from them."""
+    key = (id(d), backend, "programs", saved, wanted)
+    if key not in _CACHE:
+        pr = printer(backend)
+        fwd, bwd = forward_program(d), backward_program(d, wanted, folds=pr.folds)
+        if saved:
+            whole = bwd if wanted is None else _programs(d, backend, False)[1]
+            kept = saved_for_backward(d, whole, masks=pr.saves_masks)
+            bwd = reading_saved(d, bwd, kept)
+            fwd = Program(
+                fwd.params,
+                fwd.body + list(kept.values()),
+                fwd.results + list(bwd.saved),
+                fwd.sizes,
+                bwd.saved,
+            )
+        _CACHE[key] = (d, (fwd, bwd))
+    return _CACHE[key][1]
 
 
 def display_source(d: Derivation, backend: str = "numpy", saved: bool = False) -> str:
@@ -264,15 +278,12 @@ def compile_derivation(
     )
 
 
-_CACHE: dict[tuple, Any] = {}
-
-
 def _compiled(d: Derivation, backend: str, saved: bool = False) -> Generated:
     key = (id(d), backend, (), saved)
     if key not in _CACHE:
         text = source(d, backend, saved=saved)
         ns = _compile(text, backend, d.name)
-        kept = tuple(_programs(d, backend, True)[0].saved) if saved else ()
+        kept = tuple(_programs(d, backend, saved)[0].saved)
         _CACHE[key] = (d, Generated(d, backend, text, ns["forward"], ns["backward"], kept))
     return _CACHE[key][1]
 

@@ -1364,6 +1364,7 @@ def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None, folds
 _ARRAY_NODES = (Einsum, ReduceSum, Align, Zeros, AsArray, ReduceMax, IndexMax, MaxOver, Window, Conv, Pad,
                 Inside, Ones, Merge, Scatter, Fold, Eye, sp.Tuple, sp.Indexed, sp.Sum)  # fmt: skip
 _OPAQUE = (IndexMax, MaxOver, Window, Conv, Pad, Inside, Merge, Scatter, Fold)
+_BOOLEAN = (Relational, sp.logic.boolalg.BooleanFunction)  # a comparison, an and/or of them: a mask
 
 
 def saved_for_backward(d: Derivation, bwd: Program, masks: bool = True) -> dict[sp.Expr, Assign]:
@@ -1393,7 +1394,7 @@ def saved_for_backward(d: Derivation, bwd: Program, masks: bool = True) -> dict[
         return len(shapes) == 1
 
     def worth(e) -> bool:
-        ops = (Relational, sp.logic.boolalg.BooleanFunction, sp.Piecewise, sp.Pow, sp.Function)
+        ops = (*_BOOLEAN, sp.Piecewise, sp.Pow, sp.Function)
         costly = any(isinstance(n, ops) and arrays(n) for n in sp.preorder_traversal(e))
         return costly or len([s for s in arrays(e) if d.shape(s.name)]) > 1
 
@@ -1410,7 +1411,7 @@ def saved_for_backward(d: Derivation, bwd: Program, masks: bool = True) -> dict[
         if e.is_Atom or isinstance(e, _OPAQUE):
             return
         if reads_forward_only(e):
-            if worth(e) and (masks or not isinstance(e, Relational | sp.logic.boolalg.BooleanFunction)):
+            if worth(e) and (masks or not isinstance(e, _BOOLEAN)):
                 save(e)
             return
         args = list(e.args)
