@@ -210,6 +210,35 @@ def test_fused_torch_code_equals_eager():
         assert torch.allclose(got[name], want[name], rtol=1e-12, atol=1e-12), name
 
 
+def test_library_convolution_pads_without_a_copy():
+    """Where a library convolution's own zero padding (the same on both sides) makes exactly the windows
+    the formula reads, the PyTorch code passes `padding=` and copies no x through F.pad (a fifth of
+    conv1d's kernel gradient at the bench's sizes), with the same values whichever way the window tiles
+    the input (L - KL even or odd at stride 2). A kernel gradient reading x one place too far keeps
+    F.pad: the library's padding would make another window there."""
+    torch = pytest.importorskip("torch")
+    conv1d = codegen.source(load("conv1d"), "torch")
+    assert conv1d.count("padding=(1,)") == 2 and "nn.functional.pad(x" not in conv1d
+    gen = codegen.compile_derivation(load("conv1d"), "torch")
+    for L in (9, 10):
+        x, K, b = (
+            torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+            for shape in [(2, 3, L), (4, 3, 3), (4,)]
+        )
+        y = torch.nn.functional.conv1d(x, K, b, stride=2, padding=1)
+        dy = torch.randn_like(y)
+        want = dict(zip(("dx", "dK", "db"), torch.autograd.grad(y, (x, K, b), dy), strict=True))
+        x, K, b = x.detach(), K.detach(), b.detach()
+        assert torch.allclose(gen.forward(x=x, K=K, b=b)["y"], y, rtol=1e-12, atol=1e-12)
+        got = gen.backward(x=x, K=K, dy=dy)
+        for name, value in want.items():
+            assert torch.allclose(got[name], value, rtol=1e-12, atol=1e-12), (L, name)
+    shifted = codegen.source(
+        load(Path(__file__).parent / "cases" / "wrong_conv_padding_off_by_one.deriv"), "torch"
+    )
+    assert "conv2d_weight(torch.nn.functional.pad(x" in shifted
+
+
 @pytest.mark.parametrize("path", [p for p in catalogue() if load(p).windowed], ids=lambda p: p.stem)
 def test_numpy_windows_read_any_memory_layout(path):
     """The generated NumPy forward and backward of a convolution or pooling give the same values for an

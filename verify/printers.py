@@ -582,12 +582,16 @@ def _torch_printer():
             su = [abs(s) for s in su]
             if weight:
                 # out[f, b, u] = sum(Bc[g, b, su*u + |sv|*v] * A[g, f, v]): a kernel's gradient, u its taps
+                x_text, padding = self._conv_input(
+                    _arranged(x_text, [lhs[1], lhs[0], *spatial_x]), low, high, L, U, su, reach, V
+                )
                 text = self._call(
                     f"nn.grad.conv{n}d_weight",
-                    self._padded(_arranged(x_text, [lhs[1], lhs[0], *spatial_x]), low, high),
+                    x_text,
                     size_text(sp.Tuple(nf, nb, *U)),
                     _arranged(a_text, [rhs[1], rhs[0], *spatial_a]),
                     f"stride={size_text(sp.Tuple(*reach))}",
+                    *padding,
                     f"dilation={size_text(sp.Tuple(*su))}",
                 )
                 roles = [1, 0, *range(2, n + 2)]
@@ -616,11 +620,15 @@ def _torch_printer():
                 flipped = tuple(k + 2 for k, s in enumerate(sv) if s < 0)
                 if flipped:
                     kernel = f"{kernel}.flip({flipped})"
+                x_text, padding = self._conv_input(
+                    _arranged(x_text, list(lhs)), low, high, L, V, reach, su, U
+                )
                 text = self._call(
                     f"nn.functional.conv{n}d",
-                    self._padded(_arranged(x_text, list(lhs)), low, high),
+                    x_text,
                     kernel,
                     f"stride={size_text(sp.Tuple(*su))}",
+                    *padding,
                     f"dilation={size_text(sp.Tuple(*reach))}",
                 )
                 roles = list(range(n + 2))
@@ -706,6 +714,23 @@ def _torch_printer():
             text = self._call("reshape", stacked(0, ()), size_text(sp.Tuple(*merged)))
             cut = [f":{size_text(shape[k])}" if k in axes else ":" for k in range(len(shape))]
             return f"{text}[{', '.join(cut)}]"
+
+        def _conv_input(self, text, low, high, lengths, taps, dilation, stride, count):
+            """(x, padding argument) for a library convolution reading x padded by (low, high) per
+            spatial axis with `taps` at `dilation`, `count` windows `stride` apart. The library's own
+            zero padding is the same on both sides and costs no copy of x (F.pad's took a fifth of
+            conv1d's kernel gradient): `low` serves wherever it is no cut and the library then makes
+            exactly `count` windows, which read no zero past what (low, high) pads. Otherwise x padded."""
+            same = all(
+                sp.S(p).is_nonnegative is True
+                and sp.expand(sp.floor((n + 2 * p - d * (k - 1) - 1) / s) + 1 - m) == 0
+                for p, n, k, d, s, m in zip(low, lengths, taps, dilation, stride, count, strict=True)
+            )
+            if not same:
+                return self._padded(text, low, high), ()
+            if all(p == 0 for p in low):
+                return text, ()
+            return text, (f"padding={size_text(sp.Tuple(*low))}",)
 
         def _padded(self, text, low, high):
             if all(x == 0 for x in (*low, *high)):
