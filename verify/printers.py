@@ -19,6 +19,7 @@ from sympy.printing.str import StrPrinter
 from . import primitives
 
 _EXACT_INTEGERS = 2**53
+_SIZE_POWERS = 16  # a size below 2**63 to a power up to this stays within float64's range
 
 
 class _ArrayMixin:
@@ -92,6 +93,10 @@ class _ArrayMixin:
             return f"1/{self.parenthesize(base, PRECEDENCE['Pow'])}"
         if exp.is_Rational and not exp.is_Integer:
             return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**({float(exp)!r})"
+        if exp.is_Integer and abs(exp) > _SIZE_POWERS and base.is_integer and not base.is_Number:
+            # sizes are Python ints, and so is their power: past float64's range it cannot meet an array
+            # (int too large to convert). As a float64 it is inf or 0, as the formula's arithmetic gives.
+            return f"float(np.float64({self._print(base)})**{exp.p})"
         return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**{self.parenthesize(exp, PRECEDENCE['Pow'])}"
 
     def _print_Relational(self, e):
