@@ -15,6 +15,7 @@ CATALOGUE = catalogue()
 SEEDS = (1, 2, 3)  # seed 0 is tests/test_catalogue.py's
 EDGES = [edge for path in CATALOGUE for edge in edges(path)]
 MUTANTS_PER_STATEMENT = 8
+MUTANT_PARTS = 6
 
 
 def assert_no_false_verdict(report):
@@ -63,15 +64,24 @@ def mutants_of(path):
 
 
 @pytest.mark.parametrize("path", CATALOGUE, ids=[p.stem for p in CATALOGUE])
-def test_every_mutant_is_caught(path):
-    """Every generated mistake (at least 8 per gradient statement) comes out invalid, or wrong at the
-    statement changed or at one that uses it; none crashes."""
-    d = load(path)
+def test_every_gradient_has_its_mutants(path):
+    """The mutation sweep below generates at least 8 mistakes for every gradient statement."""
     found = mutants_of(path)
-    for st in d.gradients:
+    for st in load(path).gradients:
         assert sum(m.statement == st.target for m in found) >= 8, st.target
+
+
+@pytest.mark.parametrize("part", range(MUTANT_PARTS))
+@pytest.mark.parametrize("path", CATALOGUE, ids=[p.stem for p in CATALOGUE])
+def test_every_mutant_is_caught(path, part):
+    """Every generated mistake comes out invalid, or wrong at the statement changed or at one that uses
+    it; none crashes. Each entry's mutants are checked in MUTANT_PARTS tests (every part-th one), so
+    that pytest -n spreads a convolution's (9 minutes as one test) over its workers."""
+    d = load(path)
     users = {st.target: {u.target for u in d.gradients if st.target in u.reads} for st in d.gradients}
-    for m in found:
+    mine = mutants_of(path)[part::MUTANT_PARTS]
+    assert mine, "every entry has at least 8 mutants, so every part some"
+    for m in mine:
         report = verify.check(m.text, oracles=("exact",), diagnose=False).derivations[0]
         if report.status == "invalid":
             continue
