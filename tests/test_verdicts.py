@@ -6,6 +6,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -373,3 +374,25 @@ def test_a_condition_that_never_changes_side_is_a_warning():
     d = verify.check(text, oracles=("exact",)).derivations[0]
     assert any("x[n, i] > 4 (dx, line 4) kept one side of its threshold" in w for w in d.warnings), d.warnings
     assert not any("x[n, i] > 0" in w for w in d.warnings), d.warnings
+
+
+OVERFLOWING = """\
+[forward]
+y[n, k] = exp(400 * x[n, k])**2
+[gradients]
+dx[n, k] = 800 * exp(400 * x[n, k])**2 * dy[n, k]
+"""
+
+
+def test_an_overflow_is_judged_not_announced():
+    """A formula whose float64 values overflow (exp(400 x)**2 past 1e308 at x near 1) is judged by every
+    oracle from the values it gives: no RuntimeWarning reaches the caller (run under warnings-as-errors),
+    no oracle errors, and the gradient is not called wrong. The warnings are silenced once, in
+    `check.run_oracle`, around every oracle's forward and gradients."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        rep = verify.check(OVERFLOWING, seed=0, diagnose=False).derivations[0]
+    for g in rep.gradients:
+        for name, result in g.oracles.items():
+            assert result.status in ("pass", "inconclusive", "skip"), (name, result)
+    assert rep.status != "wrong", rep

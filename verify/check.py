@@ -157,19 +157,22 @@ def run_oracle(name: str, d: Derivation, draws) -> OracleRun:
     fwd_comps: dict[str, Comparison] = {}
     stage = "starting"
     try:
-        for k, sample in enumerate(draws):
-            stage = f"bounding rounding errors at sample {k + 1}"
-            bounds = rounding.of(d, sample)
-            stage = f"comparing the forward at sample {k + 1}"
-            output = Truth(sample.forward[d.output], _largest(sample.forward[d.output]), bounds.worst)
-            for label, generated, library in oracle.forward(sample):
-                bound = 2 * tol.scale(bounds.values[d.output])  # both sides compute the forward
-                comp = fwd_comps.setdefault(label, Comparison(tol, "forward"))
-                comp.add(generated, library, sample, bound, output)
-            stage = f"computing gradients at sample {k + 1}"
-            for g, written, reference, bound in oracle.gradients(sample):
-                own, truth = _written_bound(d, d.statement(g), sample, bounds)
-                comps[g].add(written, reference, sample, tol.scale(own) + bound, truth)
+        # an overflow, inf - inf or 0/0 in any oracle is judged from the values it gives, not announced:
+        # set once here, where every oracle's forward and gradients run
+        with np.errstate(all="ignore"):
+            for k, sample in enumerate(draws):
+                stage = f"bounding rounding errors at sample {k + 1}"
+                bounds = rounding.of(d, sample)
+                stage = f"comparing the forward at sample {k + 1}"
+                output = Truth(sample.forward[d.output], _largest(sample.forward[d.output]), bounds.worst)
+                for label, generated, library in oracle.forward(sample):
+                    bound = 2 * tol.scale(bounds.values[d.output])  # both sides compute the forward
+                    comp = fwd_comps.setdefault(label, Comparison(tol, "forward"))
+                    comp.add(generated, library, sample, bound, output)
+                stage = f"computing gradients at sample {k + 1}"
+                for g, written, reference, bound in oracle.gradients(sample):
+                    own, truth = _written_bound(d, d.statement(g), sample, bounds)
+                    comps[g].add(written, reference, sample, tol.scale(own) + bound, truth)
     except Skip as e:
         return every(Result(Status.SKIP, reason=str(e)))
     except Exception as e:  # the tool broke, not the formula: never a verdict, always shown
