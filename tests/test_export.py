@@ -86,3 +86,30 @@ def test_a_wrong_number_of_inputs_names_them(framework):
     x = module.ones((4, 3), dtype=module.float64) if framework == "torch" else module.numpy.ones((4, 3))
     with pytest.raises(TypeError, match=r"batchnorm takes 3 inputs \(x, gamma, beta\), got 2"):
         call(x, x[0])
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_an_input_without_a_written_gradient_is_refused_when_differentiated(framework):
+    """leaky_relu writes dx but not da (its slope). Differentiating the exported layer with respect to
+    a raises NoWrittenGradientError naming da, where it used to hand back a zero (JAX) or nothing
+    (PyTorch, so a learnt slope silently never moved); with a as a constant, dx is still the written one."""
+    module = pytest.importorskip(framework)
+    layer = export.torch_function("leaky_relu") if framework == "torch" else export.jax_function("leaky_relu")
+    assert layer.inputs == ("x", "a")
+    x_values = np.linspace(-1.0, 1.0, 12).reshape(3, 4)
+    expected_dx = np.where(x_values > 0, 1.0, 0.1)
+    if framework == "torch":
+        x = module.tensor(x_values, requires_grad=True)
+        layer.apply(x, module.tensor(0.1)).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), expected_dx)
+        a = module.tensor(0.1, dtype=module.float64, requires_grad=True)
+        y = layer.apply(module.tensor(x_values), a).sum()
+        with pytest.raises(export.NoWrittenGradientError, match="writes no gradient for a.*write da"):
+            y.backward()
+    else:
+        module.config.update("jax_enable_x64", True)
+        x, a = module.numpy.asarray(x_values), module.numpy.float64(0.1)
+        dx = module.grad(lambda x: layer(x, a).sum())(x)
+        np.testing.assert_allclose(np.asarray(dx), expected_dx)
+        with pytest.raises(export.NoWrittenGradientError, match="writes no gradient for a.*write da"):
+            module.grad(lambda a: layer(x, a).sum())(a)

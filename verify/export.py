@@ -4,8 +4,11 @@
     Layer = torch_function("derivations/batchnorm.deriv")    # checked first: every gradient verified
     y = Layer.apply(x, gamma, beta)                           # positional inputs, in `Layer.inputs` order
 
-Inputs fixed in the file's [inputs] (such as eps) are not arguments. Inputs with no written gradient
-get none (PyTorch: None; JAX: zeros). When the output is a scalar loss the written gradients are for an
+Inputs fixed in the file's [inputs] (such as eps) are not arguments. An input with no written gradient
+(leaky_relu's slope a, a loss's targets t) is a constant: differentiating the layer with respect to it
+raises `NoWrittenGradientError` naming it (PyTorch: when its backward runs with the input's
+`needs_input_grad` set; JAX: when grad or vjp traces the layer with the input perturbed), rather than
+handing back a zero that would look like a derivative. When the output is a scalar loss the written gradients are for an
 upstream gradient of 1, so they are scaled by the upstream gradient that arrives. The forward keeps
 for the backward what that reads of it alone (relu's mask, softplus's sigmoid), as autograd does:
 `codegen.compile_derivation(..., saved=True)`.
@@ -21,6 +24,22 @@ from .model import Derivation
 
 class NotVerifiedError(ValueError):
     """The derivation has a gradient that is not verified: no layer is built from it."""
+
+
+class NoWrittenGradientError(ValueError):
+    """A layer is differentiated with respect to an input whose gradient the derivation does not write."""
+
+
+def _refuse_unwritten(d, args: list[str], grads: dict, differentiated) -> None:
+    """Raise NoWrittenGradientError when any input differentiated (a flag per input, in `args` order) has
+    no written gradient."""
+    missing = [n for n, wanted in zip(args, differentiated, strict=True) if wanted and n not in grads]
+    if missing:
+        names = ", ".join(missing)
+        raise NoWrittenGradientError(
+            f"{d.name} writes no gradient for {names}, which is differentiated here: write "
+            f"{', '.join('d' + n for n in missing)} in the derivation, or pass {names} as a constant"
+        )
 
 
 def _prepare(derivation, verify_first: bool):
@@ -63,9 +82,10 @@ def torch_function(derivation, verify_first: bool = True):
 
         @staticmethod
         def backward(ctx, upstream):
+            _refuse_unwritten(d, args, grads, ctx.needs_input_grad)
             values = dict(zip(ctx.names, ctx.saved_tensors, strict=True))
             wanted = {n for n, need in zip(args, ctx.needs_input_grad, strict=True) if need}
-            if not wanted & set(grads):
+            if not wanted:
                 return tuple(None for _ in args)
             if not scalar_output:
                 values[d.upstream] = upstream
@@ -79,7 +99,8 @@ def torch_function(derivation, verify_first: bool = True):
 
 def jax_function(derivation, verify_first: bool = True):
     """A jax.custom_vjp function of the inputs (in `.inputs` order) whose backward is the written
-    gradients; inputs with no written gradient get a zero cotangent."""
+    gradients. An input with no written gradient gets a zero cotangent only as a constant: tracing the
+    layer with it perturbed raises NoWrittenGradientError."""
     import jax
     import jax.numpy as jnp
 
@@ -91,8 +112,11 @@ def jax_function(derivation, verify_first: bool = True):
     def layer(*tensors):
         return gen.forward(**_named(d, args, tensors))[d.output]
 
-    def layer_fwd(*tensors):
-        values = _named(d, args, tensors)
+    def layer_fwd(*primals):
+        # symbolic_zeros: each input comes as a CustomVJPPrimal that says whether it is differentiated. (The
+        # one output's cotangent is never a symbolic zero: JAX drops the backward of an unused output.)
+        _refuse_unwritten(d, args, grads, [p.perturbed for p in primals])
+        values = _named(d, args, [p.value for p in primals])
         fwd = gen.forward(**values)
         return fwd[d.output], (values, fwd)
 
@@ -103,6 +127,6 @@ def jax_function(derivation, verify_first: bool = True):
         scale = upstream if scalar_output else 1
         return tuple(written[grads[n]] * scale if n in grads else jnp.zeros_like(values[n]) for n in args)
 
-    layer.defvjp(layer_fwd, layer_bwd)
+    layer.defvjp(layer_fwd, layer_bwd, symbolic_zeros=True)
     layer.inputs = tuple(args)
     return layer
