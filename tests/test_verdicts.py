@@ -396,3 +396,25 @@ def test_an_overflow_is_judged_not_announced():
         for name, result in g.oracles.items():
             assert result.status in ("pass", "inconclusive", "skip"), (name, result)
     assert rep.status != "wrong", rep
+
+
+@pytest.mark.parametrize("name", ["fd", "torch"])
+def test_a_reference_without_a_bound_gives_its_own_oracles_reason(name, monkeypatch):
+    """A reference that is not finite where its bound is not either leaves the gradient inconclusive,
+    with the reason of the oracle that gave it: fd's (no step converges clear of the kinks), and for a
+    framework its overflow. The reason used to blame fd's steps for every oracle."""
+    if name == "torch":
+        pytest.importorskip("torch")
+    oracle = ORACLE_CLASSES[name]
+
+    def unbounded(self, sample):
+        g = self.d.claims[0]
+        written = np.zeros(np.shape(sample.values["x"]))
+        yield g.target, written, np.full(written.shape, np.nan), np.full(written.shape, np.inf, dtype=object)
+
+    monkeypatch.setattr(oracle, "gradients", unbounded)
+    d = load("tanh")
+    result = run_oracle(name, d, sampling.samples(d, 0, 1)).results["dx"]
+    assert result.status == "inconclusive" and "no reference value it can bound" in result.reason
+    assert ("no step" in result.reason) == (name == "fd"), result.reason
+    assert ("overflow" in result.reason) == (name == "torch"), result.reason

@@ -153,7 +153,7 @@ def run_oracle(name: str, d: Derivation, draws) -> OracleRun:
     if reason is not None:
         return every(Result(Status.SKIP, reason=reason))
     tol = TOLERANCES[name]
-    comps = {g.target: Comparison(tol, g.label) for g in d.claims}
+    comps = {g.target: Comparison(tol, g.label, unbounded=oracle.unbounded) for g in d.claims}
     fwd_comps: dict[str, Comparison] = {}
     stage = "starting"
     try:

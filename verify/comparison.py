@@ -135,6 +135,8 @@ class Comparison:
 
     tol: Tolerance
     name: str = "value"  # what is compared, for reasons: "dvar", "the forward"
+    # why the reference may have no value it can bound (an oracle's own reason, shown with the index)
+    unbounded: str = "the reference and its bound are not finite there"
     result: Result = field(default_factory=lambda: Result(Status.UNCHECKED, reason="nothing was compared"))
     arrays: tuple | None = None  # (written, reference, sample) of the first failing sample
 
@@ -175,8 +177,7 @@ class Comparison:
             return Result(
                 Status.INCONCLUSIVE,
                 worst_index=at,
-                reason=f"no reference value it can bound at {_where(at)} (for fd: no step both stays clear of "
-                "every kink and converges)",
+                reason=f"no reference value it can bound at {_where(at)} ({self.unbounded})",
             )
         if not (w_ok & r_ok).all():
             at = _index(~(w_ok & r_ok))

@@ -28,6 +28,8 @@ class Oracle:
 
     name = ""
     module = ""  # the framework it needs, if any
+    # why it may give a reference it cannot bound (a non-finite value and bound), for the verdict's reason
+    unbounded = "its reference and the bound on it overflow float64 there"
 
     def __init__(self, d: Derivation):
         self.d = d

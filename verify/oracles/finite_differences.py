@@ -31,6 +31,7 @@ def _loss(out, upstream) -> float:
 
 class FiniteDifferences(Oracle):
     name = "fd"
+    unbounded = "no step both stays clear of every kink and converges"
     step = 2.0**-13  # the largest step; the first estimate comes two steps later, at 2^-15: the
     # extrapolation's error shrinks as h^4, so it is best at steps somewhat larger than a plain central
     # difference's (about 2^-17, the cube root of float64's precision) on a function varying at scale 1
