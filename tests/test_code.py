@@ -279,3 +279,35 @@ def test_a_file_imports_its_neighbours_and_leaves_the_import_path_as_it_was(tmp_
     forward = resolve(f"{tmp_path / 'mine.py'}:forward")
     assert forward(3) == 6
     assert sys.path == before
+
+
+def test_a_backward_that_adds_to_its_stored_gradient_is_noted(tmp_path):
+    """A UvA-style layer whose backward does `grads[...] += ...` is right on a fresh module, so its
+    gradients are verified; but a second backward after the same forward doubles them, which the report
+    notes for each such gradient (and not for dx, which it returns afresh). The library's own
+    LinearModule, which sets its gradients, gets no such note."""
+    path = write(
+        tmp_path,
+        """
+        import numpy as np
+
+        class Linear:
+            def __init__(self, in_features, out_features):
+                self.params = {"weight": np.zeros((out_features, in_features)), "bias": np.zeros(out_features)}
+                self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+            def forward(self, x):
+                self.x = x
+                return x @ self.params["weight"].T + self.params["bias"]
+
+            def backward(self, dout):
+                self.grads["weight"] += dout.T @ self.x
+                self.grads["bias"] += dout.sum(0)
+                return dout @ self.params["weight"]
+        """,
+    )
+    report = verify.check_code(resolve(f"{path}:Linear"), "linear")
+    assert report.status == "verified"
+    doubled = [n for n in report.notes if "a second backward after the same forward makes it twice" in n]
+    assert sorted(n.split(":")[0] for n in doubled) == ["dW", "db"], report.notes
+    assert not any("second backward" in n for n in verify.check_code(LinearModule, "linear").notes)

@@ -222,6 +222,30 @@ class _Judgement:
             self.per_draw[v].append(one.result.status)
             if failure is not None:
                 self.unread.setdefault(v, failure)
+        if k == 0 and not self.twin and self.t.code.stores_gradients:
+            self._backward_twice(sample)
+
+    def _backward_twice(self, sample) -> None:
+        """Note gradients that a second backward after the same forward changes: code that adds to the
+        gradient it stored (`grads['weight'] += ...`) is right on a fresh module and doubles on the next
+        call, so a training loop that does not zero it between steps follows the sum. On a module of its
+        own, so that the values judged above stay as they were returned. Code whose backward cannot run
+        twice (it frees its cache) has nothing to say here."""
+        try:
+            prepared = self.t.prepare(dict(sample.values), None, self.dtype)
+            first = {v: np.array(g, dtype=np.float64) for v, g in prepared.backward().items()}
+            second = prepared.backward()
+        except CodeFailed:
+            return
+        for v, before in first.items():
+            after = np.asarray(second.get(v, before), dtype=np.float64)
+            if after.shape != before.shape or np.allclose(after, before, rtol=1e-9, atol=0, equal_nan=True):
+                continue
+            how = "twice what it was" if np.allclose(after, 2 * before, rtol=1e-9, atol=0) else "a new value"
+            self.t.code.notes.append(
+                f"d{v}: a second backward after the same forward makes it {how}: backward adds to the "
+                "gradient it stored before instead of setting it, so zero it before every step"
+            )
 
     def _raised(self, e: CodeFailed, sample, forward: bool = False) -> None:
         failed = Result(Status.FAIL, reason=e.finding)

@@ -60,6 +60,8 @@ class Code:
 
     kind = ""
     framework: str | None = None  # "torch" or "jax" when the code runs in one
+    # whether it keeps its gradients as its own state, where backward may add to what it stored before
+    stores_gradients = False
 
     def __init__(self, obj, d: Derivation, names: Names, label: str):
         self.obj, self.d, self.names, self.label = obj, d, names, label
@@ -540,6 +542,7 @@ class ArrayModule(Code):
     """A NumPy module: UvA (`params`/`grads`), attributes (`W`/`dW`), or a loss module."""
 
     kind = "NumPy module (forward/backward)"
+    stores_gradients = True
 
     def __init__(self, obj, d, names, label, build=None):
         super().__init__(obj, d, names, label)
