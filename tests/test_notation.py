@@ -6,6 +6,7 @@ import json
 import pytest
 
 import verify
+from verify.catalogue import load
 from verify.cli import main as cli_main
 from verify.model import DerivationError
 
@@ -123,3 +124,34 @@ def test_deltas_pinned_by_sums_are_contracted_for_the_exact_oracle():
     for i, j in elements((2, 4)):
         env = {sp.Symbol("i", integer=True): i, sp.Symbol("j", integer=True): j}
         assert ev(rhs, env) == ev(short, env)
+
+
+UNDECLARED_BIAS = """[inputs]
+X: (N, D)
+W: (D, K)
+{extra}[forward]
+Z = X @ W + b
+[gradients]
+{gradient}
+"""
+
+
+@pytest.mark.parametrize(
+    "gradient, said",
+    [
+        ("db = sum(dZ, axis=0)", "declare its shape there, as `b: (K)`"),
+        ("db[k] = sum(dZ[n, k], n)", "declare its shape there)"),
+    ],
+)
+def test_a_bias_left_out_of_inputs_is_said_to_be_a_scalar_for_that_reason(gradient, said):
+    """A student's `Z = X @ W + b` with b not in [inputs] makes b a scalar, so a vector db is an error;
+    the error says why b is a scalar and how to declare it (in matrix notation with the sizes db has).
+    A scalar input named in [inputs] gets no such hint: there a scalar is what was asked for."""
+    with pytest.raises(
+        DerivationError, match="b is not in \\[inputs\\], so \\[forward\\] made it a scalar"
+    ) as e:
+        load(UNDECLARED_BIAS.format(extra="", gradient=gradient))
+    assert said in str(e.value)
+    with pytest.raises(DerivationError) as e:
+        load(UNDECLARED_BIAS.format(extra="b: normal\n", gradient=gradient))
+    assert "not in [inputs]" not in str(e.value)

@@ -872,6 +872,20 @@ class _Loader:
         p.source = p.source or p.text
         hints[p.target] = tuple(size for _, size in term.axes)
 
+    def _undeclared_scalar(self, name: str | None, sizes: tuple | None = None) -> str:
+        """Why a gradient's variable has no axes when [inputs] does not give its shape: a bias a student
+        adds to X @ W is a scalar to [forward] unless declared (the hint ends the error's line)."""
+        t = self.tensors.get(name) if name is not None else None
+        if t is None or t.shape or t.role != "input" or name in self._named_in_inputs():
+            return ""
+        example = f", as `{name}: ({', '.join(str(s) for s in sizes)})`" if sizes and None not in sizes else ""
+        return f" ({name} is not in [inputs], so [forward] made it a scalar: declare its shape there{example})"
+
+    def _named_in_inputs(self) -> set[str]:
+        """Every name a line of [inputs] begins with (a shape, a domain or a value)."""
+        lines = logical_lines(self.sections.get("inputs", (0, []))[1], self.file)
+        return {re.split(r"[:=]", line.text, maxsplit=1)[0].strip() for line in lines}
+
     def _declared_shapes(self) -> dict[str, tuple[tuple[str, ...], int]]:
         """Shapes declared in [inputs] (`X: (N, D)`, `b: (K,)`, `t: (N, K), onehot(k)`): name -> (size
         names, line). Read before the forward, whose matrix statements need them."""
@@ -1646,7 +1660,8 @@ class _Loader:
         if of is not None:
             target_shape = self.tensors[of].shape
             if len(target_shape) != len(p.target_indices):
-                raise self.err(f"{p.target} must have {len(target_shape)} indices, like {of}", p.line)
+                hint = self._undeclared_scalar(of)
+                raise self.err(f"{p.target} must have {len(target_shape)} indices, like {of}{hint}", p.line)
         self._free_indices_match(p, walk, target_shape is not None)
         ranges = self._index_ranges(p, conv, walk, target_shape)
         absent = dict(zip((n for n, _, _ in p.target_indices), target_shape or (), strict=False))
@@ -1709,7 +1724,8 @@ class _Loader:
                 assert p.jacobian is not None, "a statement without a variable is a Jacobian"
                 what = f"d{p.jacobian.of}/d{p.jacobian.wrt}"
             if len(got) != len(expected):
-                raise self.err(f"{name} is {_dims(got)}, but {what} is {_dims(expected)}", *where)
+                hint = self._undeclared_scalar(of, got)
+                raise self.err(f"{name} is {_dims(got)}, but {what} is {_dims(expected)}{hint}", *where)
             if got != expected and got == expected[::-1] and of is not None:
                 raise self.err(
                     f"{name} is {_dims(got)}, but {of} is {_dims(expected)}: a gradient has the shape of its "
