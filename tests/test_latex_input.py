@@ -318,3 +318,17 @@ def test_latex_within_the_limits_of_any_formula(rhs, message):
     with pytest.raises(DerivationError) as e:
         load(text)
     assert message in e.value.message and e.value.line == 4, str(e.value)
+
+
+def test_a_plain_text_gradient_in_a_latex_line_says_how_to_write_it():
+    """`dS_{nk}` on the right of a LaTeX line is d times S_{nk}, and d names nothing: the error, at the d,
+    says so and gives the gradient as LaTeX writes it, so the student sees why d is unknown."""
+    text = (
+        "[forward]\nZ[n,k] = sum(X[n,d] * W[d,k], d)\nS[n,k] = sigmoid(Z[n,k])\n[gradients]\n"
+        "\\frac{\\partial L}{\\partial Z_{nk}} = dS_{nk} S_{nk} (1 - S_{nk})\n"
+    )
+    with pytest.raises(DerivationError) as e:
+        load(text)
+    assert (e.value.line, e.value.column) == (5, 38)
+    assert "unknown symbol d" in str(e.value)
+    assert "dS is d times S: write its gradient as \\frac{\\partial L}{\\partial S_{nk}}" in str(e.value)

@@ -878,8 +878,12 @@ class _Loader:
         t = self.tensors.get(name) if name is not None else None
         if t is None or t.shape or t.role != "input" or name in self._named_in_inputs():
             return ""
-        example = f", as `{name}: ({', '.join(str(s) for s in sizes)})`" if sizes and None not in sizes else ""
-        return f" ({name} is not in [inputs], so [forward] made it a scalar: declare its shape there{example})"
+        example = (
+            f", as `{name}: ({', '.join(str(s) for s in sizes)})`" if sizes and None not in sizes else ""
+        )
+        return (
+            f" ({name} is not in [inputs], so [forward] made it a scalar: declare its shape there{example})"
+        )
 
     def _named_in_inputs(self) -> set[str]:
         """Every name a line of [inputs] begins with (a shape, a domain or a value)."""

@@ -638,7 +638,26 @@ class Reader:
         if self.names.forward:
             return sym.canonical
         tried = ", ".join(dict.fromkeys(n for t in tiers for n in t))
-        raise self.err(ix.tree, f"unknown symbol {sym.latex()}: no name {tried} here; map it in [symbols]")
+        raise self.err(
+            ix.tree,
+            f"unknown symbol {sym.latex()}: no name {tried} here; map it in [symbols]{self._gradient_hint(ix)}",
+        )
+
+    def _gradient_hint(self, ix: Indexed) -> str:
+        """For a `d` that names nothing, written before a name (`dS`, the plain-text gradient): that LaTeX
+        reads it as d times S, and how to write the gradient there."""
+        meta = getattr(ix.tree, "meta", None)
+        if ix.symbol.latex() != "d" or meta is None or getattr(meta, "empty", True):
+            return ""
+        line = self.tex.text.split("\n")[meta.end_line - 1]
+        after = re.match(r"([A-Za-z][A-Za-z0-9]*)(_\{[^{}]*\}|_[A-Za-z0-9])?", line[meta.end_column - 1 :])
+        if after is None:
+            return ""
+        name, read = after.group(1), after.group()
+        return (
+            f" (in a LaTeX line d{name} is d times {name}: write its gradient as "
+            f"\\frac{{\\partial L}}{{\\partial {read}}}, or the line in plain text)"
+        )
 
     # -- expressions ----------------------------------------------------------------------------------
 
