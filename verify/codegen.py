@@ -149,8 +149,6 @@ def source(
     pr = printer(backend)
     head = [pr.imports, ""]
     parts = []
-    if d.windowed:
-        parts.append(pr.window_helper.strip())
     if given or shifted:
         fwd = forward_program(d, given, shifted)
         what = f"{', '.join(given)} taken as given" if given else f"shifts added to {', '.join(shifted)}"
@@ -160,7 +158,15 @@ def source(
         what = ", and what the backward reads of it" if saved else ""
         parts.append(_function(d, fwd, backend, "forward", f"Forward pass: every intermediate{what}."))
         parts.append(_function(d, bwd, backend, "backward", "Backward pass: every written gradient."))
+    parts = _helper(pr, *parts) + parts
     return "\n".join(head) + "\n\n" + "\n\n\n".join(parts) + "\n"
+
+
+def _helper(pr, *functions: str) -> list[str]:
+    """The printer's `window` helper, as a part of the module, where the generated functions call it: a
+    shifted read, a windowed maximum, or a delta of affine indices (delta(q, 2*j), read as a window of
+    ones) all do, and only the printed code says which of them the lowering kept."""
+    return [pr.window_helper.strip()] if any("window(" in f for f in functions) else []
 
 
 def _programs(
@@ -296,16 +302,8 @@ def backward_only(d: Derivation, backend: str, wanted: tuple[str, ...], saved: b
     if key not in _CACHE:
         doc = f"Backward pass: {', '.join(wanted)} only."
         pr = printer(backend)
-        helper = [pr.window_helper.strip(), "", ""] if d.windowed else []
-        text = "\n".join(
-            [
-                pr.imports,
-                "",
-                "",
-                *helper,
-                _function(d, _programs(d, backend, saved, wanted)[1], backend, "backward", doc),
-            ]
-        )
+        body = _function(d, _programs(d, backend, saved, wanted)[1], backend, "backward", doc)
+        text = "\n\n\n".join([pr.imports, *_helper(pr, body), body])
         _CACHE[key] = (d, _compile(text, backend, d.name)["backward"])
     return _CACHE[key][1]
 
@@ -331,16 +329,8 @@ def observed_forward(d: Derivation, given: tuple[str, ...] = ()):
     if key not in _CACHE:
         pr = kink_printer()
         doc = "Forward pass, reporting the sign of every kink argument."
-        helper = [pr.window_helper.strip(), "", ""] if d.windowed else []
-        text = "\n".join(
-            [
-                pr.imports,
-                "",
-                "",
-                *helper,
-                _function(d, forward_program(d, given), "numpy", "forward", doc, pr),
-            ]
-        )
+        body = _function(d, forward_program(d, given), "numpy", "forward", doc, pr)
+        text = "\n\n\n".join([pr.imports, *_helper(pr, body), body])
         signs: list = []
 
         def kink(argument, value):

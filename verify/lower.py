@@ -344,6 +344,10 @@ class _Lowering:
             if len(fixed) == 1:  # delta(j, 0): one-hot along j, the read of a one-entry array at j - 0
                 index = j if fixed[0] is i else i
                 return self.lower(Inside(index - fixed[0], sp.Integer(1)), pref)
+            if not (i.is_Symbol and j.is_Symbol):
+                # delta(q + 1, j), delta(q, -q): affine indices, 1 where i - j is 0, which is the read of
+                # a one-entry array of ones at i - j
+                return self.lower(Inside(i - j, sp.Integer(1)), pref)
             return self.temp(Eye(self.range_of(i), self.range_of(j)), (i, j))
         if isinstance(e, IndexMax):
             body, i, size = e.args
@@ -603,7 +607,8 @@ class _Lowering:
                 if isinstance(f, sp.KroneckerDelta):
                     i, j = f.args
                     # over two different ranges the delta is a rectangular Eye, which einsum contracts
-                    if (i in bound or j in bound) and self.range_of(i) == self.range_of(j):
+                    plain = i.is_Symbol and j.is_Symbol
+                    if (i in bound or j in bound) and plain and self.range_of(i) == self.range_of(j):
                         gone, keep = (i, j) if i in bound else (j, i)
                         factors.remove(f)
                         factors = [g.xreplace({gone: keep}) for g in factors]

@@ -265,9 +265,12 @@ class Derivation:
 
     @property
     def windowed(self) -> bool:
-        """Whether any statement reads a tensor at a shifted subscript or takes a windowed maximum."""
+        """Whether any statement reads a tensor at a shifted subscript, takes a windowed maximum, or pairs
+        indices by a delta of affine ones (delta(q, 2*j), a zero-inserting upsampling)."""
         return any(
-            st.rhs.has(WindowMax) or any(not i.is_Symbol for a in st.rhs.atoms(sp.Indexed) for i in a.indices)
+            st.rhs.has(WindowMax)
+            or any(not i.is_Symbol for a in st.rhs.atoms(sp.Indexed) for i in a.indices)
+            or any(not (i.is_Symbol or i.is_Integer) for a in st.rhs.atoms(sp.KroneckerDelta) for i in a.args)
             for st in self.forward + self.gradients
         )
 

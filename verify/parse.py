@@ -722,6 +722,7 @@ class _Loader:
         self._check_input_names()
         fixed_values, domains = self._inputs_section()
         fixed_sizes, relations, constants = self._sizes_section()
+        self._forward_sizes_known(forward, {*fixed_sizes, *relations})
         gradients = self._gradients(output, upstream)
         self._check_uppers(fixed_sizes)
         self._no_division_by_zero_names(forward + gradients)
@@ -743,6 +744,22 @@ class _Loader:
             domains=domains,
             unchecked=self.unchecked,
         )
+
+    def _forward_sizes_known(self, forward: list[Statement], given: set[str]) -> None:
+        """Refuse a forward that ranges over a size no input's shape has and [sizes] does not give: the
+        forward could not make its arrays (`y[q] = sum(delta(q, 2*j) * h[j], j)`: how long is y?)."""
+        known = {s.name for name in self.inputs for s in self.tensors[name].shape} | given
+        for st in forward:
+            used = set().union(*(r.free_symbols for r in st.ranges.values()), st.rhs.free_symbols)
+            for name in sorted(s.name for s in used if s.name in self.sizes and s.name not in known):
+                index = next((str(i) for i, r in st.ranges.items() if r == self.sizes[name]), None)
+                over = f"{st.target}'s index {index} ranges over it" if index else f"{st.target} sums over it"
+                raise self.err(
+                    f"size {name} is set by no input of the forward ({over}): give it in [sizes], as "
+                    f"{name} = an expression of the inputs' sizes, or a number",
+                    st.line,
+                    1,
+                )
 
     def _no_division_by_zero_names(self, statements: list[Statement]) -> None:
         """Refuse a statement that divides by a name whose value is 0 everywhere (g0 = dy * 0, then

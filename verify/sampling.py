@@ -78,7 +78,7 @@ class Sample:
 def _sizes(
     d: Derivation, rng: np.random.Generator, avoid: dict[str, int] | None, uneven: bool = False
 ) -> dict[str, int]:
-    if d.windowed:
+    if d.windowed or d.size_relations:  # a related size is computed, never drawn
         return _window_sizes(d, rng, avoid, uneven)
     free = [n for n in d.sizes if n not in d.fixed_sizes]
     taken = set(d.fixed_sizes.values())
