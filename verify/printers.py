@@ -85,6 +85,16 @@ class _ArrayMixin:
 
     def _print_Pow(self, e, rational=False):
         base, exp = e.args
+        if not exp.is_Integer and _of_sizes(base):
+            # a root of sizes alone, which SymPy splits out of a root of a product (sqrt(g*(16 + 1/N)) is
+            # sqrt(g)*sqrt(16 + 1/N)): a Python number, which torch.sqrt does not take; in float64, as
+            # the formula's arithmetic is
+            root = f"np.sqrt(np.float64({self._print(base)}))"
+            if exp == sp.Rational(1, 2):
+                return f"float({root})"
+            if exp == sp.Rational(-1, 2):
+                return f"float(1/{root})"
+            return f"float(np.float64({self._print(base)})**{float(exp)!r})"
         if exp == sp.Rational(1, 2):
             return self._call("sqrt", self._print(base))
         if exp == sp.Rational(-1, 2):
@@ -351,6 +361,14 @@ def _closes_at_end(text: str) -> bool:
         if depth == 0:
             return k == len(text) - 1
     return False
+
+
+def _of_sizes(e: sp.Expr) -> bool:
+    """Whether `e` is arithmetic of sizes alone (Python ints in generated code): no array, no scalar
+    input, no array node (AsArray makes a 0-d array of sizes), only the integer functions of sizes."""
+    symbols = e.free_symbols
+    functions = e.atoms(sp.Function) - e.atoms(sp.floor, sp.ceiling, sp.Mod)
+    return bool(symbols) and all(s.is_integer for s in symbols) and not functions
 
 
 class _SizePrinter(StrPrinter):
