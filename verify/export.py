@@ -8,10 +8,10 @@ Inputs fixed in the file's [inputs] (such as eps) are not arguments. An input wi
 (leaky_relu's slope a, a loss's targets t) is a constant: differentiating the layer with respect to it
 raises `NoWrittenGradientError` naming it (PyTorch: when its backward runs with the input's
 `needs_input_grad` set; JAX: when grad or vjp traces the layer with the input perturbed), rather than
-handing back a zero that would look like a derivative. When the output is a scalar loss the written gradients are for an
-upstream gradient of 1, so they are scaled by the upstream gradient that arrives. The forward keeps
-for the backward what that reads of it alone (relu's mask, softplus's sigmoid), as autograd does:
-`codegen.compile_derivation(..., saved=True)`.
+handing back a zero that would look like a derivative. When the output is a scalar loss the written
+gradients are for an upstream gradient of 1, so they are scaled by the upstream gradient that arrives.
+The forward keeps for the backward what that reads of it alone (relu's mask, softplus's sigmoid), as
+autograd does: `codegen.compile_derivation(..., saved=True)`.
 """
 
 from __future__ import annotations
