@@ -85,7 +85,7 @@ class _ArrayMixin:
 
     def _print_Pow(self, e, rational=False):
         base, exp = e.args
-        if not exp.is_Integer and _of_sizes(base):
+        if exp.is_Number and not exp.is_Integer and _of_sizes(base):
             # a root of sizes alone, which SymPy splits out of a root of a product (sqrt(g*(16 + 1/N)) is
             # sqrt(g)*sqrt(16 + 1/N)): a Python number, which torch.sqrt does not take; in float64, as
             # the formula's arithmetic is
