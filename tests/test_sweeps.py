@@ -68,7 +68,7 @@ def test_every_gradient_has_its_mutants(path):
     """The mutation sweep below generates at least 8 mistakes for every gradient statement."""
     found = mutants_of(path)
     for st in load(path).gradients:
-        assert sum(m.statement == st.target for m in found) >= 8, st.target
+        assert sum(m.statement == st.target for m in found) >= MUTANTS_PER_STATEMENT, st.target
 
 
 @pytest.mark.parametrize("part", range(MUTANT_PARTS))

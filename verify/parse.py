@@ -678,6 +678,7 @@ class _Loader:
         self.tensors: dict[str, Tensor] = {}
         self.arity: dict[str, tuple[int, int, int]] = {}  # name -> (arity, line, col) of first use
         self.inputs: list[str] = []
+        self.given_inputs: set[str] = set()  # the inputs [inputs] names (set once it is read)
         self.defined_at: dict[str, int] = {}
         self.axes = _Axes()
         self.sizes: dict[str, sp.Symbol] = {}
@@ -721,6 +722,7 @@ class _Loader:
             self.tensors[upstream] = Tensor(upstream, out_shape, "upstream")
         self._check_input_names()
         fixed_values, domains = self._inputs_section()
+        self.given_inputs = {*self.declared, *fixed_values, *domains}
         fixed_sizes, relations, constants = self._sizes_section()
         self._forward_sizes_known(forward, {*fixed_sizes, *relations})
         gradients = self._gradients(output, upstream)
@@ -893,7 +895,7 @@ class _Loader:
         """Why a gradient's variable has no axes when [inputs] does not give its shape: a bias a student
         adds to X @ W is a scalar to [forward] unless declared (the hint ends the error's line)."""
         t = self.tensors.get(name) if name is not None else None
-        if t is None or t.shape or t.role != "input" or name in self._named_in_inputs():
+        if t is None or t.shape or t.role != "input" or name in self.given_inputs:
             return ""
         example = (
             f", as `{name}: ({', '.join(str(s) for s in sizes)})`" if sizes and None not in sizes else ""
@@ -901,11 +903,6 @@ class _Loader:
         return (
             f" ({name} is not in [inputs], so [forward] made it a scalar: declare its shape there{example})"
         )
-
-    def _named_in_inputs(self) -> set[str]:
-        """Every name a line of [inputs] begins with (a shape, a domain or a value)."""
-        lines = logical_lines(self.sections.get("inputs", (0, []))[1], self.file)
-        return {re.split(r"[:=]", line.text, maxsplit=1)[0].strip() for line in lines}
 
     def _declared_shapes(self) -> dict[str, tuple[tuple[str, ...], int]]:
         """Shapes declared in [inputs] (`X: (N, D)`, `b: (K,)`, `t: (N, K), onehot(k)`): name -> (size

@@ -85,16 +85,13 @@ class _ArrayMixin:
 
     def _print_Pow(self, e, rational=False):
         base, exp = e.args
-        if exp.is_Number and not exp.is_Integer and _of_sizes(base):
-            # a root of sizes alone, which SymPy splits out of a root of a product (sqrt(g*(16 + 1/N)) is
-            # sqrt(g)*sqrt(16 + 1/N)): a Python number, which torch.sqrt does not take; in float64, as
-            # the formula's arithmetic is
-            root = f"np.sqrt(np.float64({self._print(base)}))"
-            if exp == sp.Rational(1, 2):
-                return f"float({root})"
-            if exp == sp.Rational(-1, 2):
-                return f"float(1/{root})"
-            return f"float(np.float64({self._print(base)})**{float(exp)!r})"
+        if exp.is_Number and _of_sizes(base) and not (exp.is_Integer and abs(exp) <= _SIZE_POWERS):
+            # Sizes are Python numbers in generated code. A root of them (SymPy splits sqrt(16 + 1/N) out of
+            # sqrt(g*(16 + 1/N))) is one torch.sqrt does not take, and a whole power past _SIZE_POWERS an
+            # int that can pass float64's range, which no array can meet (int too large to convert). Both
+            # in float64, as the formula's arithmetic is: inf or 0 past the range.
+            power = exp.p if exp.is_Integer else repr(float(exp))
+            return f"float(np.float64({self._print(base)})**{power})"
         if exp == sp.Rational(1, 2):
             return self._call("sqrt", self._print(base))
         if exp == sp.Rational(-1, 2):
@@ -103,10 +100,6 @@ class _ArrayMixin:
             return f"1/{self.parenthesize(base, PRECEDENCE['Pow'])}"
         if exp.is_Rational and not exp.is_Integer:
             return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**({float(exp)!r})"
-        if exp.is_Integer and abs(exp) > _SIZE_POWERS and base.is_integer and not base.is_Number:
-            # sizes are Python ints, and so is their power: past float64's range it cannot meet an array
-            # (int too large to convert). As a float64 it is inf or 0, as the formula's arithmetic gives.
-            return f"float(np.float64({self._print(base)})**{exp.p})"
         return f"{self.parenthesize(base, PRECEDENCE['Pow'])}**{self.parenthesize(exp, PRECEDENCE['Pow'])}"
 
     def _print_Relational(self, e):
