@@ -51,7 +51,14 @@ class Evaluator:
         self.reads: set | None = None  # when a set, every tensor element read is recorded in it
         self.outside = 0  # how many reads fell outside an axis so far
         self._windows: dict = {}  # (window, its free indices' values) -> (max, argmax)
-        self._solvers: dict[int, tuple] = {}  # id(sum) -> (sum, [(index, delta solution, indices it needs)])
+        # What an evaluation needs of a node besides its value, worked out once per evaluator, since it
+        # runs for every element: id(node) -> (node, what), the node kept alive with its id. Subscripts,
+        # delta arguments and sum limits as functions of the indices; reads as (tensor name, subscripts);
+        # sums' limits with the deltas that fix them; products' factors, deltas first.
+        self._integers: dict[int, tuple] = {}
+        self._reads: dict[int, tuple] = {}
+        self._limits: dict[int, tuple] = {}
+        self._factors: dict[int, tuple] = {}
 
     def __call__(self, expr: sp.Expr, env: Mapping[sp.Symbol, int]):
         deadline.check()
@@ -98,30 +105,55 @@ class Evaluator:
         return self.tensors[e.name]
 
     def _ev_Indexed(self, e, env):
-        idx = self.subscripts(e, env)
-        if idx is None:
+        read = self.read(e, env)
+        if read is None:
             return _ZERO
         if self.reads is not None:
-            self.reads.add((e.base.label.name, idx))
-        return self.tensors[e.base.label.name][idx]
+            self.reads.add(read)
+        name, idx = read
+        return self.tensors[name][idx]
 
-    def subscripts(self, e: sp.Indexed, env) -> tuple[int, ...] | None:
-        """The element a read takes, or None (counted in `outside`) where it lies outside the tensor."""
-        idx = tuple(_integer(i)(env, self.sizes) for i in e.indices)
-        if any(not 0 <= k < n for k, n in zip(idx, self.tensors[e.base.label.name].shape, strict=True)):
-            self.outside += 1
-            return None
-        return idx
+    def read(self, e: sp.Indexed, env) -> tuple[str, tuple[int, ...]] | None:
+        """(tensor name, element) of a read, or None (counted in `outside`) where it lies outside the
+        tensor."""
+        name, subscripts = _once(
+            self._reads, e, lambda: (e.base.label.name, tuple(map(self.integer, e.indices)))
+        )
+        idx = tuple([f(env) for f in subscripts])
+        for k, n in zip(idx, self.tensors[name].shape, strict=True):
+            if not 0 <= k < n:
+                self.outside += 1
+                return None
+        return name, idx
+
+    def integer(self, e: sp.Expr) -> Callable[[Mapping], int]:
+        """A subscript, delta argument or sum limit as a function of the indices (see `_affine`)."""
+        return _once(self._integers, e, lambda: _affine(e, self.sizes))
+
+    def factors(self, e: sp.Mul) -> tuple:
+        """A product's factors, Kronecker deltas first: most terms of a derivative are zero and need not
+        be evaluated further."""
+        return _once(
+            self._factors,
+            e,
+            lambda: tuple(sorted(e.args, key=lambda a: not isinstance(a, sp.KroneckerDelta))),
+        )
+
+    def limits(self, e: sp.Sum | WindowMax) -> tuple:
+        """A sum's limits as (index, lo, hi, fixed): lo and hi compiled (`integer`), and `fixed` the
+        values that a Kronecker delta factor of the summand with coefficient +-1 pins the index to
+        (delta(a2, S*i + kh - P) fixes kh), each with the indices it needs set first."""
+        return _once(self._limits, e, lambda: self._compile_limits(e))
 
     def _ev_Add(self, e, env):
         return mpmath.fsum(self.ev(a, env) for a in e.args)
 
     def _ev_Mul(self, e, env):
-        out, zero, undefined = mpmath.mpf(1), False, False
-        for a in _deltas_first(e):
+        out, zero, undefined = _ONE, False, False
+        for a in self.factors(e):
             v = self.ev(a, env)
             if v == 0 and isinstance(a, sp.KroneckerDelta):
-                return mpmath.mpf(0)
+                return _ZERO
             # a zero value times a factor that is not a real number is none either (float: 0 * inf
             # is nan), so the other factors are still evaluated, though not multiplied
             zero = zero or v == 0
@@ -151,7 +183,7 @@ class Evaluator:
         return real(prim.exact, *args)
 
     def _ev_KroneckerDelta(self, e, env):
-        i, j = (_integer(x)(env, self.sizes) for x in e.args)
+        i, j = (self.integer(x)(env) for x in e.args)
         return _ONE if i == j else _ZERO
 
     def _ev_Piecewise(self, e, env):
@@ -204,51 +236,49 @@ class Evaluator:
         return True
 
     def _ev_Sum(self, e, env):
-        _, solved = self._solver(e)
         terms: list = []
-        self._sum(e.function, list(e.limits), solved, dict(env), terms)
+        self._sum(e.function, self.limits(e), dict(env), terms)
         return self.total(terms)
 
     def total(self, terms: list):
         """The sum of a sum's terms."""
         return mpmath.fsum(terms)
 
-    def _sum(self, body, limits, solved, env, terms):
+    def _sum(self, body, limits, env, terms):
         """Add the summand at every point of `limits` to `terms`; an index that a delta of the summand
         fixes is set from it (once the indices it depends on are set) instead of running over its range."""
         if not limits:
             terms.append(self.ev(body, env))
             return
-        for k, (i, lo, hi) in enumerate(limits):
-            for j, value, needs in solved:
-                if j == i and needs <= env.keys():
-                    v = _integer(value)(env, self.sizes)
-                    if _integer(lo)(env, self.sizes) <= v <= _integer(hi)(env, self.sizes):
-                        self._sum(body, limits[:k] + limits[k + 1 :], solved, {**env, i: v}, terms)
+        for k, (i, lo, hi, fixed) in enumerate(limits):
+            for value, needs in fixed:
+                if needs <= env.keys():
+                    v = value(env)
+                    if lo(env) <= v <= hi(env):
+                        self._sum(body, limits[:k] + limits[k + 1 :], {**env, i: v}, terms)
                     return
-        (i, lo, hi), rest = limits[0], limits[1:]
-        for v in range(_integer(lo)(env, self.sizes), _integer(hi)(env, self.sizes) + 1):
-            self._sum(body, rest, solved, {**env, i: v}, terms)
+        (i, lo, hi, _), rest = limits[0], limits[1:]
+        for v in range(lo(env), hi(env) + 1):
+            self._sum(body, rest, {**env, i: v}, terms)
 
-    def _solver(self, e: sp.Sum):
-        """For each summed index that a Kronecker delta factor of the summand pins down with coefficient
-        +-1 (delta(a2, S*i + kh - P) fixes kh), its value as an expression of the other indices."""
-        if id(e) not in self._solvers:
-            bound = [lim[0] for lim in e.limits]
-            solved = []
-            for f in sp.Mul.make_args(deltas_out(e.function)):
-                if not isinstance(f, sp.KroneckerDelta):
-                    continue
-                difference = f.args[0] - f.args[1]
-                for i in bound:
-                    coefficient = difference.diff(i)
-                    if coefficient in (1, -1) and not (difference - coefficient * i).has(i):
-                        value = sp.expand(-(difference - coefficient * i) / coefficient)
-                        # the indices it needs set first (sizes and constants are always known)
-                        needs = {s for s in value.free_symbols if s.is_integer and not s.is_nonnegative}
-                        solved.append((i, value, needs))
-            self._solvers[id(e)] = (e, solved)  # e kept alive with its id
-        return self._solvers[id(e)]
+    def _compile_limits(self, e: sp.Sum | WindowMax) -> tuple:
+        solved: list = []
+        bound = [lim[0] for lim in e.limits]
+        for f in sp.Mul.make_args(deltas_out(e.function)):
+            if not isinstance(f, sp.KroneckerDelta):
+                continue
+            difference = f.args[0] - f.args[1]
+            for i in bound:
+                coefficient = difference.diff(i)
+                if coefficient in (1, -1) and not (difference - coefficient * i).has(i):
+                    value = sp.expand(-(difference - coefficient * i) / coefficient)
+                    # sizes and constants are always known
+                    needs = frozenset(s for s in value.free_symbols if s.is_integer and not s.is_nonnegative)
+                    solved.append((i, _affine(value, self.sizes), needs))
+        return tuple(
+            (i, self.integer(lo), self.integer(hi), tuple((v, n) for j, v, n in solved if j == i))
+            for i, lo, hi in e.limits
+        )
 
     def number(self, v):
         """A value as a plain mpf, for comparisons (verify.rounding's values carry error bounds)."""
@@ -259,7 +289,7 @@ class Evaluator:
         key = (id(e), tuple(env.get(s) for s in _indices(e)))
         if key not in self._windows:
             found: list = []  # (value, position) of every position inside the axes
-            self._positions(e.function, list(e.limits), dict(env), (), found)
+            self._positions(e.function, self.limits(e), dict(env), (), found)
             if not found:
                 raise ValueError(f"a window of {e} lies wholly outside its tensor")
             found.sort(key=lambda vp: self.number(vp[0]), reverse=True)
@@ -275,8 +305,8 @@ class Evaluator:
             if self.outside == before:
                 out.append((value, position))
             return
-        (i, lo, hi), rest = limits[0], limits[1:]
-        for v in range(_integer(lo)(env, self.sizes), _integer(hi)(env, self.sizes) + 1):
+        (i, lo, hi, _), rest = limits[0], limits[1:]
+        for v in range(lo(env), hi(env) + 1):
             self._positions(body, rest, {**env, i: v}, position + (v,), out)
 
     def _ev_WindowMax(self, e, env):
@@ -299,12 +329,11 @@ class DerivativeEvaluator(Evaluator):
     whose values must be NaN wherever float64's are, this is not the generated code's arithmetic."""
 
     def _ev_Mul(self, e, env):
-        args = sorted(e.args, key=lambda a: not isinstance(a, sp.KroneckerDelta))
-        out = mpmath.mpf(1)
-        for a in args:
+        out = _ONE
+        for a in self.factors(e):
             v = self.ev(a, env)
             if v == 0:
-                return mpmath.mpf(0)
+                return _ZERO
             out *= v
         return out
 
@@ -325,11 +354,39 @@ def _indices(e: sp.Expr) -> tuple[sp.Symbol, ...]:
     return tuple(sorted((s for s in e.free_symbols if isinstance(s, sp.Symbol) and s.is_integer), key=str))
 
 
-@functools.cache
-def _deltas_first(e: sp.Mul) -> tuple:
-    """A product's factors, Kronecker deltas first: most terms of a derivative are zero and need not be
-    evaluated further."""
-    return tuple(sorted(e.args, key=lambda a: not isinstance(a, sp.KroneckerDelta)))
+def _once(table: dict, node, compile: Callable[[], Any]):
+    """table[id(node)]'s value, compiled on first use; the node is kept with it, so that its id stays its
+    own."""
+    hit = table.get(id(node))
+    if hit is None:
+        hit = table[id(node)] = (node, compile())
+    return hit[1]
+
+
+def _affine(e: sp.Expr, sizes: Mapping[sp.Symbol, int]) -> Callable[[Mapping], int]:
+    """A subscript, delta argument or sum limit at concrete sizes, as a function of the indices to a
+    Python int: with the sizes folded in it is c0 + c1 i1 + c2 i2 + ... for whole c (S*i + kh - P at S = 2,
+    P = 1 is 2 i + kh - 1), evaluated without walking the expression again."""
+    known = {s: sp.Integer(sizes[s]) for s in e.free_symbols if s in sizes}
+    const, terms = 0, []
+    for term in sp.Add.make_args(sp.expand(e.xreplace(known))):
+        c, index = term.as_coeff_Mul()
+        if not c.is_Integer or not (index == 1 or index.is_Symbol):  # not affine: walk it each time
+            walk = _integer(e)
+            return lambda env: walk(env, sizes)
+        if index == 1:
+            const += int(c)
+        else:
+            terms.append((index, int(c)))
+    if not terms:
+        return lambda env: const
+    if len(terms) == 1:
+        ((i, a),) = terms
+        return (lambda env: env[i] + const) if a == 1 else (lambda env: a * env[i] + const)
+    if len(terms) == 2:
+        (i, a), (j, b) = terms
+        return lambda env: a * env[i] + b * env[j] + const
+    return lambda env: sum(c * env[i] for i, c in terms) + const
 
 
 @functools.cache

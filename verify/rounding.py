@@ -127,20 +127,20 @@ class Bounder(Evaluator):
         return self.tensors[e.name]
 
     def _ev_Indexed(self, e, env):
-        idx = self.subscripts(e, env)
-        if idx is None:  # outside the tensor's axis: an exact zero
+        read = self.read(e, env)
+        if read is None:  # outside the tensor's axis: an exact zero
             return Rounded(ZERO)
         if self.reads is not None:
-            self.reads.add((e.base.label.name, idx))
-        return self.tensors[e.base.label.name][idx]
+            self.reads.add(read)
+        name, idx = read
+        return self.tensors[name][idx]
 
     def _ev_Add(self, e, env):
         return _sum([self.ev(a, env) for a in e.args])
 
     def _ev_Mul(self, e, env):
-        args = sorted(e.args, key=lambda a: not isinstance(a, sp.KroneckerDelta))
         parts = []
-        for a in args:
+        for a in self.factors(e):
             p = self.ev(a, env)
             if p.v == 0 and p.e == 0:  # float64 multiplies by an exact zero exactly
                 return Rounded(ZERO)
