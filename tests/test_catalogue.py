@@ -19,12 +19,20 @@ def report(path):
     return verify.check(str(path)).derivations[0]
 
 
+def shares_report(path):
+    """The tests reading one entry's report are one xdist_group (pyproject.toml runs --dist loadgroup):
+    it is checked in one worker only."""
+    return pytest.mark.xdist_group(f"report-{path.stem}")
+
+
 def gradient_cases():
     for path in CATALOGUE:
         d = load(path)
         for g in d.checked:
             for oracle in ORACLES:
-                yield pytest.param(path, g.target, oracle, id=f"{d.name}-{g.target}-{oracle}")
+                yield pytest.param(
+                    path, g.target, oracle, id=f"{d.name}-{g.target}-{oracle}", marks=shares_report(path)
+                )
 
 
 @pytest.mark.parametrize("path,gradient,oracle", list(gradient_cases()))
@@ -37,7 +45,7 @@ def test_gradient(path, gradient, oracle):
     assert result.status == "pass", f"{gradient} by {oracle}: {result}"
 
 
-@pytest.mark.parametrize("path", CATALOGUE, ids=[p.stem for p in CATALOGUE])
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=shares_report(p)) for p in CATALOGUE])
 @pytest.mark.parametrize("oracle", ["jax", "torch", "numpy"])
 def test_forward_matches_reference(path, oracle):
     """The generated forward equals the library op (jax, torch) or the hand-written module (numpy)."""

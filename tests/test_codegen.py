@@ -32,7 +32,18 @@ def size_patterns(path) -> list[str]:
     return ["distinct", "ones"] + [f"{a}={b}" for a, b in itertools.combinations(names, 2)]
 
 
-CASES = [(path, sizes) for path in CATALOGUE + SHAPES for sizes in size_patterns(path)]
+def case(path, sizes):
+    """One entry at one size pattern. Its tests are one xdist_group (pyproject.toml runs --dist
+    loadgroup), so that its exact draw (`exact_sample`, seconds for a convolution) is made in one worker."""
+    return pytest.param(
+        path,
+        sizes,
+        id=f"{path.stem}-{sizes}",
+        marks=pytest.mark.xdist_group(f"exact-{path.parent.name}-{path.stem}-{sizes}"),
+    )
+
+
+CASES = [case(path, sizes) for path in CATALOGUE + SHAPES for sizes in size_patterns(path)]
 
 
 def to_backend(value, backend, dtype):
@@ -68,7 +79,7 @@ def exact_sample(path, sizes):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("path", "sizes"), CASES, ids=[f"{p.stem}-{s}" for p, s in CASES])
+@pytest.mark.parametrize(("path", "sizes"), CASES)
 def test_generated_matches_exact(path, sizes, backend, dtype):
     d, sample = exact_sample(path, sizes)
     if sizes not in ("distinct", "ones"):
@@ -91,11 +102,11 @@ def test_generated_matches_exact(path, sizes, backend, dtype):
     assert set(fwd) | set(grads) == {st.target for st in d.forward + d.checked}
 
 
-SAVED_CASES = [(path, sizes) for path in CATALOGUE + SHAPES for sizes in ("distinct", "ones")]
+SAVED_CASES = [case(path, sizes) for path in CATALOGUE + SHAPES for sizes in ("distinct", "ones")]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("path", "sizes"), SAVED_CASES, ids=[f"{p.stem}-{s}" for p, s in SAVED_CASES])
+@pytest.mark.parametrize(("path", "sizes"), SAVED_CASES)
 def test_saved_for_backward_matches_exact(path, sizes, backend):
     """The code whose forward keeps what its backward reads of it alone (relu's mask; what `verify bench`
     times and `export` runs) computes the same values as the exact oracle, and its forward returns the

@@ -124,6 +124,7 @@ def diagnoses() -> Counter:
     return counts
 
 
+@pytest.mark.xdist_group("diagnose-mutants")  # diagnoses() once, in one worker
 def test_mutation_suite_kinds_are_named():
     """At least 90% of the wrong mutants' gradients carry a kind other than unknown."""
     counts = diagnoses()
@@ -131,6 +132,7 @@ def test_mutation_suite_kinds_are_named():
     assert counts["named"] >= NAMED * counts["wrong"], counts
 
 
+@pytest.mark.xdist_group("diagnose-mutants")
 def test_mutation_suite_fixes_are_verified():
     """At least 70% of the wrong mutants' gradients carry a fix (every fix offered was verified by the
     exact oracle before it was: verify.diagnose.fixes)."""

@@ -36,6 +36,10 @@ CATALOGUE = catalogue()
 CASES = sorted((Path(__file__).parent / "cases").glob("*.deriv"))
 
 
+# Each batch below is computed once per pytest-xdist worker; the tests that read it are one xdist_group
+# (pyproject.toml runs --dist loadgroup), so that it is computed in one worker only.
+
+
 @functools.cache
 def catalogue_proofs() -> dict[str, dict]:
     """Every catalogue derivation proved in one run (one worker process)."""
@@ -55,6 +59,7 @@ def catalogue_claims():
             yield pytest.param(path.stem, st.target, id=f"{d.name}-{st.label}")
 
 
+@pytest.mark.xdist_group("prove-catalogue")
 @pytest.mark.parametrize("name,target", list(catalogue_claims()))
 def test_catalogue_claim_proved(name, target):
     proof = catalogue_proofs()[name][target]
@@ -62,6 +67,7 @@ def test_catalogue_claim_proved(name, target):
     assert proof.sizes and proof.summary().startswith("proved for all ")
 
 
+@pytest.mark.xdist_group("prove-catalogue")
 @pytest.mark.parametrize("name,target", list(catalogue_claims()))
 def test_catalogue_conditions_are_true(name, target):
     """Each condition a proof states (denominators, kinks, domain rules; those marked always true too)
@@ -107,6 +113,7 @@ def all_conditions():
             yield load(BESIDE_THE_CATALOGUE[name]), proof
 
 
+@pytest.mark.xdist_group("prove-catalogue")
 @pytest.mark.parametrize("kind", list(ConditionKind))
 def test_condition_kind_is_a_true_statement(kind):
     """Every condition of this kind that any proof states holds at the samples (and some proof states
@@ -117,6 +124,7 @@ def test_condition_kind_is_a_true_statement(kind):
         assert holds_at_samples(d, condition), f"{d.name}: {condition.text}"
 
 
+@pytest.mark.xdist_group("prove-catalogue")
 def test_beside_the_catalogue_proved():
     """The derivations the condition kinds come from are proved, each with what it needs."""
     found = beside_proofs()
@@ -126,6 +134,7 @@ def test_beside_the_catalogue_proved():
     assert any("**2 = t[n, k]" in c.text for c in found["onehot_square"]["dx"].conditions)
 
 
+@pytest.mark.xdist_group("prove-catalogue")
 def test_domain_rule_is_needed():
     """The softmax cross-entropy shortcut rests on one-hot rows summing to 1: the proof says so, and with
     t declared normal the same gradient is neither proved nor right."""
@@ -136,6 +145,7 @@ def test_domain_rule_is_needed():
     assert prove(text)[0]["dx"].status is ProofStatus.NOT_PROVED
 
 
+@pytest.mark.xdist_group("prove-catalogue")
 def test_kink_is_stated_for_relu():
     """A proof through max or where holds away from the kink, and says where the kink is."""
     assert [c.text for c in catalogue_proofs()["relu"]["dx"].stated] == ["x[n, i] != 0 (away from the kink)"]
@@ -161,6 +171,7 @@ def case_results():
     return {d.name: r for d, r in zip(ds, reports, strict=True)}
 
 
+@pytest.mark.xdist_group("prove-cases")
 @pytest.mark.parametrize("name", [d.name for d in parsed_cases()])
 def test_case_wrong_claims_not_proved(name):
     report = case_results()[name]
@@ -170,6 +181,7 @@ def test_case_wrong_claims_not_proved(name):
             assert g.proof.status is not ProofStatus.PROVED, f"{g.name}: {g.proof.summary()}"
 
 
+@pytest.mark.xdist_group("prove-cases")
 def test_jacobians_and_chain_steps_proved():
     """A Jacobian statement is proved as the full Jacobian (zero off its block, by a case split on the
     block's delta), and each step of a chain on its own."""
@@ -255,6 +267,7 @@ def mutant_reports(equivalent: bool):
     return verify.check([m.text for m in mutants], oracles=("exact",), prove=True, diagnose=False).derivations
 
 
+@pytest.mark.xdist_group("prove-wrong-mutants")
 @pytest.mark.parametrize("k", range(len(WRONG)), ids=[mutant_id(m) for m in WRONG])
 def test_wrong_mutant_not_proved(k):
     report = mutant_reports(False)[k]
@@ -264,6 +277,7 @@ def test_wrong_mutant_not_proved(k):
         assert g.proof.status is not ProofStatus.PROVED, f"{g.name}: {g.proof.summary()}"
 
 
+@pytest.mark.xdist_group("prove-wrong-mutants")
 @pytest.mark.parametrize("k", range(len(WRONG)), ids=[mutant_id(m) for m in WRONG])
 def test_wrong_mutant_not_proved_by_the_algebra(k):
     """Without the sample that lets the prover stop after one stage, every stage down to the inputs is
@@ -279,6 +293,7 @@ def test_wrong_mutant_not_proved_by_the_algebra(k):
             return
 
 
+@pytest.mark.xdist_group("prove-equivalent")
 @pytest.mark.parametrize("k", range(len(EQUIVALENT)), ids=[mutant_id(m) for m in EQUIVALENT])
 def test_equivalent_rewrite_proved(k):
     report = mutant_reports(True)[k]
@@ -320,6 +335,7 @@ def generated_proofs():
     return prove([p.values[0].text for p in GENERATED])
 
 
+@pytest.mark.xdist_group("prove-generated")
 @pytest.mark.parametrize("k", range(len(GENERATED)), ids=[p.id for p in GENERATED])
 def test_generated_mutant_not_proved(k):
     """The statement a generated mutant changes is a mistake (the generator keeps only those that differ
@@ -406,6 +422,7 @@ def test_affine_subscript_is_zero_padded():
     assert algebra.restore(algebra.norm(x[n, i + 1])) == x[n, i + 1] * Bound(I - 2 - i)
 
 
+@pytest.mark.xdist_group("prove-catalogue")
 def test_one_maximum_fails_at_ties():
     """Max pooling's condition can be false: where every entry of x (so every window maximum) is 1,
     each window has several maxima and the condition the proof states does not hold."""
