@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -371,9 +370,8 @@ def _affine(e: sp.Expr, sizes: Mapping[sp.Symbol, int]) -> Callable[[Mapping], i
     const, terms = 0, []
     for term in sp.Add.make_args(sp.expand(e.xreplace(known))):
         c, index = term.as_coeff_Mul()
-        if not c.is_Integer or not (index == 1 or index.is_Symbol):  # not affine: walk it each time
-            walk = _integer(e)
-            return lambda env: walk(env, sizes)
+        if not c.is_Integer or not (index == 1 or index.is_Symbol):  # the parser lets no other through
+            raise TypeError(f"not a subscript: {e}")
         if index == 1:
             const += int(c)
         else:
@@ -387,23 +385,6 @@ def _affine(e: sp.Expr, sizes: Mapping[sp.Symbol, int]) -> Callable[[Mapping], i
         (i, a), (j, b) = terms
         return lambda env: a * env[i] + b * env[j] + const
     return lambda env: sum(c * env[i] for i, c in terms) + const
-
-
-@functools.cache
-def _integer(e: sp.Expr):
-    """A subscript as a function of (indices, sizes) to a Python int: affine in indices, sizes and
-    constants, so only +, * and whole numbers occur."""
-    if e.is_Integer:
-        value = int(e)
-        return lambda env, sizes: value
-    if e.is_Symbol:
-        return lambda env, sizes: int(env[e]) if e in env else int(sizes[e])
-    parts = [_integer(a) for a in e.args]
-    if e.is_Add:
-        return lambda env, sizes: sum(f(env, sizes) for f in parts)
-    if e.is_Mul:
-        return lambda env, sizes: math.prod(f(env, sizes) for f in parts)
-    raise TypeError(f"not a subscript: {e}")
 
 
 def real(f, *args):
