@@ -475,7 +475,8 @@ def contracted(expr: sp.Expr) -> sp.Expr:
 def _contract(e: sp.Expr) -> sp.Expr:
     if isinstance(e, sp.Sum):
         body = _contract(e.function)
-        terms = sp.Add.make_args(sp.expand(body)) if body.has(sp.KroneckerDelta) else (body,)
+        # power_exp=False: expand would also make exp(sum(a, n)) the product of exp(a) (a Product)
+        terms = sp.Add.make_args(sp.expand(body, power_exp=False)) if body.has(sp.KroneckerDelta) else (body,)
         return sp.Add(*(_contract_term(t, list(e.limits)) for t in terms))
     if isinstance(e, sp.Indexed) or not e.args:
         return e

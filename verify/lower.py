@@ -575,7 +575,12 @@ class _Lowering:
             and any(self.free(t) & set(bound) for t in f.args)
             for f in sp.Mul.make_args(body)
         )
-        terms = sp.Add.make_args(sp.expand(body)) if body.has(sp.KroneckerDelta) or hoistable else (body,)
+        # power_exp=False: expand would also make exp(a - b) exp(a) exp(-b), and exp(sum(a, n)) a Product
+        terms = (
+            sp.Add.make_args(sp.expand(body, power_exp=False))
+            if body.has(sp.KroneckerDelta) or hoistable
+            else (body,)
+        )
         results = [self.sum_term(t, bound, extent, pref) for t in terms]
         axes = self.order([a for _, a in results], pref)
         return sp.Add(*[self.align(x, a, axes) for x, a in results]), axes
