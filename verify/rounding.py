@@ -192,7 +192,9 @@ class Bounder(Evaluator):
         args = [self.ev(a, env) for a in e.args]
         values = [a.v for a in args]
         v = real(prim.exact, *values)
-        if prim.kink is not None:  # abs, max and min round exactly and move no more than their arguments
+        # abs, max and min round exactly and move no more than their arguments; of a NaN argument (the
+        # square root of a negative number) they are NaN, bounded below as any value that is not finite
+        if prim.kink is not None and not mpmath.isnan(v):
             if len(args) == 2 and (
                 args[0].e + args[1].e == 0 or abs(values[0] - values[1]) > args[0].e + args[1].e
             ):
