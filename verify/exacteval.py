@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 
 from . import deadline
-from .model import Derivation, Statement, WindowMax, constant, deltas_out, fresh_sums
+from .model import Derivation, Statement, WindowMax, constant, deltas_out, fresh_sums, summands
 from .primitives import BY_NODE, Primitive, kink_value
 
 DIGITS = 50
@@ -475,8 +475,7 @@ def contracted(expr: sp.Expr) -> sp.Expr:
 def _contract(e: sp.Expr) -> sp.Expr:
     if isinstance(e, sp.Sum):
         body = _contract(e.function)
-        # power_exp=False: expand would also make exp(sum(a, n)) the product of exp(a) (a Product)
-        terms = sp.Add.make_args(sp.expand(body, power_exp=False)) if body.has(sp.KroneckerDelta) else (body,)
+        terms = summands(body) if body.has(sp.KroneckerDelta) else (body,)
         return sp.Add(*(_contract_term(t, list(e.limits)) for t in terms))
     if isinstance(e, sp.Indexed) or not e.args:
         return e

@@ -27,7 +27,16 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy.core.relational import Relational
 
-from .model import Derivation, DerivationError, Statement, WindowMax, constant, deltas_out, fresh_sums
+from .model import (
+    Derivation,
+    DerivationError,
+    Statement,
+    WindowMax,
+    constant,
+    deltas_out,
+    fresh_sums,
+    summands,
+)
 from .primitives import BY_NODE
 
 
@@ -575,12 +584,7 @@ class _Lowering:
             and any(self.free(t) & set(bound) for t in f.args)
             for f in sp.Mul.make_args(body)
         )
-        # power_exp=False: expand would also make exp(a - b) exp(a) exp(-b), and exp(sum(a, n)) a Product
-        terms = (
-            sp.Add.make_args(sp.expand(body, power_exp=False))
-            if body.has(sp.KroneckerDelta) or hoistable
-            else (body,)
-        )
+        terms = summands(body) if body.has(sp.KroneckerDelta) or hoistable else (body,)
         results = [self.sum_term(t, bound, extent, pref) for t in terms]
         axes = self.order([a for _, a in results], pref)
         return sp.Add(*[self.align(x, a, axes) for x, a in results]), axes

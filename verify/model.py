@@ -348,6 +348,13 @@ def fresh_sums(expr: sp.Expr) -> sp.Expr:
     return expr.func(*args)
 
 
+def summands(e: sp.Expr) -> tuple[sp.Expr, ...]:
+    """e's terms with products distributed over sums, and nothing else expanded: SymPy's expand would also
+    make exp(a - b) exp(a) exp(-b), worse in float64, and exp(sum(a, n)) a Product of exps, which nothing
+    here evaluates, prints or differentiates."""
+    return sp.Add.make_args(sp.expand(e, power_exp=False))
+
+
 def deltas_out(e: sp.Expr) -> sp.Expr:
     """where(c, delta(h, S*i + kh) * a, 0) as delta(h, S*i + kh) * where(c, a, 0): a Sum folds a product
     into a Piecewise with a zero branch, and a delta must be a factor of the summand to fix its index."""

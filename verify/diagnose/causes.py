@@ -26,7 +26,7 @@ import numpy as np
 import sympy as sp
 
 from ..exacteval import DIGITS, adjoints, derivatives_of, run_statement
-from ..model import Derivation, Statement
+from ..model import Derivation, Statement, summands
 from ..sampling import Sample
 from .kinds import Kind
 
@@ -315,7 +315,7 @@ def _structured(num: Numbers, graph: Graph, below: list[str]) -> list[_Left]:
 def _pinned(der: sp.Expr, a: sp.Symbol, i: sp.Symbol) -> bool:
     """Whether every term of a local derivative carries delta(a, i): zero unless the read's index a is i."""
     delta = sp.KroneckerDelta(a, i)
-    return all(delta in sp.Mul.make_args(t) for t in sp.Add.make_args(sp.expand(der)))
+    return all(delta in sp.Mul.make_args(t) for t in summands(der))
 
 
 def left_out(num: Numbers) -> Cause | None:

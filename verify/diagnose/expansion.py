@@ -21,7 +21,7 @@ import sympy as sp
 
 from .. import deadline
 from ..exacteval import _contract_term, contracted, derivatives_of
-from ..model import Derivation, Statement, base
+from ..model import Derivation, Statement, base, summands
 
 DEPTH = 3  # how many steps an adjoint that no statement states is expanded before giving up
 FOLD_SIZE = 600  # expressions larger than this are not folded (folding matches patterns: slow on big ones)
@@ -106,7 +106,7 @@ def _by_deltas(der: sp.Expr) -> list[sp.Expr]:
     """The terms of a local derivative grouped by their Kronecker deltas, each group's cofactor with its
     common factors pulled out (2*(x[n,j] - mu[j])/N rather than 2*x[n,j]/N - 2*mu[j]/N)."""
     groups: dict[sp.Expr, list[sp.Expr]] = {}
-    for t in sp.Add.make_args(sp.expand(_deltas_out(der))):
+    for t in summands(_deltas_out(der)):
         deltas = sp.Mul(*(f for f in sp.Mul.make_args(t) if isinstance(f, sp.KroneckerDelta)))
         groups.setdefault(deltas, []).append(t / deltas)
     return [deltas * sp.factor_terms(sp.Add(*rest)) for deltas, rest in groups.items()]
