@@ -224,12 +224,13 @@ def test_fused_torch_code_equals_eager():
 def test_library_convolution_pads_without_a_copy():
     """Where a library convolution's own zero padding (the same on both sides) makes exactly the windows
     the formula reads, the PyTorch code passes `padding=` and copies no x through F.pad (a fifth of
-    conv1d's kernel gradient at the bench's sizes), with the same values whichever way the window tiles
-    the input (L - KL even or odd at stride 2). A kernel gradient reading x one place too far keeps
+    conv1d's kernel gradient at the bench's sizes), and its input gradient, a transposed convolution at
+    stride 2, pads nothing either (the library's output padding makes x's length), with the same values
+    whichever way the window tiles the input (L - KL even or odd at stride 2). A kernel gradient reading x one place too far keeps
     F.pad: the library's padding would make another window there."""
     torch = pytest.importorskip("torch")
     conv1d = codegen.source(load("conv1d"), "torch")
-    assert conv1d.count("padding=(1,)") == 2 and "nn.functional.pad(x" not in conv1d
+    assert conv1d.count("padding=(1,)") == 3 and "nn.functional.pad(" not in conv1d
     gen = codegen.compile_derivation(load("conv1d"), "torch")
     for L in (9, 10):
         x, K, b = (

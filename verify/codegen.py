@@ -178,7 +178,7 @@ def _programs(
     key = (id(d), backend, "programs", saved, wanted)
     if key not in _CACHE:
         pr = printer(backend)
-        fwd, bwd = forward_program(d), backward_program(d, wanted, folds=pr.folds)
+        fwd, bwd = forward_program(d), backward_program(d, wanted, folds=pr.folds, spreads=pr.spreads)
         if saved:
             whole = bwd if wanted is None else _programs(d, backend, False)[1]
             kept = saved_for_backward(d, whole, masks=pr.saves_masks)

@@ -228,6 +228,7 @@ class _Lowering:
         self.window_sizes = d.window_sizes()
         self.scatters = False  # whether a statement may be lowered as a Scatter (see `scatter`)
         self.folds = False  # whether a Scatter may be a Fold instead (see `fold`)
+        self.spreads = False  # whether a strided convolution's input gradient may read a spread window
         self.window_order: tuple = ()  # while lowering a Fold's terms: the axis order of its window views
         self.shared_pads: dict[str, list[tuple[sp.Expr, sp.Expr]]] = {}  # see `scatter`
 
@@ -903,9 +904,12 @@ class _Lowering:
         if scattered is not None:
             self.body.append(Assign(st.target, scattered, st.indices, True))
             return
+        splits = self.phase_splits(rhs, st.indices)
+        if splits and self.spreads and self.spread_statement(st, rhs):
+            return
         split = list(st.indices)
         merges: list[tuple[sp.Symbol, sp.Symbol, sp.Symbol]] = []
-        for h, stride in self.phase_splits(rhs, st.indices):
+        for h, stride in splits:
             # h = stride*q + t: the statement is computed for each remainder t, then merged back into h
             q, t = sp.Symbol(f"{h.name}_q", integer=True), sp.Symbol(f"{h.name}_t", integer=True)
             self.ranges[q], self.ranges[t] = (
@@ -933,6 +937,38 @@ class _Lowering:
             merged[k : k + 2] = [h]
             self.ranges[h] = st.ranges[h]
         self.body.append(Assign(st.target, expr, st.indices, True))
+
+    def spread_statement(self, st: Statement, rhs: sp.Expr) -> bool:
+        """Statement `st` lowered whole, without stride phases, where that makes each window it reads
+        spread out by a stride the input of a transposed convolution (a Conv whose kernel is read
+        backwards at unit stride), which a backend with `spreads` computes in one library call; else
+        nothing is kept and False. Any other reader of a spread window would copy the upstream
+        gradient spread out, (S*S - 1)/(S*S) of it zeros: the phases are better there."""
+        kept = (list(self.body), dict(self.cse), self.counter, set(self.scalars), dict(self.ranges))
+        start = len(self.body)
+        self.know_ranges(rhs)
+        expr = self.whole(rhs, st.indices)
+        new = self.body[start:]
+        spread = {a.name for a in new if isinstance(a.expr, Window) and any(d != 1 for d in a.expr.args[2])}
+
+        def transposed(e) -> bool:
+            su, sv, dilate = e.args[6:9]
+            return any(d != 1 for d in dilate) and all(s < 0 for s in sv) and all(s == 1 for s in su)
+
+        def reads(e) -> set:
+            if isinstance(e, Conv) and transposed(e):
+                e = sp.Tuple(*e.args[1:])  # its einsum over the spread window is not computed
+            if isinstance(e, sp.Symbol):
+                return {e.name}
+            return set().union(*(reads(a) for a in e.args)) if e.args else set()
+
+        convs = [a for a in new if isinstance(a.expr, Conv) and transposed(a.expr)]
+        readers = [a.expr for a in new if a.name not in spread] + [expr]
+        if convs and not any(reads(e) & spread for e in readers):
+            self.body.append(Assign(st.target, expr, st.indices, True))
+            return True
+        self.body, self.cse, self.counter, self.scalars, self.ranges = kept
+        return False
 
     def whole(self, rhs: sp.Expr, indices: tuple) -> sp.Expr:
         """`rhs` lowered as an array with exactly the axes `indices`, in that order."""
@@ -1339,16 +1375,20 @@ def _needed(d: Derivation, given) -> set[str]:
     return needed | set(given)
 
 
-def backward_program(d: Derivation, wanted: tuple[str, ...] | None = None, folds: bool = False) -> Program:
+def backward_program(
+    d: Derivation, wanted: tuple[str, ...] | None = None, folds: bool = False, spreads: bool = False
+) -> Program:
     """Every written gradient and Jacobian, from the inputs, the forward values and the upstream gradient
     (a Jacobian given a name is also a helper: statements using it expand it); or only
     the gradients named in `wanted` and the statements they use (`python -m verify bench` times the
     input gradients alone beside a library backward that computes no others). With `folds`, a window's
-    scattered gradient may be a Fold (a backend with col2im: PyTorch)."""
+    scattered gradient may be a Fold (a backend with col2im: PyTorch); with `spreads`, a strided
+    convolution's input gradient may be a transposed convolution (see `_Lowering.spread_statement`)."""
     helpers = {st.target: st for st in d.gradients if st.of is None}
     low = _Lowering(d, helpers)
     low.scatters = True
     low.folds = folds
+    low.spreads = spreads
     keep = {st.target for st in d.gradients if st.checked}
     if wanted is not None:
         keep = set(wanted)
