@@ -7,6 +7,9 @@ but the wrong values. Generated: a new .deriv file in either folder is covered w
 import dataclasses
 import functools
 import itertools
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +222,29 @@ def test_fused_torch_code_equals_eager():
     want, got = eager.backward(**values, **fwd), fused.backward(**values, **fwd)
     for name in want:
         assert torch.allclose(got[name], want[name], rtol=1e-12, atol=1e-12), name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["cases/softmax_scaled_logits.deriv", "shapes/equal_branches.deriv"],
+    ids=lambda n: n.split("/")[0],
+)
+def test_generated_code_is_the_same_in_every_process(name):
+    """The generated code is a function of the derivation alone, not of the process's hash seed: these
+    two once printed differently from run to run, where two reads of equal rank (a stable softmax's
+    z[a, m, c] and its shift's, whose fresh indices share the name m; w[k] and b[n]) took a set's order."""
+    path = Path(__file__).parent / name
+    texts = {
+        subprocess.run(
+            [sys.executable, "-m", "verify", "codegen", str(path), "--backend", "numpy"],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in (1, 2, 3)
+    }
+    assert len(texts) == 1
 
 
 def test_library_convolution_pads_without_a_copy():

@@ -717,7 +717,7 @@ class _Lowering:
         relation of [sizes] shrinks with, or a fixed one) while `v`'s own range is not."""
         if self.window_size(self.range_of(v)):
             return None
-        for read in factor.atoms(sp.Indexed, Inside):
+        for read in sorted(factor.atoms(sp.Indexed, Inside), key=sp.default_sort_key):
             if isinstance(read, Inside):
                 pairs = [read.args]
             elif read.base.label.name in self.helpers and all(isinstance(i, sp.Symbol) for i in read.indices):
@@ -1211,7 +1211,9 @@ class _Lowering:
 
 
 def _ordered(indices) -> list:
-    return sorted(indices, key=lambda s: s.name)
+    # by name, then by SymPy's order: two sums' fresh indices share a name (Dummy `_b`), and a set's
+    # order between them is hash-seeded, which would make the generated code differ between processes
+    return sorted(indices, key=lambda s: (s.name, sp.default_sort_key(s)))
 
 
 def _zero_based(expr: sp.Expr) -> sp.Expr:
@@ -1305,12 +1307,16 @@ def _softmax(e):
 
 
 def _by_rank(e) -> list[sp.Indexed]:
-    return sorted(e.atoms(sp.Indexed), key=lambda a: -len(a.indices))
+    """The reads in `e`, most indices first; among equals, those reading no index that an IndexMax
+    inside `e` binds (a stable softmax's shift) first, then by their text. Never in a set's order, which
+    is hash-seeded: the generated code would differ from one process to the next."""
+    bound = {m.args[1] for m in e.atoms(IndexMax)}
+    return sorted(e.atoms(sp.Indexed), key=lambda a: (-len(a.indices), len(a.free_symbols & bound), str(a)))
 
 
 def _letters(indices) -> dict:
     pool = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    names = sorted(indices, key=lambda s: s.name)
+    names = _ordered(indices)
     out, used = {}, set()
     for s in names:
         c = (
