@@ -195,7 +195,8 @@ def test_saved_for_backward_is_what_autograd_keeps():
     """With `saved`, relu's backward reads the boolean mask its forward kept (1 byte an entry, as
     jax.vjp's pullback does), never x; softplus's reads sigmoid(x) computed once in the forward; a
     gradient with no upstream (the MLP's loss) keeps its own statements, no window's scatter is looked
-    into (maxpool saves nothing), and PyTorch's code keeps no mask."""
+    into (NumPy's and JAX's maxpool save nothing; PyTorch's keeps where the maxima are, as autograd
+    does: see test_torch_max_pooling_scatters_at_its_maxima), and PyTorch's code keeps no mask."""
     relu = codegen.compile_derivation(load("relu"), "numpy", saved=True)
     x = np.array([[-1.0, 0.0, 2.0]])
     kept = relu.forward(x=x)
@@ -206,22 +207,47 @@ def test_saved_for_backward_is_what_autograd_keeps():
     assert "def backward(saved0, dy)" in softplus and softplus.count("sigmoid") == 1
     mlp = codegen.source(load("mlp"), "numpy", saved=True)
     assert "dz = (p - t)/N" in mlp and "saved" not in mlp.split("dz =")[1].split("\n")[0]
-    assert codegen.compile_derivation(load("maxpool2d"), "torch", saved=True).saved == ()
-    # PyTorch keeps no boolean array: torch.compile's loop over a boolean argument is scalar
-    assert "dx = dy*(x > 0)" in codegen.source(load("relu"), "torch", saved=True)
+    assert codegen.compile_derivation(load("maxpool2d"), "numpy", saved=True).saved == ()
+    assert codegen.compile_derivation(load("maxpool2d"), "torch", saved=True).saved == (
+        "saved_dx_at",
+        "saved_dx_ties",
+    )
 
 
-def test_fused_torch_code_equals_eager():
-    """compile_derivation(..., fused=True) offers the PyTorch code under torch.compile: same numbers."""
+def test_torch_max_pooling_scatters_at_its_maxima():
+    """PyTorch's saved max pooling keeps, per window, where its one maximum is, and its backward adds dy
+    there: torch.autograd's scatter, where col2im took five times as long, and the backward reads no x
+    and no y. Where a window has several entries equal to its maximum, the formula sends dy to every
+    one, which one position per window cannot say: those entries are kept as ties, each added dy. Where
+    the maxima are single, against torch.autograd's gradient; with ties (a window of zeros beside one
+    with a single maximum), against the count of windows each entry is a maximum of; with many, against
+    the plain backward's fold."""
     torch = pytest.importorskip("torch")
-    d, sample = exact_sample(CATALOGUE[0].parent / "batchnorm.deriv", "distinct")
-    values = {k: to_backend(v, "torch", "float64") for k, v in sample.values.items()}
-    eager = codegen.compile_derivation(d, "torch")
-    fused = codegen.compile_derivation(d, "torch", fused=True)
-    fwd = eager.forward(**values)
-    want, got = eager.backward(**values, **fwd), fused.backward(**values, **fwd)
-    for name in want:
-        assert torch.allclose(got[name], want[name], rtol=1e-12, atol=1e-12), name
+    gen = codegen.compile_derivation(load("maxpool2d"), "torch", saved=True)
+    assert "y" not in codegen._names(gen._backward)
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.nn.functional.max_pool2d(x, 3, 2, 1)
+    dy = torch.randn_like(y)
+    (want,) = torch.autograd.grad(y, x, dy)
+    kept = gen.forward(x=x.detach())
+    assert kept["saved_dx_at"].dtype == torch.int64 and bool((kept["saved_dx_at"] >= 0).all())
+    assert kept["saved_dx_ties"].shape == (2, 0)
+    assert torch.equal(gen.backward(x=x.detach(), **kept, dy=dy)["dx"], want)
+    tied = torch.zeros(1, 1, 3, 4, dtype=torch.float64)
+    tied[0, 0, 1, 3] = 1.0  # windows (i, j) cover rows 2i-1..2i+1, columns 2j-1..2j+1
+    kept = gen.forward(x=tied)
+    assert kept["saved_dx_at"].tolist() == [[[[-1, 7], [-1, 7]]]]  # 7: row 1, column 3
+    assert kept["saved_dx_ties"].shape == (2, 8)  # the four zeros of windows (0, 0) and (1, 0)
+    dx = gen.backward(x=tied, **kept, dy=torch.ones(1, 1, 2, 2, dtype=torch.float64))["dx"]
+    # the zeros of columns 0, 1 are maxima of windows (0, 0) and (1, 0); x[1, 3] of (0, 1) and (1, 1)
+    assert dx[0, 0].tolist() == [[1.0, 1.0, 0.0, 0.0], [2.0, 2.0, 0.0, 2.0], [1.0, 1.0, 0.0, 0.0]]
+    # many ties (x of three values), against the plain backward's fold of where(x == y, dy, 0)
+    x = torch.randint(0, 3, (2, 3, 9, 8), generator=torch.Generator().manual_seed(0)).to(torch.float64)
+    kept = gen.forward(x=x)
+    dy = torch.randn(kept["y"].shape, dtype=torch.float64)
+    plain = codegen.compile_derivation(load("maxpool2d"), "torch").backward(x=x, y=kept["y"], dy=dy)["dx"]
+    assert kept["saved_dx_ties"].shape[1] > 0
+    assert torch.allclose(gen.backward(x=x, **kept, dy=dy)["dx"], plain, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from .catalogue import load
 from .lower import (
     AsArray,
     Eye,
+    FirstAt,
     Fold,
     Ones,
     Program,
@@ -27,6 +28,7 @@ from .lower import (
     forward_program,
     reading_saved,
     saved_for_backward,
+    scattered_at_maxima,
     shift_name,
 )
 from .model import Derivation, DerivationError, constant
@@ -42,7 +44,7 @@ def _shape_text(d: Derivation, name: str, saved: dict[str, tuple] | None = None)
     if name.startswith("shift_") and name not in d.tensors:
         name = name[len("shift_") :]
     shape = (saved or {})[name] if name not in d.tensors else d.shape(name)
-    return " x ".join(s.name for s in shape) if shape else "scalar"
+    return " x ".join(str(s) for s in shape) if shape else "scalar"
 
 
 def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str, pr=None) -> str:
@@ -90,6 +92,10 @@ def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str, 
             expr = expr.xreplace({sp.Symbol(k, real=True): v for k, v in inline.items()})
         if isinstance(expr, Scatter):
             lines += [f"    {line}" for line in pr.scatter_lines(a.name, expr)]
+        elif isinstance(
+            expr, FirstAt
+        ):  # two arrays: the positions, and the ties' (named in its last argument)
+            lines.append(f"    {a.name}, {expr.args[-1]} = {pr.doprint(expr)}")
         else:
             lines.append(f"    {a.name} = {pr.doprint(expr)}")
     lines.append("    return {" + ", ".join(f"{r!r}: {r}" for r in prog.results) + "}")
@@ -166,7 +172,10 @@ def _helper(pr, *functions: str) -> list[str]:
     """The printer's `window` helper, as a part of the module, where the generated functions call it: a
     shifted read, a windowed maximum, or a delta of affine indices (delta(q, 2*j), read as a window of
     ones) all do, and only the printed code says which of them the lowering kept."""
-    return [pr.window_helper.strip()] if any("window(" in f for f in functions) else []
+    helpers = [pr.window_helper.strip()] if any("window(" in f for f in functions) else []
+    if any("first_at(" in f or "scatter_at(" in f for f in functions):
+        helpers.append(pr.at_maxima_helper.strip())
+    return helpers
 
 
 def _programs(
@@ -190,6 +199,10 @@ def _programs(
                 fwd.sizes,
                 bwd.saved,
             )
+            if pr.scatters_at_maxima:
+                fwd, bwd = scattered_at_maxima(
+                    d, fwd, bwd, bwd if wanted is None else reading_saved(d, whole, kept)
+                )
         _CACHE[key] = (d, (fwd, bwd))
     return _CACHE[key][1]
 

@@ -183,6 +183,26 @@ class Fold(sp.Function):
     so that F.fold can be given the target's size as it is."""
 
 
+class FirstAt(sp.Function):
+    is_commutative = True
+    is_real = True
+    """FirstAt(mask, kernel, strides, dilations, paddings, target, ties): where a boolean `mask` with a
+    Fold value's axes (batch.., k_1..k_m, i_1..i_m) holds, as flat positions in the m trailing target
+    axes of sizes `target` (h = stride*i + dilation*k - padding along each; outside the target does not
+    count). Two arrays, this one and the one named `ties`: per window (batch.., i..), the position of
+    the one offset where it holds, -1 where it holds at none or several; and (2 x T) the positions and
+    window indices of the entries of windows where it holds at several. Where a max pooling's maxima
+    are, as autograd keeps them, with ties kept too."""
+
+
+class ScatterAt(sp.Function):
+    is_commutative = True
+    is_real = True
+    """ScatterAt(value, at, ties, shape, m): the Fold of where(mask, value, 0) into `shape`, computed by
+    adding each entry of `value` (axes (batch.., i..)) at its position in the m trailing axes, `at` and
+    `ties` being the arrays of a FirstAt of the mask."""
+
+
 class Eye(sp.Function):
     is_commutative = True
     is_real = True
@@ -1422,8 +1442,9 @@ def backward_program(
 # subexpression holding one is saved. The opaque ones are never looked into either: their printers read
 # their arguments' structure (a window's geometry, a scatter's terms).
 _ARRAY_NODES = (Einsum, ReduceSum, Align, Zeros, AsArray, ReduceMax, IndexMax, MaxOver, Window, Conv, Pad,
-                Inside, Ones, Merge, Scatter, Fold, Eye, sp.Tuple, sp.Indexed, sp.Sum)  # fmt: skip
-_OPAQUE = (IndexMax, MaxOver, Window, Conv, Pad, Inside, Merge, Scatter, Fold)
+                Inside, Ones, Merge, Scatter, Fold, FirstAt, ScatterAt, Eye, sp.Tuple, sp.Indexed,
+                sp.Sum)  # fmt: skip
+_OPAQUE = (IndexMax, MaxOver, Window, Conv, Pad, Inside, Merge, Scatter, Fold, FirstAt, ScatterAt)
 _BOOLEAN = (Relational, sp.logic.boolalg.BooleanFunction)  # a comparison, an and/or of them: a mask
 
 
@@ -1507,6 +1528,96 @@ def reading_saved(d: Derivation, prog: Program, saved: dict[sp.Expr, Assign]) ->
     params = _complete(d, params, body, order)
     shapes = {a.name: a.axes for a in saved.values()}
     return Program(params, body, prog.results, _size_sources(d, params), shapes)
+
+
+def scattered_at_maxima(d: Derivation, fwd: Program, bwd: Program, whole: Program) -> tuple[Program, Program]:
+    """The saved forward and backward (`bwd`, of some of the gradients of `whole`) with each max
+    pooling's gradient a scatter (see `ScatterAt`), for a backend whose fold is slow beside its scatter
+    (PyTorch's col2im). A statement that is a Fold of where(P == Q, D, 0), with P and Q read from inputs
+    and forward values alone and D without the kernel axes, adds D at the one kernel offset per window
+    where P == Q: the forward finds that offset and keeps it (`FirstAt`, named after the statement, so
+    that every backward of the derivation reads it alike), the backward adds D there, and folds as
+    before where some window has no single such offset. That is what torch.autograd keeps for max
+    pooling (the argmax) and does with it (a scatter), with the formula's meaning kept where the maximum
+    is not single: every tied maximum gets D."""
+    taken = set(d.tensors) | set(d.sizes) | set(d.constants) | set(whole.saved) | {a.name for a in fwd.body}
+
+    def fresh(stem: str) -> str:
+        name, k = stem, 0
+        while name in taken:
+            k += 1
+            name = f"{stem}{k}"
+        taken.add(name)
+        return name
+
+    folds = {}
+    fwd_body, shapes = list(fwd.body), {}
+    for a in whole.body:
+        picked = _one_hot_fold(d, a.expr, whole.body) if a.statement and isinstance(a.expr, Fold) else None
+        if picked is None:
+            continue
+        value, mask, axes, views = picked
+        renamed = {}
+        for view in views:  # the backward's window views of forward values, computed in the forward
+            renamed[array(view.name)] = array(fresh("saved_view"))
+            fwd_body.append(Assign(renamed[array(view.name)].name, view.expr, view.axes, False))
+        shape, m = a.expr.args[1], len(a.expr.args[2])
+        at, ties = folds[a.name] = fresh(f"saved_{a.name}_at"), fresh(f"saved_{a.name}_ties")
+        found = FirstAt(
+            mask.xreplace(renamed), *a.expr.args[2:6], sp.Tuple(*shape[len(shape) - m :]), array(ties)
+        )
+        fwd_body.append(Assign(at, found, axes, True))
+        shapes[at] = (*shape[: len(shape) - m], *a.expr.args[6])  # (batch.., counts..)
+        shapes[ties] = (sp.Integer(2), sp.Symbol("ties"))
+    if not folds:
+        return fwd, bwd
+    body = []
+    for a in bwd.body:
+        if a.statement and a.name in folds:
+            value = _one_hot_fold(d, a.expr, bwd.body)[0]
+            at, ties = folds[a.name]
+            scatter = ScatterAt(value, array(at), array(ties), a.expr.args[1], len(a.expr.args[2]))
+            a = Assign(a.name, scatter, a.axes, True)
+        body.append(a)
+    # the fold's window views of x and y are read no more: neither they nor x and y (if nothing else
+    # reads them) are the backward's
+    read: set[str] = set()
+    for a in reversed(body):
+        if a.statement or a.name in read:
+            read |= {s.name for s in a.expr.free_symbols}
+    body = [a for a in body if a.statement or a.name in read]
+    new = [n for n in shapes if n in read]
+    params = [p for p in bwd.params if p in read]
+    first = next((k for k, p in enumerate(params) if p == d.upstream), len(params))  # before dy
+    params[first:first] = new
+    order = d.inputs + [st.target for st in d.forward] + [d.upstream] * (d.upstream in d.tensors)
+    params = _complete(d, params, body, order)
+    saved = {**{n: s for n, s in bwd.saved.items() if n in read}, **{n: shapes[n] for n in new}}
+    fwd = Program(fwd.params, fwd_body, fwd.results + list(shapes), fwd.sizes, {**fwd.saved, **shapes})
+    return fwd, Program(params, body, bwd.results, _size_sources(d, params), saved)
+
+
+def _one_hot_fold(d: Derivation, fold: Fold, body: list[Assign]):
+    """(D with axes (batch.., i..), the mask P == Q, those axes, the window views of `body` the mask
+    reads) for a Fold of where(P == Q, D, 0) as `scattered_at_maxima` takes it; None otherwise."""
+    known = {n for n in [*d.inputs, *(st.target for st in d.forward)] if n in d.tensors}
+    windows = {a.name: a for a in body if isinstance(a.expr, Window)}
+    value, shape, kernel = fold.args[:3]
+    if not (isinstance(value, sp.Piecewise) and len(value.args) == 2 and value.args[1] == (0, True)):
+        return None
+    spread, mask = value.args[0]
+    if not (isinstance(mask, sp.Eq) and isinstance(spread, Align) and isinstance(spread.args[0], sp.Symbol)):
+        return None
+    source, src, dst = spread.args
+    m, nb = len(kernel), len(shape) - len(kernel)
+    if len(dst) != nb + 2 * m or set(src) & set(dst[nb : nb + m]):
+        return None
+    reads = {s.name for s in mask.free_symbols if not s.is_integer} - known
+    for name in reads:
+        if name not in windows or windows[name].expr.args[0].name not in known:
+            return None  # the mask reads the upstream gradient, or a temporary of the backward
+    axes = (*dst[:nb], *dst[nb + m :])
+    return Align(source, src, sp.Tuple(*axes)), mask, axes, [windows[n] for n in sorted(reads)]
 
 
 def _replaced(e, names: dict):

@@ -43,6 +43,11 @@ class _ArrayMixin:
     # scalar (dy*m 2.1 ms against dy*(x > 0) 0.21, 512 x 1024 float64, one thread), and torch.autograd
     # keeps relu's output, a float, not a mask.
     saves_masks = True
+    # whether the saved form's max pooling gradient is a scatter at the maxima its forward found
+    # (`lower.scattered_at_maxima`), with the helpers `at_maxima_helper`: PyTorch, whose fold (col2im)
+    # took five times torch.autograd's scatter
+    scatters_at_maxima = False
+    at_maxima_helper = ""
     # whether a convolution's input gradient at a stride is one library transposed convolution (reading
     # the upstream gradient spread out by the stride) rather than computed stride phase by stride phase
     # (see `lower._Lowering.phase_splits`): PyTorch's `convNd_input`, XLA's `lhs_dilation`
@@ -471,6 +476,48 @@ def window(a, pad, dilate, start, steps, shape, fill=0.0, copy=False):
     return view.contiguous() if copy else view
 '''
 
+# The helpers of a max pooling's gradient scattered at the maxima its forward found (see
+# `lower.scattered_at_maxima`): PyTorch's generated code, saved form.
+AT_MAXIMA_TORCH = '''
+def first_at(mask, kernel, places, strides, dilations, paddings, target, rows):
+    """Where a boolean `mask` (axes: batch.., kernel offsets k.., window positions i..) holds, as flat
+    positions in its m trailing target axes (sizes `target`, rows `rows` long; h = stride*i + dilation*k
+    - padding along each; `places`: the kernel offsets' digits in the flattened offset). Returns (at,
+    ties): at (batch.., i..), the position of the one offset where it holds, -1 where it holds at none
+    or at several; ties (2 x T), for each entry of a window where it holds at several, the entry's flat
+    position in the whole target and its window's flat index. Entries outside the target do not count."""
+    m = len(kernel)
+    nb = mask.dim() - 2 * m
+    flat = mask.flatten(nb, nb + m - 1)  # (batch.., K, i..)
+    counts = flat.shape[nb + 1 :]
+
+    def place(k):  # the flat positions of offsets k (broadcast with the i..), and whether inside
+        h = list(map(lambda d: strides[d] * torch.arange(counts[d], device=k.device).reshape((-1,) + (1,) * (m - 1 - d))
+                     + dilations[d] * (k // places[d] % kernel[d]) - paddings[d], range(m)))
+        outside = sum(map(lambda t, n: ((t < 0) | (t >= n)).to(torch.uint8), h, target))
+        return sum(map(lambda t, r: t * r, h, rows)), outside == 0
+
+    every, inside = place(torch.arange(flat.shape[nb], device=flat.device).reshape((-1,) + (1,) * m))
+    held = flat & inside
+    hits = held.sum(nb)
+    at = torch.where(hits == 1, place(held.to(torch.uint8).argmax(nb))[0], -1)  # the first offset held
+    tied = held & (hits > 1).unsqueeze(nb)
+    batch = flat.shape[:nb]
+    windows = torch.arange(at.numel(), device=at.device).reshape(at.shape).unsqueeze(nb).expand(flat.shape)
+    starts = torch.arange(batch.numel(), device=at.device).reshape(tuple(batch) + (1,) * (m + 1))
+    positions = (starts * (rows[0] * target[0]) + every).expand(flat.shape)
+    return at, torch.stack([positions[tied], windows[tied]])
+
+
+def scatter_at(value, at, ties, shape, m):
+    """Zeros of `shape` with each entry of `value` (axes: batch.., window positions i..) added at its flat
+    position `at` in the m trailing axes (none where -1), and at each tie's position (see `first_at`)."""
+    nb = len(shape) - m
+    out = value.new_zeros(shape).flatten(nb)
+    out.scatter_add_(nb, at.clamp(min=0).flatten(nb), torch.where(at >= 0, value, 0).flatten(nb))
+    return out.reshape(-1).index_add_(0, ties[0], value.reshape(-1)[ties[1]]).reshape(shape)
+'''
+
 WINDOW_JAX = '''
 def window(a, pad, dilate, start, steps, shape, fill=0.0, copy=False):
     """The reads a[(start + steps.T @ v) / dilate] for every v < shape, outside a as `fill`: one small
@@ -604,6 +651,30 @@ def _torch_printer():
         folds = True
         saves_masks = False
         spreads = True
+        scatters_at_maxima = True
+        at_maxima_helper = AT_MAXIMA_TORCH
+
+        def _print_FirstAt(self, e):
+            mask, kernel, strides, dilations, paddings, target, _ = e.args
+            places = [sp.Mul(*kernel[d + 1 :]) for d in range(len(kernel))]
+            rows = [sp.Mul(*target[d + 1 :]) for d in range(len(target))]
+            numbers = ", ".join(
+                f"{name}={size_text(sp.Tuple(*values))}"
+                for name, values in [
+                    ("kernel", kernel),
+                    ("places", places),
+                    ("strides", strides),
+                    ("dilations", dilations),
+                    ("paddings", paddings),
+                    ("target", target),
+                    ("rows", rows),
+                ]
+            )
+            return f"first_at({self._print(mask)}, {numbers})"
+
+        def _print_ScatterAt(self, e):
+            value, at, ties, shape, m = e.args
+            return f"scatter_at({self._print(value)}, {at}, {ties}, {size_text(shape)}, {m})"
 
         def _stop_gradient(self, text):
             return f"{text}.detach()"
