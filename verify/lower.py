@@ -1088,6 +1088,12 @@ class _Lowering:
         self.shared_pads = self.pads_of(terms)
         values = [self.whole(t, axes) for t in terms]
         self.shared_pads = {}
+        # a value that lands at several offsets (an average pool's dy/(KH*KW), at all nine) is computed
+        # once, where each slice-add would compute it again
+        values = [
+            self.temp(v, axes)[0] if values.count(v) > 1 and not isinstance(v, sp.Symbol) else v
+            for v in values
+        ]
         return Scatter(
             sp.Tuple(*values),
             sp.Tuple(*(self.ranges[h] for h in free)),
