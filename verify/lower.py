@@ -984,7 +984,8 @@ class _Lowering:
 
         convs = [a for a in new if isinstance(a.expr, Conv) and transposed(a.expr)]
         readers = [a.expr for a in new if a.name not in spread] + [expr]
-        if convs and not any(reads(e) & spread for e in readers):
+        # (a division by zero is left to the phases' lowering, which says so)
+        if convs and not any(reads(e) & spread for e in readers) and not expr.has(sp.zoo, sp.nan):
             self.body.append(Assign(st.target, expr, st.indices, True))
             return True
         self.body, self.cse, self.counter, self.scalars, self.ranges = kept
@@ -1540,12 +1541,12 @@ def scattered_at_maxima(d: Derivation, fwd: Program, bwd: Program, whole: Progra
     """The saved forward and backward (`bwd`, of some of the gradients of `whole`) with each max
     pooling's gradient a scatter (see `ScatterAt`), for a backend whose fold is slow beside its scatter
     (PyTorch's col2im). A statement that is a Fold of where(P == Q, D, 0), with P and Q read from inputs
-    and forward values alone and D without the kernel axes, adds D at the one kernel offset per window
-    where P == Q: the forward finds that offset and keeps it (`FirstAt`, named after the statement, so
-    that every backward of the derivation reads it alike), the backward adds D there, and folds as
-    before where some window has no single such offset. That is what torch.autograd keeps for max
-    pooling (the argmax) and does with it (a scatter), with the formula's meaning kept where the maximum
-    is not single: every tied maximum gets D."""
+    and forward values alone and D without the kernel axes, adds D at the entries where P == Q: the
+    forward finds them and keeps them (`FirstAt`: one position per window, and the entries of windows
+    where P == Q holds at several; named after the statement, so that every backward of the derivation
+    reads them alike), the backward adds D there and reads neither P nor Q. That is what torch.autograd
+    keeps for max pooling (the argmax) and does with it (a scatter), with the formula's meaning kept
+    where the maximum is not single: every tied maximum gets D."""
     taken = set(d.tensors) | set(d.sizes) | set(d.constants) | set(whole.saved) | {a.name for a in fwd.body}
 
     def fresh(stem: str) -> str:
@@ -1562,7 +1563,7 @@ def scattered_at_maxima(d: Derivation, fwd: Program, bwd: Program, whole: Progra
         picked = _one_hot_fold(d, a.expr, whole.body) if a.statement and isinstance(a.expr, Fold) else None
         if picked is None:
             continue
-        value, mask, axes, views = picked
+        _, mask, axes, views = picked
         renamed = {}
         for view in views:  # the backward's window views of forward values, computed in the forward
             renamed[array(view.name)] = array(fresh("saved_view"))
@@ -1620,7 +1621,7 @@ def _one_hot_fold(d: Derivation, fold: Fold, body: list[Assign]):
         return None
     reads = {s.name for s in mask.free_symbols if not s.is_integer} - known
     for name in reads:
-        if name not in windows or windows[name].expr.args[0].name not in known:
+        if name not in windows or getattr(windows[name].expr.args[0], "name", None) not in known:
             return None  # the mask reads the upstream gradient, or a temporary of the backward
     axes = (*dst[:nb], *dst[nb + m :])
     return Align(source, src, sp.Tuple(*axes)), mask, axes, [windows[n] for n in sorted(reads)]
