@@ -92,9 +92,8 @@ def _function(d: Derivation, prog: Program, backend: str, fname: str, doc: str, 
             expr = expr.xreplace({sp.Symbol(k, real=True): v for k, v in inline.items()})
         if isinstance(expr, Scatter):
             lines += [f"    {line}" for line in pr.scatter_lines(a.name, expr)]
-        elif isinstance(
-            expr, FirstAt
-        ):  # two arrays: the positions, and the ties' (named in its last argument)
+        elif isinstance(expr, FirstAt):
+            # two arrays: the positions, and the ties' (named in its last argument)
             lines.append(f"    {a.name}, {expr.args[-1]} = {pr.doprint(expr)}")
         else:
             lines.append(f"    {a.name} = {pr.doprint(expr)}")

@@ -131,6 +131,13 @@ class Conv(sp.Function):
     own axes (b then g to B, f then g to A, b then f to the result, each counted in the positions above);
     the result's are dropped again."""
 
+    @property
+    def transposed(self) -> bool:
+        """Whether it is the adjoint of a convolution with A as its kernel: A read backwards, the result
+        at unit stride (a library's transposed convolution, at the stride `dilate` spreads B out by)."""
+        su, sv = self.args[6:8]
+        return all(s < 0 for s in sv) and all(s == 1 for s in su)
+
 
 class Pad(sp.Function):
     is_commutative = True
@@ -972,8 +979,7 @@ class _Lowering:
         spread = {a.name for a in new if isinstance(a.expr, Window) and any(d != 1 for d in a.expr.args[2])}
 
         def transposed(e) -> bool:
-            su, sv, dilate = e.args[6:9]
-            return any(d != 1 for d in dilate) and all(s < 0 for s in sv) and all(s == 1 for s in su)
+            return e.transposed and any(d != 1 for d in e.args[8])
 
         def reads(e) -> set:
             if isinstance(e, Conv) and transposed(e):
@@ -1528,13 +1534,19 @@ def reading_saved(d: Derivation, prog: Program, saved: dict[sp.Expr, Assign]) ->
     names = {e: array(a.name) for e, a in saved.items()}
     body = [Assign(a.name, _replaced(a.expr, names), a.axes, a.statement) for a in prog.body]
     read = {s.name for a in body for s in a.expr.free_symbols}
-    params = [p for p in prog.params if p in read]
-    at = next((k for k, p in enumerate(params) if p == d.upstream), len(params))
-    params[at:at] = [a.name for a in saved.values() if a.name in read]
-    order = d.inputs + [st.target for st in d.forward] + [d.upstream] * (d.upstream in d.tensors)
-    params = _complete(d, params, body, order)
+    params = _reading(d, prog.params, [a.name for a in saved.values()], body, read)
     shapes = {a.name: a.axes for a in saved.values()}
     return Program(params, body, prog.results, _size_sources(d, params), shapes)
+
+
+def _reading(d: Derivation, params: list[str], saved: list[str], body: list[Assign], read: set) -> list[str]:
+    """A backward's parameters once it reads what its forward saved: those of `params` and `saved` that
+    the body reads, the saved ones before the upstream gradient, and what gives a size no other gives."""
+    params = [p for p in params if p in read]
+    at = next((k for k, p in enumerate(params) if p == d.upstream), len(params))
+    params[at:at] = [n for n in saved if n in read]
+    order = d.inputs + [st.target for st in d.forward] + [d.upstream] * (d.upstream in d.tensors)
+    return _complete(d, params, body, order)
 
 
 def scattered_at_maxima(d: Derivation, fwd: Program, bwd: Program, whole: Program) -> tuple[Program, Program]:
@@ -1593,13 +1605,8 @@ def scattered_at_maxima(d: Derivation, fwd: Program, bwd: Program, whole: Progra
         if a.statement or a.name in read:
             read |= {s.name for s in a.expr.free_symbols}
     body = [a for a in body if a.statement or a.name in read]
-    new = [n for n in shapes if n in read]
-    params = [p for p in bwd.params if p in read]
-    first = next((k for k, p in enumerate(params) if p == d.upstream), len(params))  # before dy
-    params[first:first] = new
-    order = d.inputs + [st.target for st in d.forward] + [d.upstream] * (d.upstream in d.tensors)
-    params = _complete(d, params, body, order)
-    saved = {**{n: s for n, s in bwd.saved.items() if n in read}, **{n: shapes[n] for n in new}}
+    params = _reading(d, bwd.params, list(shapes), body, read)
+    saved = {n: s for n, s in {**bwd.saved, **shapes}.items() if n in read}
     fwd = Program(fwd.params, fwd_body, fwd.results + list(shapes), fwd.sizes, {**fwd.saved, **shapes})
     return fwd, Program(params, body, bwd.results, _size_sources(d, params), saved)
 

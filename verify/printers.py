@@ -50,7 +50,8 @@ class _ArrayMixin:
     at_maxima_helper = ""
     # whether a convolution's input gradient at a stride is one library transposed convolution (reading
     # the upstream gradient spread out by the stride) rather than computed stride phase by stride phase
-    # (see `lower._Lowering.phase_splits`): PyTorch's `convNd_input`, XLA's `lhs_dilation`
+    # (see `lower._Lowering.phase_splits`): PyTorch's `convNd_input`. JAX keeps the phases: its
+    # `lhs_dilation` convolution measured slower than them
     spreads = False
 
     def _module_format(self, fqn, register=True):
@@ -694,8 +695,7 @@ def _torch_printer():
             fallback, x, a, lhs, rhs, out, su, sv, dilate, low, high, U, V, L, weight, (nb, nf), units = (
                 e.args
             )
-            transposed = all(s < 0 for s in sv) and all(s == 1 for s in su)
-            if any(d != 1 for d in dilate) and not transposed:
+            if any(d != 1 for d in dilate) and not e.transposed:
                 return self._print(fallback)
             n = len(su)
             x_text, a_text = _with_units(self._print(x), units[0]), _with_units(self._print(a), units[1])
@@ -718,7 +718,7 @@ def _torch_printer():
                     f"dilation={size_text(sp.Tuple(*su))}",
                 )
                 roles = [1, 0, *range(2, n + 2)]
-            elif transposed:
+            elif e.transposed:
                 # the adjoint of a convolution with A as its kernel (g out, f in), padded by p, at the
                 # stride that spreads x out (x spread out is L' = S*(L - 1) + 1 long)
                 p = [r * (v - 1) - lo for r, v, lo in zip(reach, V, low, strict=True)]
